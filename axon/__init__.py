@@ -1,0 +1,1 @@
+"""Axon: the trust layer (keys, envelopes, ledger, messaging, transports)."""

@@ -1,0 +1,1 @@
+"""`axon` subcommands, one module each."""

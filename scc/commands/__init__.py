@@ -1,0 +1,1 @@
+"""`scc` subcommands, one module each."""

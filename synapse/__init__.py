@@ -1,0 +1,1 @@
+"""Synapse: the sandboxed policy runtime, its REST service and the sidecar."""

@@ -1,0 +1,1 @@
+"""`synapse` subcommands, one module each."""
