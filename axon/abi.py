@@ -9,6 +9,8 @@ import enum
 import json
 from dataclasses import dataclass
 
+from axon.errors import AxonError
+
 ABI_VERSION = 1
 IMPORT_MODULE = "sopcos"
 META_SECTION = "sopcos.meta"
@@ -104,3 +106,76 @@ class ModuleMeta:
             rules=tuple(doc["rules"]),
             sites=tuple(doc["sites"]),
         )
+
+
+class ModuleMetaError(AxonError):
+    """A module's `sopcos.meta` section is missing, duplicated or unreadable."""
+
+    code = "AXON-ABI-META"
+
+
+WASM_MAGIC = b"\x00asm\x01\x00\x00\x00"
+_CUSTOM_SECTION_ID = 0
+
+
+def _read_u32_leb128(data: bytes, pos: int) -> tuple[int, int]:
+    """Decode one unsigned LEB128 u32 at `pos`; return (value, next position)."""
+    value = 0
+    for shift in range(0, 35, 7):
+        if pos >= len(data):
+            raise ModuleMetaError("module is truncated inside a length field")
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            if value > 0xFFFFFFFF:
+                raise ModuleMetaError("module has a length field larger than 32 bits")
+            return value, pos
+    raise ModuleMetaError("module has a length field longer than 5 bytes")
+
+
+def read_custom_sections(wasm: bytes, name: str) -> list[bytes]:
+    """Payloads of every custom section called `name`, in module order.
+
+    Walks the section headers only (id, size); it does not validate the module, wasmtime does that.
+    """
+    if not wasm.startswith(WASM_MAGIC):
+        raise ModuleMetaError("not a WebAssembly module (bad magic number or version)")
+    found: list[bytes] = []
+    pos = len(WASM_MAGIC)
+    while pos < len(wasm):
+        section_id = wasm[pos]
+        size, body = _read_u32_leb128(wasm, pos + 1)
+        end = body + size
+        if end > len(wasm):
+            raise ModuleMetaError("module is truncated inside a section")
+        if section_id == _CUSTOM_SECTION_ID:
+            name_len, name_at = _read_u32_leb128(wasm, body)
+            if name_at + name_len > end:
+                raise ModuleMetaError("custom section name runs past its section")
+            if wasm[name_at : name_at + name_len] == name.encode():
+                found.append(bytes(wasm[name_at + name_len : end]))
+        pos = end
+    return found
+
+
+def read_meta(wasm: bytes) -> ModuleMeta:
+    """Decode the `sopcos.meta` section of a policy module (docs/abi.md).
+
+    Raises ModuleMetaError when the section is absent, present more than once (which copy would a
+    runtime trust?), not JSON of the documented shape, or written for another ABI version.
+    """
+    sections = read_custom_sections(wasm, META_SECTION)
+    if not sections:
+        raise ModuleMetaError(f"module has no {META_SECTION!r} custom section")
+    if len(sections) > 1:
+        raise ModuleMetaError(f"module has {len(sections)} {META_SECTION!r} custom sections; expected one")
+    try:
+        meta = ModuleMeta.from_json(sections[0])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModuleMetaError(f"{META_SECTION!r} section is malformed: {exc!r}") from None
+    if meta.abi != ABI_VERSION:
+        raise ModuleMetaError(
+            f"module was built for ABI version {meta.abi!r}; this runtime speaks {ABI_VERSION}"
+        )
+    return meta
