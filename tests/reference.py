@@ -1,0 +1,262 @@
+"""A reference interpreter of SIP-001, written from the spec (`shared/spec/sip-001.md`) alone.
+
+It shares no code with `scc` or `synapse` on purpose: the differential test compares the compiled
+module against it, so a misreading of the spec has to be made twice, independently, to go unseen.
+It evaluates the parsed source directly, in Python floats (IEEE-754 doubles, round-to-nearest; Python
+never fuses multiply-add).
+
+What it assumes where the spec leaves a choice, so an auditor can check it:
+- n-ary arithmetic folds left to right, `((a op b) op c)`, and each partial result is checked for NaN
+  as it is formed (SIP-001 §4 "any arithmetic result that is NaN");
+- a division checks its divisor (±0 alike) before it divides, so `0 / 0` is a division by zero;
+- `min`/`max` are the IEEE/WebAssembly ones (`-0 < +0`); NaN never reaches them because every NaN
+  result has already faulted;
+- a `let` definition is evaluated at its first use and remembered for the rest of the evaluation
+  (§4 "with the same result each time"); a definition that is never reached is never evaluated;
+- context `now`, when declared and not passed, is the `now` argument (the caller's clock, §3); with
+  no `now` argument it is simply absent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+VERDICTS = ("DENY", "ALLOW", "WARN", "HALT")
+# SIP-001 §5: severity, highest first: HALT, DENY, WARN, ALLOW.
+SEVERITY = {"ALLOW": 0, "WARN": 1, "DENY": 2, "HALT": 3}
+
+Value = float | bool | str
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Why an evaluation ended in a fault (§6). `kind` is one of the KINDS; `where` names the input
+    (`telemetry.NAME`) or the JSON Pointer of the expression that faulted."""
+
+    kind: str
+    where: str
+    detail: str
+
+    KINDS = ("input", "division-by-zero", "nan")
+
+    def __str__(self) -> str:
+        return f"{self.kind} at {self.where}: {self.detail}"
+
+
+class Decision(NamedTuple):
+    verdict: str
+    rule: str | None
+    logs: tuple[tuple[str, str], ...]  # (level, message), in rule order
+    fault: Fault | None
+
+
+class _Faulted(Exception):
+    def __init__(self, fault: Fault) -> None:
+        super().__init__(str(fault))
+        self.fault = fault
+
+
+class PolicyShapeError(ValueError):
+    """The policy is not one the reference can evaluate (it would not compile either)."""
+
+
+# ---------------------------------------------------------------------------------------------- §3
+
+
+def _pointer(*tokens: str | int) -> str:
+    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in tokens)
+
+
+def _check_input(source: str, name: str, decl: Mapping[str, Any], supplied: Mapping[str, Any],
+                 now: float | None) -> Value:
+    where = f"{source}.{name}"
+
+    def fault(detail: str) -> _Faulted:
+        return _Faulted(Fault("input", where, detail))
+
+    if name in supplied:
+        value = supplied[name]
+    elif "default" in decl:
+        value = decl["default"]
+    elif source == "context" and name == "now" and now is not None:
+        value = now
+    else:
+        raise fault("required input is missing and has no default")
+
+    kind = decl["type"]
+    if kind == "number":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fault(f"expected a number, got {type(value).__name__}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise fault("number is not finite") from None
+        if not math.isfinite(number):
+            raise fault("number is not finite")
+        if "min" in decl and number < decl["min"]:
+            raise fault(f"{number!r} is below the minimum {decl['min']!r}")
+        if "max" in decl and number > decl["max"]:
+            raise fault(f"{number!r} is above the maximum {decl['max']!r}")
+        return number
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise fault(f"expected true or false, got {type(value).__name__}")
+        return value
+    if kind == "enum":
+        if not isinstance(value, str) or value not in decl["values"]:
+            raise fault(f"{value!r} is not one of {decl['values']!r}")
+        return value
+    raise PolicyShapeError(f"{where}: unknown input type {kind!r}")
+
+
+def check_inputs(policy: Mapping[str, Any], telemetry: Any, context: Any,
+                 now: float | None = None) -> dict[tuple[str, str], Value]:
+    """All declared inputs, checked, in declaration order; raises _Faulted on the first bad one."""
+    env: dict[tuple[str, str], Value] = {}
+    declared = policy.get("inputs") or {}
+    for source, supplied in (("telemetry", telemetry), ("context", context)):
+        supplied = {} if supplied is None else supplied
+        if not isinstance(supplied, Mapping):
+            raise _Faulted(Fault("input", source, f"{source} must be a JSON object"))
+        for name, decl in (declared.get(source) or {}).items():
+            env[(source, name)] = _check_input(source, name, decl, supplied, now)
+    return env
+
+
+# ---------------------------------------------------------------------------------------------- §4
+
+
+def _ieee_min(a: float, b: float) -> float:
+    if a == b == 0.0:
+        return a if math.copysign(1.0, a) < 0 else b
+    return a if a < b else b
+
+
+def _ieee_max(a: float, b: float) -> float:
+    if a == b == 0.0:
+        return a if math.copysign(1.0, a) > 0 else b
+    return a if a > b else b
+
+
+_FOLDS = {
+    "add": lambda a, b: a + b,
+    "mul": lambda a, b: a * b,
+    "min": _ieee_min,
+    "max": _ieee_max,
+}
+_ORDER = {
+    "lt": lambda a, b: a < b,
+    "le": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "ge": lambda a, b: a >= b,
+}
+
+
+class _Evaluator:
+    def __init__(self, policy: Mapping[str, Any], env: Mapping[tuple[str, str], Value]) -> None:
+        self.lets: Mapping[str, Any] = policy.get("let") or {}
+        self.env = env
+        self.memo: dict[str, Value] = {}
+
+    def ref(self, name: str) -> Value:
+        if name not in self.memo:
+            if name not in self.lets:
+                raise PolicyShapeError(f"undefined let {name!r}")
+            self.memo[name] = self.eval(self.lets[name], _pointer("let", name))
+        return self.memo[name]
+
+    def arith(self, value: float, site: str) -> float:
+        if math.isnan(value):
+            raise _Faulted(Fault("nan", site, "arithmetic result is NaN"))
+        return value
+
+    def eval(self, expr: Any, site: str) -> Value:
+        if isinstance(expr, bool):
+            return expr
+        if isinstance(expr, int | float):
+            return float(expr)
+        if isinstance(expr, str):  # only as an enum literal inside eq/ne
+            return expr
+        if not isinstance(expr, Mapping) or len(expr) != 1:
+            raise PolicyShapeError(f"{site}: not an expression: {expr!r}")
+        ((op, arg),) = expr.items()
+        at = site + _pointer(op)
+
+        if op in ("telemetry", "context"):
+            if (op, arg) not in self.env:
+                raise PolicyShapeError(f"{site}: undeclared input {op}.{arg}")
+            return self.env[(op, arg)]
+        if op == "ref":
+            return self.ref(arg)
+        if op in ("eq", "ne"):
+            a, b = (self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+            return (a == b) if op == "eq" else (a != b)
+        if op in _ORDER:
+            a = self.eval(arg[0], at + "/0")
+            b = self.eval(arg[1], at + "/1")
+            return _ORDER[op](a, b)
+        if op == "between":
+            x, lo, hi = (self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+            return lo <= x <= hi
+        if op == "in":
+            x = self.eval(arg[0], at + "/0")
+            return any(x == (float(v) if isinstance(v, int | float) else v) for v in arg[1])
+        if op == "all":
+            return all(self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+        if op == "any":
+            return any(self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+        if op == "not":
+            return not self.eval(arg, at)
+        if op in _FOLDS:
+            acc = self.eval(arg[0], at + "/0")
+            for i, e in enumerate(arg[1:], start=1):
+                acc = self.arith(_FOLDS[op](acc, self.eval(e, f"{at}/{i}")), site)
+            return acc
+        if op == "sub":
+            a = self.eval(arg[0], at + "/0")
+            b = self.eval(arg[1], at + "/1")
+            return self.arith(a - b, site)
+        if op == "div":
+            a = self.eval(arg[0], at + "/0")
+            b = self.eval(arg[1], at + "/1")
+            if b == 0.0:
+                raise _Faulted(Fault("division-by-zero", site, "divisor is zero"))
+            return self.arith(a / b, site)
+        if op == "abs":
+            return abs(self.eval(arg, at))
+        if op == "neg":
+            return -self.eval(arg, at)
+        if op == "if":
+            cond = self.eval(arg[0], at + "/0")
+            return self.eval(arg[1], at + "/1") if cond else self.eval(arg[2], at + "/2")
+        raise PolicyShapeError(f"{site}: unknown operator {op!r}")
+
+
+# ---------------------------------------------------------------------------------------------- §5-6
+
+
+def evaluate(policy: Mapping[str, Any], telemetry: Any = None, context: Any = None,
+             now: float | None = None) -> Decision:
+    """Decide `policy` (the parsed SIP-001 source) for one set of inputs."""
+    try:
+        env = check_inputs(policy, telemetry, context, now)
+        ev = _Evaluator(policy, env)
+        combine = policy.get("combine", "first-match")
+        held: list[tuple[int, Mapping[str, Any]]] = []
+        for index, rule in enumerate(policy["rules"]):
+            if ev.eval(rule["when"], _pointer("rules", index, "when")) is True:
+                held.append((index, rule))
+                if combine == "first-match":
+                    break
+    except _Faulted as exc:
+        return Decision("DENY", None, (), exc.fault)
+
+    if not held:
+        return Decision(policy.get("default", "DENY"), None, (), None)
+    verdict = max((rule["then"] for _, rule in held), key=SEVERITY.__getitem__)
+    deciding = next(rule for _, rule in held if rule["then"] == verdict)
+    logs = tuple((r["log"]["level"], r["log"]["message"]) for _, r in held if "log" in r)
+    return Decision(verdict, deciding["id"], logs, None)
