@@ -61,7 +61,8 @@ def _drop_redundant(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     unknown_at = {d.pointer.rsplit("/", 1)[0] for d in diagnostics
                   if d.code == "SCC-E016" and "not an expression operator" in d.message}
     return [d for d in diagnostics
-            if not (d.code == "SCC-E016" and d.message.startswith("an expression has") and d.pointer in unknown_at)]
+            if not (d.code == "SCC-E016" and d.message.startswith("an expression has")
+                    and d.pointer in unknown_at)]
 
 
 def describe(value: Any) -> str:
@@ -137,12 +138,14 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
         hint = ""
         if path and path[-1] in ("not", "abs", "neg") and isinstance(instance, list):
             hint = f" (`{path[-1]}` takes one expression, written without [ ])"
-        return [Diagnostic("SCC-E012", pointer, f"expected {expected} here, found {describe(instance)}{hint}")]
+        return [Diagnostic("SCC-E012", pointer,
+                           f"expected {expected} here, found {describe(instance)}{hint}")]
 
     if keyword in ("enum", "const"):
         choices = list(error.validator_value) if keyword == "enum" else [error.validator_value]
         listed = ", ".join(json.dumps(c) for c in choices)
-        hint = _suggest(instance, [str(c) for c in choices]) if isinstance(instance, str) and len(choices) > 1 else ""
+        suggest = isinstance(instance, str) and len(choices) > 1
+        hint = _suggest(instance, [str(c) for c in choices]) if suggest else ""
         expected = f"{title}: one of {listed}" if len(choices) > 1 else f"{listed} ({title})"
         return [Diagnostic("SCC-E013", pointer, f"expected {expected}; found {describe(instance)}{hint}")]
 
