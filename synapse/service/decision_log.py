@@ -1,0 +1,575 @@
+"""The decision log: every decision, appended as a JSON line to a hash chain sealed by the node key.
+
+Layout. A log is a directory. Each writer (one per worker process) owns a *stream* named `w0`, `w1`, ...
+whose records are spread over numbered segment files `<stream>-000001.jsonl`, `-000002`, ...; a new
+segment starts when the current one reaches `rotate_bytes`.
+
+Records. Every record is a JSON object with `seq` (1, 2, 3, ... across the stream's segments), `time`
+(Unix seconds), `kind`, `prev` (the previous record's `hash`; the first record of a stream has
+`GENESIS`), its own fields, and `hash` = "sha256:" + SHA-256 of the RFC 8785 canonical JSON of the
+record without `hash`. Kinds:
+  segment   first record of every segment file: stream, stream_id, segment index, node DID and key
+  start     a writer (re)opened the stream; notes a damaged tail left by a crash
+  decision  one evaluation: decision_id, policy, urn, version, verdict, code, rule, reason, gas_used,
+            logs, telemetry and context (masked fields as {"hmac-sha256": hex})
+  event     an artifact lifecycle event (loaded, retired, revoked, rollback, ...)
+  seal      `signature` = ECDSA (node key) over SHA-256 of the canonical record without `signature`
+            and `hash`; it covers `prev`, so it vouches for the whole chain before it
+  stop      a clean shutdown (always followed by a final seal)
+
+What this detects. Editing any record breaks its hash; recomputing the hashes breaks every later
+seal's signature (which needs the node key); deleting records breaks `seq` and `prev`; deleting a
+whole segment leaves a gap in the segment numbers. Records written after the last seal and then
+removed from the end of the stream cannot be told from records never written: `verify` reports how
+many records follow the last seal, and the writer seals every `seal_every` records or `seal_interval`
+seconds, and on every clean shutdown.
+
+Durability. Each record is written to the file with one write() before `append` returns, so a killed
+process loses nothing the kernel has; fsync runs at least every `fsync_interval` seconds, at every
+seal and on close (which covers a power loss up to that bound).
+
+Masking. A masked value is written as HMAC-SHA256(mask key, canonical JSON of the value). A plain
+hash would not do: telemetry values come from small domains (a badge number, a setpoint) and a
+SHA-256 of one is found by trying them all. The key (32 random bytes, hex, a 0600 file) must be kept
+apart from the log; whoever holds it can still test a guess, which is what lets an auditor check
+"was operator 1234 the one?" without the log revealing it to everyone who can read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import rfc8785
+
+from axon.keys import Identity, InvalidKey, PublicKey, sha256
+from synapse.service.errors import DecisionLogError
+
+GENESIS = "sha256:" + "0" * 64
+SEGMENT_RE = re.compile(r"^(?P<stream>w\d{1,3})-(?P<index>\d{6})\.jsonl$")
+_MAX_SAFE_INT = 2**53 - 1
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    """`hash` of a record: SHA-256 over the RFC 8785 canonical JSON of the record without `hash`."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return "sha256:" + hashlib.sha256(rfc8785.dumps(body)).hexdigest()
+
+
+def seal_digest(record: dict[str, Any]) -> bytes:
+    """What a seal signs: SHA-256 of the canonical seal record without `signature` and `hash`."""
+    body = {k: v for k, v in record.items() if k not in ("hash", "signature")}
+    return sha256(rfc8785.dumps(body))
+
+
+def loggable(value: Any) -> Any:
+    """JSON the canonicaliser accepts: integers beyond 2**53 become the doubles the runtime sees anyway."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return value
+    if isinstance(value, int):
+        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+    if isinstance(value, dict):
+        return {str(k): loggable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [loggable(v) for v in value]
+    return str(value)
+
+
+class Masker:
+    """Replaces configured telemetry/context fields by their keyed digest."""
+
+    def __init__(self, key: bytes, fields: Iterable[str]) -> None:
+        if len(key) < 16:
+            raise DecisionLogError("the mask key must be at least 16 bytes")
+        self._key = key
+        self._fields: dict[str, frozenset[str]] = {"telemetry": frozenset(), "context": frozenset()}
+        for spec in fields:
+            section, _, name = spec.partition(".")
+            self._fields[section] = self._fields[section] | {name}
+
+    def digest(self, value: Any) -> str:
+        return hmac.new(self._key, rfc8785.dumps(loggable(value)), hashlib.sha256).hexdigest()
+
+    def mask(self, section: str, values: dict[str, Any]) -> dict[str, Any]:
+        names = self._fields.get(section)
+        if not names or names.isdisjoint(values):
+            return values
+        return {k: ({"hmac-sha256": self.digest(v)} if k in names else v) for k, v in values.items()}
+
+
+def load_mask_key(path: Path, randbytes: Callable[[int], bytes] = secrets.token_bytes) -> bytes:
+    """Read the hex mask key at `path`, creating it (0600, 32 random bytes) when it does not exist."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            return bytes.fromhex(path.read_text(encoding="ascii").strip())
+        except (OSError, ValueError, UnicodeDecodeError) as exc:
+            raise DecisionLogError(f"cannot read the mask key {path}: not a hex key file") from exc
+    except OSError as exc:
+        raise DecisionLogError(f"cannot create the mask key {path}: {exc.strerror}") from exc
+    key = randbytes(32)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(key.hex() + "\n")
+    return key
+
+
+# --- writing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Tail:
+    """Where a stream ended: the last good record and whether anything damaged followed it."""
+
+    seq: int = 0
+    hash: str = GENESIS
+    segment: int = 0
+    stream_id: str = ""
+    damaged: str | None = None
+
+
+class DecisionLog:
+    """Append-only writer of one stream. Thread-safe; `close()` seals and fsyncs."""
+
+    def __init__(self, directory: Path, identity: Identity, *, stream: str = "w0",
+                 rotate_bytes: int = 64 * 1024 * 1024, seal_every: int = 1000, seal_interval: float = 60.0,
+                 fsync_interval: float = 1.0, masker: Masker | None = None,
+                 clock: Callable[[], float] = time.time,
+                 randbytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+        if not re.fullmatch(r"w\d{1,3}", stream):
+            raise DecisionLogError(f"stream name {stream!r} must be 'w' and a number")
+        self.directory = Path(directory)
+        self.stream = stream
+        self._identity = identity
+        self._rotate_bytes = rotate_bytes
+        self._seal_every = seal_every
+        self._seal_interval = seal_interval
+        self._fsync_interval = fsync_interval
+        self._masker = masker
+        self._clock = clock
+        self._randbytes = randbytes
+        self._lock = threading.Lock()
+        self._fd = -1
+        self._size = 0
+        self._dirty = False
+        self._unsealed = 0
+        self._last_seal = 0.0
+        self._closed = threading.Event()
+        self._syncer: threading.Thread | None = None
+        self.records_written = 0
+
+    # lifecycle
+
+    def open(self, *, background: bool = True) -> DecisionLog:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise DecisionLogError(f"cannot create the decision log directory {self.directory}: "
+                                   f"{exc.strerror}") from exc
+        tail = find_tail(self.directory, self.stream)
+        self._seq, self._prev = tail.seq, tail.hash
+        self.stream_id = tail.stream_id or self._randbytes(6).hex()
+        self._segment = tail.segment
+        last = self._segment_path(self._segment) if self._segment else None
+        if last is None or tail.damaged or last.stat().st_size >= self._rotate_bytes:
+            self._start_segment(self._segment + 1)
+        else:
+            self._open_fd(last)
+        self._last_seal = self._clock()
+        self._append("start", {"pid": os.getpid(), "damaged_tail": tail.damaged})
+        if background:
+            self._syncer = threading.Thread(target=self._sync_loop, name=f"decision-log-{self.stream}",
+                                            daemon=True)
+            self._syncer.start()
+        return self
+
+    def close(self) -> None:
+        """Write `stop` and a final seal, fsync, close. Safe to call twice."""
+        with self._lock:
+            if self._fd < 0:
+                return
+            self._append("stop", {})
+            self._seal()
+            self._fsync()
+            os.close(self._fd)
+            self._fd = -1
+        self._closed.set()
+        if self._syncer is not None and self._syncer is not threading.current_thread():
+            self._syncer.join(timeout=5)
+
+    # appending
+
+    def append_decision(self, decision: dict[str, Any], telemetry: dict[str, Any], context: dict[str, Any],
+                        **fields: Any) -> str:
+        """Log one decision and return its decision_id (`<stream_id>-<seq>`)."""
+        if self._masker is not None:
+            telemetry = self._masker.mask("telemetry", telemetry)
+            context = self._masker.mask("context", context)
+        with self._lock:
+            decision_id = f"{self.stream_id}-{self._seq + 1}"
+            body = {**fields, **decision, "decision_id": decision_id,
+                    "telemetry": loggable(telemetry), "context": loggable(context)}
+            self._append("decision", body)
+            self._after_append()
+        return decision_id
+
+    def append_event(self, event: str, **fields: Any) -> None:
+        with self._lock:
+            self._append("event", {"event": event, **loggable(fields)})
+            self._after_append()
+
+    def seal(self) -> None:
+        with self._lock:
+            if self._unsealed:
+                self._seal()
+                self._fsync()
+
+    def sync(self) -> None:
+        with self._lock:
+            self._fsync()
+
+    @property
+    def head(self) -> tuple[int, str]:
+        return self._seq, self._prev
+
+    # internals (called with the lock held)
+
+    def _append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        if self._fd < 0:
+            raise DecisionLogError("the decision log is closed")
+        record = {"seq": self._seq + 1, "time": round(self._clock(), 6), "kind": kind, "prev": self._prev,
+                  **body}
+        if kind == "seal":
+            record["signature"] = self._identity.key.sign(seal_digest(record)).hex()
+        canonical = rfc8785.dumps(record)
+        digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
+        # The line is the canonical record with `hash` appended last, so one canonicalisation suffices.
+        line = canonical[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        try:
+            os.write(self._fd, line)
+        except OSError as exc:
+            raise DecisionLogError(f"cannot write the decision log: {exc.strerror}") from exc
+        self._seq, self._prev = record["seq"], digest
+        self._size += len(line)
+        self._dirty = True
+        self._unsealed = 0 if kind == "seal" else self._unsealed + 1
+        self.records_written += 1
+        return record
+
+    def _after_append(self) -> None:
+        if self._unsealed >= self._seal_every:
+            self._seal()
+            self._fsync()
+        if self._size >= self._rotate_bytes:
+            self._seal()
+            self._fsync()
+            os.close(self._fd)
+            self._start_segment(self._segment + 1)
+
+    def _seal(self) -> None:
+        self._append("seal", {"signer": self._identity.did,
+                              "public_key": self._identity.key.public_key.hex()})
+        self._last_seal = self._clock()
+
+    def _fsync(self) -> None:
+        if self._dirty and self._fd >= 0:
+            os.fsync(self._fd)
+            self._dirty = False
+
+    def _segment_path(self, index: int) -> Path:
+        return self.directory / f"{self.stream}-{index:06d}.jsonl"
+
+    def _open_fd(self, path: Path) -> None:
+        try:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        except OSError as exc:
+            raise DecisionLogError(f"cannot open the decision log {path}: {exc.strerror}") from exc
+        self._size = os.fstat(self._fd).st_size
+
+    def _start_segment(self, index: int) -> None:
+        path = self._segment_path(index)
+        if path.exists():
+            raise DecisionLogError(f"{path} already exists; refusing to append to a segment out of order")
+        self._segment = index
+        self._open_fd(path)
+        self._append("segment", {"stream": self.stream, "stream_id": self.stream_id, "segment": index,
+                                 "signer": self._identity.did,
+                                 "public_key": self._identity.key.public_key.hex()})
+        _fsync_dir(self.directory)
+
+    def _sync_loop(self) -> None:
+        period = min(self._fsync_interval, self._seal_interval)
+        while not self._closed.wait(period):
+            with self._lock:
+                if self._fd < 0:
+                    return
+                if self._unsealed and self._clock() - self._last_seal >= self._seal_interval:
+                    self._seal()
+                self._fsync()
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def stream_segments(directory: Path) -> dict[str, list[tuple[int, Path]]]:
+    """Segment files per stream, in index order."""
+    streams: dict[str, list[tuple[int, Path]]] = {}
+    for path in directory.iterdir():
+        m = SEGMENT_RE.match(path.name)
+        if m:
+            streams.setdefault(m["stream"], []).append((int(m["index"]), path))
+    return {name: sorted(segs) for name, segs in sorted(streams.items())}
+
+
+def find_tail(directory: Path, stream: str) -> _Tail:
+    """The last good record of a stream (reading only the end of its last segment)."""
+    segments = stream_segments(directory).get(stream, []) if directory.is_dir() else []
+    if not segments:
+        return _Tail()
+    index, path = segments[-1]
+    tail = _Tail(segment=index)
+    lines = _last_lines(path, 2)
+    for n, raw in enumerate(reversed(lines)):
+        record = _parse(raw)
+        if record is not None and record.get("hash") == record_hash(record):
+            tail.seq, tail.hash = record["seq"], record["hash"]
+            break
+        if n == 0:
+            tail.damaged = f"{path.name}: last line is not a complete record (interrupted write?)"
+    else:
+        raise DecisionLogError(f"{path}: cannot find a good record at its end; move the stream aside "
+                               "and run 'synapse decisions verify' on it")
+    first = _parse(_first_line(path))
+    if first is None or not isinstance(first.get("stream_id"), str):
+        raise DecisionLogError(f"{path}: first line is not a segment record")
+    tail.stream_id = first["stream_id"]
+    return tail
+
+
+def _parse(raw: bytes) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+def _first_line(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.readline()
+
+
+def _last_lines(path: Path, count: int) -> list[bytes]:
+    """The last `count` lines of a file (the final one possibly without its newline), read backwards."""
+    with path.open("rb") as fh:
+        pos = fh.seek(0, os.SEEK_END)
+        buf = b""
+        while pos > 0 and buf.count(b"\n") <= count:
+            step = min(65536, pos)
+            pos -= step
+            fh.seek(pos)
+            buf = fh.read(step) + buf
+    lines = buf.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if pos > 0:
+        lines = lines[1:]
+    return lines[-count:]
+
+
+# --- verification ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    file: str
+    line: int
+    seq: int | None
+    reason: str
+
+    def __str__(self) -> str:
+        seq = f" (seq {self.seq})" if self.seq is not None else ""
+        return f"{self.file} line {self.line}{seq}: {self.reason}"
+
+
+@dataclass
+class StreamReport:
+    stream: str
+    segments: int = 0
+    records: int = 0
+    decisions: int = 0
+    seals: int = 0
+    after_last_seal: int = 0
+    signer: str | None = None
+    public_key: str | None = None
+    first_bad: BadRecord | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.first_bad is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stream": self.stream, "ok": self.ok, "segments": self.segments, "records": self.records,
+                "decisions": self.decisions, "seals": self.seals, "after_last_seal": self.after_last_seal,
+                "signer": self.signer, "public_key": self.public_key,
+                "first_bad": None if self.first_bad is None else {
+                    "file": self.first_bad.file, "line": self.first_bad.line, "seq": self.first_bad.seq,
+                    "reason": self.first_bad.reason},
+                "notes": self.notes}
+
+
+class _Bad(Exception):
+    pass
+
+
+def verify_log(path: Path, public_key: PublicKey | None = None) -> list[StreamReport]:
+    """Check a log directory (every stream in it) or one segment file; the first bad record per stream.
+
+    `public_key` pins the node key the seals must be signed with; without it the key declared in the
+    log's own segment records is used, which shows the log is consistent but not who wrote it.
+    """
+    path = Path(path)
+    if path.is_dir():
+        streams = stream_segments(path)
+        if not streams:
+            raise DecisionLogError(f"{path}: no decision-log segments (w<N>-<index>.jsonl) found")
+        return [_verify_stream(name, segs, public_key, whole=True) for name, segs in streams.items()]
+    m = SEGMENT_RE.match(path.name)
+    if not path.is_file():
+        raise DecisionLogError(f"{path}: no such file or directory")
+    name = m["stream"] if m else path.stem
+    index = int(m["index"]) if m else 1
+    return [_verify_stream(name, [(index, path)], public_key, whole=False)]
+
+
+def _verify_stream(name: str, segments: list[tuple[int, Path]], pinned: PublicKey | None,
+                   whole: bool) -> StreamReport:
+    report = StreamReport(stream=name, segments=len(segments))
+    if pinned is not None:
+        report.public_key = pinned.hex()
+    state: dict[str, Any] = {"seq": None, "prev": None, "stream_id": None}
+    expected_index = segments[0][0]
+    if whole and expected_index != 1:
+        report.first_bad = BadRecord(segments[0][1].name, 1, None,
+                                     f"segments 1..{expected_index - 1} of stream {name} are missing")
+        return report
+    if not whole:
+        report.notes.append("single segment checked: its first record is taken as the anchor")
+    for index, seg in segments:
+        if index != expected_index:
+            report.first_bad = BadRecord(
+                seg.name, 1, None, f"segment {expected_index:06d} is missing (next present: {index:06d})")
+            return report
+        expected_index += 1
+        try:
+            for lineno, record in _records(seg):
+                _check_record(record, seg.name, lineno, index, state, report, anchor=not whole)
+        except _Bad as bad:
+            report.first_bad = bad.args[0]
+            return report
+    if report.after_last_seal:
+        report.notes.append(f"{report.after_last_seal} record(s) after the last seal: a seal vouches only "
+                            "for what precedes it (see docs/service.md)")
+    return report
+
+
+def _records(seg: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    with seg.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.endswith(b"\n"):
+                raise _Bad(BadRecord(seg.name, lineno, None, "last line is incomplete (interrupted write?)"))
+            record = _parse(raw)
+            if record is None:
+                raise _Bad(BadRecord(seg.name, lineno, None, "not a JSON object"))
+            yield lineno, record
+
+
+def _check_record(record: dict[str, Any], file: str, line: int, index: int, state: dict[str, Any],
+                  report: StreamReport, anchor: bool) -> None:
+    seq = record.get("seq") if isinstance(record.get("seq"), int) else None
+
+    def bad(reason: str) -> _Bad:
+        return _Bad(BadRecord(file, line, seq, reason))
+
+    try:
+        computed = record_hash(record)
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
+        raise bad(f"record cannot be canonicalised: {exc}") from exc
+    if record.get("hash") != computed:
+        raise bad("hash mismatch: the record was altered after it was written")
+    if seq is None:
+        raise bad("record has no integer seq")
+    first_of_stream = state["seq"] is None
+    if first_of_stream and anchor:
+        pass
+    elif first_of_stream:
+        if seq != 1 or record.get("prev") != GENESIS:
+            raise bad("the stream does not start at seq 1 from the genesis hash: its beginning is missing")
+    else:
+        if seq != state["seq"] + 1:
+            raise bad(f"seq jumps from {state['seq']} to {seq}: records were removed or reordered")
+        if record.get("prev") != state["prev"]:
+            raise bad("prev does not match the previous record's hash: the chain is broken here")
+    kind = record.get("kind")
+    if kind == "segment":
+        _check_segment_record(record, index, state, report, bad)
+    elif line == 1:
+        raise bad("the first line of a segment must be a segment record")
+    if kind == "seal":
+        _check_seal(record, report, bad)
+        report.seals += 1
+        report.after_last_seal = 0
+    else:
+        report.after_last_seal += 1
+    if kind == "decision":
+        report.decisions += 1
+    report.records += 1
+    state["seq"], state["prev"] = seq, record["hash"]
+
+
+def _check_segment_record(record: dict[str, Any], index: int, state: dict[str, Any], report: StreamReport,
+                          bad: Callable[[str], _Bad]) -> None:
+    if record.get("segment") != index:
+        raise bad(f"segment record says segment {record.get('segment')}, file name says {index}")
+    if state["stream_id"] is None:
+        state["stream_id"] = record.get("stream_id")
+    elif record.get("stream_id") != state["stream_id"]:
+        raise bad("segment belongs to another stream (stream_id differs)")
+    key = record.get("public_key")
+    if report.public_key is None:
+        report.public_key = key
+        report.signer = record.get("signer")
+    elif key != report.public_key:
+        raise bad("segment declares a different node key than the one the log is checked against")
+
+
+def _check_seal(record: dict[str, Any], report: StreamReport, bad: Callable[[str], _Bad]) -> None:
+    if record.get("public_key") != report.public_key:
+        raise bad("seal is signed by a different key than the log's node key")
+    try:
+        pub = PublicKey.from_hex(str(record.get("public_key")))
+        signature = bytes.fromhex(str(record.get("signature")))
+    except (ValueError, InvalidKey) as exc:
+        raise bad("seal has a malformed public key or signature") from exc
+    if not pub.verify(signature, seal_digest(record)):
+        raise bad("seal signature does not verify: the chain before it was rewritten")
+    report.signer = record.get("signer") or report.signer
