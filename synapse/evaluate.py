@@ -1,0 +1,299 @@
+"""Evaluation: check inputs, call `evaluate` in the sandbox, read the result block (docs/abi.md).
+
+Every failure ends in DENY with a reason (SIP-001 §6): an input fault, a fault the module reports
+(division by zero, NaN, out of gas, with the JSON Pointer of the expression and its rule), a trap,
+fuel exhaustion, the wall-clock deadline, a host-function error, a module that breaks the ABI, and
+even a bug of ours. `evaluate` never raises and never answers ALLOW on failure.
+
+No state crosses evaluations on the host side: the values the host functions serve and the logs they
+collect live in a `_CallState` that is filled before each call and emptied after it, so a host call
+outside an evaluation traps. After any trap the instance and its store are dropped and the next
+evaluation gets a fresh one (a new store each time, so the ~10,000-instance limit of a store never
+comes into play). Between successful calls the instance is reused: the ABI has the module rewrite
+its whole result block and reset its gas counter on every call, and a compiled policy keeps no
+other state; the runtime cannot cheaply enforce that for a hand-made module.
+
+Threads: a wasmtime Store is not thread-safe and the host functions share the call state, so
+`evaluate` holds a lock; concurrent callers take turns. For parallel evaluation, make one Evaluator
+per thread from the same `PolicyModule` (the compiled code is shared).
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import wasmtime
+
+from axon import abi
+from axon.abi import FAULT_TEXT, Fault, Verdict
+from synapse import _capi
+from synapse.decision import Decision
+from synapse.errors import InputFault, InstantiationFailed
+from synapse.inputs import InputChecker
+from synapse.sandbox import PAGE_BYTES, Limits, PolicyModule, engine, load_module, new_store
+
+MAX_LOG_BYTES = 1024  # SIP-001 §5: a log message is at most 1,024 bytes of UTF-8
+
+_BLOCK = struct.Struct("<iiiiq")  # verdict, rule, fault, site, gas: the result block at offset 0
+assert _BLOCK.size == abi.RESULT_SIZE and abi.RESULT_GAS == 16
+_VERDICTS = tuple(Verdict(code) for code in range(4))
+_NO_INPUTS: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+_NO_MEMORY = memoryview(b"")
+_RULE_SITE = re.compile(r"^/rules/(\d+)(?:/|$)")
+_U32 = 0xFFFFFFFF
+
+
+class _CallState:
+    """What the host functions see: set before a call into wasm, emptied after it."""
+
+    __slots__ = ("inputs", "logs", "max_logs", "error", "view")
+
+    def __init__(self, max_logs: int) -> None:
+        self.inputs = _NO_INPUTS
+        self.logs: list[dict[str, str]] | None = None  # None: no evaluation in progress
+        self.max_logs = max_logs
+        self.error: str | None = None
+        self.view = _NO_MEMORY
+
+    def fail(self, message: str) -> int:
+        """Record why a host function refused, and return the trap that ends the call."""
+        if self.error is None:
+            self.error = message
+        return _capi.new_trap(message)
+
+
+def _value_getter(state: _CallState, side: int, function: str, label: str) -> _capi.HostCallback:
+    def callback(_env: int, _caller: int, args: Any, _nargs: int) -> int:
+        try:
+            slot = args[0]
+            key = slot.i32
+            values = state.inputs[side]
+            if 0 <= key < len(values):
+                slot.f64 = values[key]
+                return 0
+            if state.logs is None:
+                return state.fail(f"{function} was called outside an evaluation")
+            return state.fail(f"{function}({key}): the module declares {len(values)} {label} inputs")
+        except BaseException as exc:  # nothing may escape into C: ctypes would report success
+            return state.fail(f"{function} failed: {exc!r}")
+
+    return _capi.HostCallback(callback)
+
+
+def _log_emitter(state: _CallState) -> _capi.HostCallback:
+    def callback(_env: int, _caller: int, args: Any, _nargs: int) -> int:
+        try:
+            level = args[0].i32
+            start = args[1].i32 & _U32
+            length = args[2].i32 & _U32
+            logs = state.logs
+            if logs is None:
+                return state.fail("emit_log was called outside an evaluation")
+            if not 0 <= level < len(abi.LOG_LEVELS):
+                return state.fail(f"emit_log: level {level} is not 0 (info), 1 (warn) or 2 (error)")
+            if length > MAX_LOG_BYTES:
+                return state.fail(f"emit_log: message of {length} bytes exceeds {MAX_LOG_BYTES}")
+            view = state.view
+            if start + length > len(view):
+                return state.fail(f"emit_log: message at bytes {start}..{start + length} lies outside memory")
+            if len(logs) >= state.max_logs:
+                return state.fail(f"emit_log: more than {state.max_logs} logs in one evaluation")
+            message = str(view[start : start + length], "utf-8")
+            logs.append({"level": abi.LOG_LEVELS[level], "message": message})
+            return 0
+        except UnicodeDecodeError:
+            return state.fail("emit_log: message is not valid UTF-8")
+        except BaseException as exc:  # nothing may escape into C: ctypes would report success
+            return state.fail(f"emit_log failed: {exc!r}")
+
+    return _capi.HostCallback(callback)
+
+
+class _Live:
+    """One instance with its store; dropped as a whole (the memory view dies with the store)."""
+
+    __slots__ = ("context", "evaluate", "view")
+
+    def __init__(self, context: _capi.Context, evaluate: _capi.FuncI64ToI32, view: memoryview) -> None:
+        self.context = context
+        self.evaluate = evaluate
+        self.view = view
+
+
+class Evaluator:
+    """Evaluates one policy module, as often as asked. See the module docstring for the guarantees."""
+
+    def __init__(
+        self, module: PolicyModule, *, limits: Limits | None = None, clock: Callable[[], float] = time.time
+    ) -> None:
+        meta = module.meta
+        self.meta = meta
+        self.limits = limits or Limits()
+        self._inputs = InputChecker(module.inputs, clock)
+        self._budget = self.limits.gas_budget(meta)
+        self._fuel = self.limits.fuel_budget(meta)
+        self._ticks = self.limits.deadline_ticks
+        self._rule_ids = tuple(rule["id"] for rule in meta.rules)
+        self._rule_verdicts = tuple(Verdict[rule["then"]] for rule in meta.rules)
+        self._default = Verdict[meta.default]
+        self._state = _CallState(max_logs=len(meta.rules))
+        self._lock = threading.Lock()
+        self.instances_created = 0
+
+        # The callbacks must outlive the linker and every instance made from it: keep them here.
+        self._callbacks = {
+            "get_telemetry": _value_getter(self._state, 0, "get_telemetry", "telemetry"),
+            "get_context_var": _value_getter(self._state, 1, "get_context_var", "context"),
+            "emit_log": _log_emitter(self._state),
+        }
+        linker = wasmtime.Linker(engine())
+        for name, (params, results) in abi.HOST_FUNCTIONS.items():
+            ty = wasmtime.FuncType([_VALTYPES[p]() for p in params], [_VALTYPES[r]() for r in results])
+            _capi.define_host_function(linker, abi.IMPORT_MODULE, name, ty, self._callbacks[name])
+        self._linker = linker
+        self._pre = linker.instantiate_pre(module.module)
+        self._live: _Live | None = None
+        try:
+            self._instantiate()
+        except (wasmtime.WasmtimeError, wasmtime.Trap, _capi.Trapped, ValueError) as exc:
+            raise InstantiationFailed(
+                f"module refused: it cannot be instantiated: {_one_line(exc)}"
+            ) from None
+
+    @classmethod
+    def from_wasm(
+        cls, wasm: bytes, *, limits: Limits | None = None, clock: Callable[[], float] = time.time
+    ) -> Evaluator:
+        """Load (meta, compile, interface check) and instantiate a raw module."""
+        return cls(load_module(wasm), limits=limits, clock=clock)
+
+    def evaluate(self, telemetry: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Decision:
+        """Decide once. Never raises; any failure is a DENY decision with a reason."""
+        with self._lock:
+            try:
+                return self._evaluate(telemetry, {} if context is None else context)
+            except Exception as exc:  # a bug of ours must still fail safe
+                self._discard()
+                return Decision.deny(f"internal error in the runtime: {exc!r}", gas_used=None)
+
+    # -- one evaluation -------------------------------------------------------------------------------
+
+    def _evaluate(self, telemetry: Mapping[str, Any], context: Mapping[str, Any]) -> Decision:
+        try:
+            inputs = self._inputs.encode(telemetry, context)
+        except InputFault as fault:
+            return Decision.deny(f"input fault: {fault}")
+        live = self._live
+        if live is None:
+            try:
+                live = self._instantiate()
+            except (wasmtime.WasmtimeError, wasmtime.Trap, _capi.Trapped, ValueError) as exc:
+                return Decision.deny(f"sandbox: the module could not be instantiated: {_one_line(exc)}",
+                                     gas_used=None)
+        state = self._state
+        state.inputs = inputs
+        state.logs = logs = []
+        state.error = None
+        try:
+            context_ = live.context
+            context_.set_fuel(self._fuel)
+            context_.set_epoch_deadline(self._ticks)
+            returned = live.evaluate(self._budget)
+        except _capi.Trapped as trap:
+            self._discard()
+            return self._trapped(trap, live)
+        finally:
+            state.inputs = _NO_INPUTS
+            state.logs = None
+        verdict, rule, fault, site, gas = _BLOCK.unpack_from(live.view)
+        if fault == 0 and returned == verdict and 0 <= gas <= self._budget:
+            if rule == -1:
+                if verdict == self._default:
+                    return Decision(self._default, None, logs, None, gas)
+            elif 0 <= rule < len(self._rule_ids) and self._rule_verdicts[rule] == verdict:
+                return Decision(_VERDICTS[verdict], self._rule_ids[rule], logs, None, gas)
+        return self._unusual(returned, verdict, rule, fault, site, gas)
+
+    def _unusual(self, returned: int, verdict: int, rule: int, fault: int, site: int, gas: int) -> Decision:
+        """A fault the module reports, or a result block that breaks the ABI."""
+        if fault != 0:
+            text = FAULT_TEXT.get(fault)  # type: ignore[call-overload]
+            sites = len(self.meta.sites)
+            if text is not None and returned == verdict == Verdict.DENY and rule == -1 and -1 <= site < sites:
+                return Decision.deny(self._fault_reason(text, site),
+                                     gas_used=gas if 0 <= gas <= self._budget else None)
+        self._discard()  # a module that breaks the ABI is not trusted with another call
+        return Decision.deny(
+            f"module broke the ABI: it returned {returned} with result block verdict {verdict}, rule {rule}, "
+            f"fault {fault}, site {site}, gas {gas} (budget {self._budget}), which is no valid outcome "
+            "of this policy",
+            gas_used=None,
+        )
+
+    def _fault_reason(self, text: str, site: int) -> str:
+        if site < 0:
+            return f"fault: {text}"
+        pointer = self.meta.sites[site]
+        reason = f"fault: {text} at {pointer}"
+        match = _RULE_SITE.match(pointer)
+        if match and int(match.group(1)) < len(self._rule_ids):
+            reason += f' (rule "{self._rule_ids[int(match.group(1))]}")'
+        return reason
+
+    def _trapped(self, trap: _capi.Trapped, live: _Live) -> Decision:
+        """Why a call trapped. `live` is already discarded, but its store still lives until we return."""
+        if self._state.error is not None:
+            return Decision.deny(f"host function error: {self._state.error}", gas_used=None)
+        if trap.code is wasmtime.TrapCode.OUT_OF_FUEL:
+            return Decision.deny(
+                f"sandbox: fuel exhausted ({self._fuel} units per evaluation)", gas_used=None
+            )
+        if trap.code is wasmtime.TrapCode.INTERRUPT:
+            return Decision.deny(
+                f"sandbox: deadline exceeded ({self.limits.deadline_ms:g} ms per evaluation)", gas_used=None
+            )
+        _verdict, _rule, fault, site, gas = _BLOCK.unpack_from(live.view)
+        if trap.code is wasmtime.TrapCode.UNREACHABLE and fault == Fault.OUT_OF_GAS:
+            known_site = site if -1 <= site < len(self.meta.sites) else -1
+            where = self._fault_reason(FAULT_TEXT[Fault.OUT_OF_GAS], known_site)
+            return Decision.deny(f"{where} (budget {self._budget})",
+                                 gas_used=gas if 0 <= gas <= self._budget else None)
+        return Decision.deny(f"trap: {_one_line(trap)}", gas_used=None)
+
+    # -- instances ----------------------------------------------------------------------------------
+
+    def _instantiate(self) -> _Live:
+        store = new_store(self.limits)
+        context = _capi.Context(store)
+        # A start function runs now: meter it like a call. It sees no evaluation in progress, so any
+        # host call it makes traps and the instantiation fails.
+        context.set_fuel(self._fuel)
+        context.set_epoch_deadline(self._ticks)
+        instance = self._pre.instantiate(store)
+        exports = instance.exports(store)
+        view = _capi.memory_view(context, exports[abi.EXPORT_MEMORY])
+        if len(view) != PAGE_BYTES:
+            raise ValueError(f"its memory has {len(view)} bytes, not one page")
+        live = _Live(context, _capi.FuncI64ToI32(context, exports[abi.EXPORT_EVALUATE]), view)
+        self._live = live
+        self._state.view = view
+        self.instances_created += 1
+        return live
+
+    def _discard(self) -> None:
+        self._live = None
+        self._state.view = _NO_MEMORY
+
+
+_VALTYPES = {"i32": wasmtime.ValType.i32, "i64": wasmtime.ValType.i64, "f64": wasmtime.ValType.f64}
+
+
+def _one_line(exc: BaseException) -> str:
+    """The most specific line of a wasmtime message (its last), without the backtrace."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
