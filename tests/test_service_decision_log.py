@@ -41,7 +41,8 @@ def _write(directory: Path, node: Identity, n: int, **kw) -> DecisionLog:
     log = DecisionLog(directory, node, **kw).open(background=False)
     for i in range(n):
         log.append_decision(DECISION, {"pressure_bar": 40 + i, "badge": "1234"}, {"mode": "AUTO"},
-                            policy="boiler-guard", urn="urn:sopcos:artifact:sha256:" + "a" * 64, version="1.0.0")
+                            policy="boiler-guard", urn="urn:sopcos:artifact:sha256:" + "a" * 64,
+                            version="1.0.0")
     log.close()
     return log
 
@@ -180,8 +181,8 @@ def test_masking_writes_a_keyed_digest_not_the_value(tmp_path, node):
     assert load_mask_key(tmp_path / "mask.key") == key
     masker = Masker(key, ["telemetry.badge", "context.operator"])
     log = DecisionLog(tmp_path / "log", node, masker=masker).open(background=False)
-    log.append_decision(DECISION, {"badge": "1234", "pressure_bar": 50}, {"operator": "j.doe", "mode": "AUTO"},
-                        policy="p")
+    log.append_decision(DECISION, {"badge": "1234", "pressure_bar": 50},
+                        {"operator": "j.doe", "mode": "AUTO"}, policy="p")
     log.close()
     text = (tmp_path / "log" / "w0-000001.jsonl").read_text()
     assert "1234" not in text and "j.doe" not in text
@@ -201,7 +202,8 @@ def test_huge_integers_are_logged_as_doubles(tmp_path, node):
 
 def test_cli_verify_exit_codes(tmp_path, node, capsys):
     _write(tmp_path, node, 4)
-    assert synapse_main(["decisions", "verify", str(tmp_path), "--public-key", node.key.public_key.hex()]) == 0
+    pub = node.key.public_key.hex()
+    assert synapse_main(["decisions", "verify", str(tmp_path), "--public-key", pub]) == 0
     assert "OK" in capsys.readouterr().out
     seg = tmp_path / "w0-000001.jsonl"
     records = _lines(seg)
