@@ -1,0 +1,258 @@
+"""The Ledger facade: a hash-chained, SQLite-backed log of signed operations and the state they build.
+
+Opening a ledger replays every stored entry through the same checks that admitted it (signature, chain
+id, nonce, schema, authority, hash links), so state is only ever derived from verified entries. Appends
+take SQLite's write lock, catch up with entries other processes appended, then admit and store.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from axon.keys import Identity
+from axon.ledger import ops
+from axon.ledger.errors import ChainBroken, LedgerError
+from axon.ledger.records import ArtifactRecord, Entry, GroupRecord, KeyRecord
+from axon.ledger.state import LedgerState, operation_transaction
+from axon.ledger.store import Store, StoredRow, op_text
+
+DEFAULT_CHAIN_ID = 7317  # a private id; give each deployment its own with --chain-id
+MAX_CHAIN_ID = 2**53 - 1  # EIP-2294's bound, so v and the id survive every JSON/JavaScript toolchain
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    """A successful verify_chain(): how many entries, and the head to compare with a recorded one."""
+
+    entries: int
+    head_seq: int
+    head_hash: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": True, "entries": self.entries, "head_seq": self.head_seq,
+                "head_hash": self.head_hash.hex()}
+
+
+class Ledger:
+    """Open with `Ledger.open(path)` or create with `Ledger.init(path, root, chain_id)`."""
+
+    def __init__(self, store: Store, state: LedgerState) -> None:
+        self._store = store
+        self._state = state
+        self._lock = threading.RLock()
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, path: str | Path) -> Ledger:
+        """Open an existing ledger; raises ChainBroken if its stored entries do not replay."""
+        store = Store.open(path)
+        try:
+            ledger = cls(store, LedgerState(store.chain_id))
+            ledger._sync()
+        except BaseException:
+            store.close()
+            raise
+        return ledger
+
+    @classmethod
+    def init(cls, path: str | Path, root: Identity, chain_id: int = DEFAULT_CHAIN_ID,
+             now: int | None = None) -> Ledger:
+        """Create a ledger whose genesis entry registers `root` at LVL_5, signed by root itself."""
+        if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 1 <= chain_id <= MAX_CHAIN_ID:
+            raise LedgerError(f"chain id must be an integer in 1..{MAX_CHAIN_ID}, not {chain_id!r}")
+        now = int(time.time()) if now is None else now
+        state = LedgerState(chain_id)
+        genesis_op = ops.register_key(root.did, root.key.public_key, "LVL_5")
+        raw = operation_transaction(genesis_op, nonce=0).sign(root.key, chain_id).encode()
+        genesis = state.admit(raw, now)  # checked before any file is created
+        store = Store.create(path, chain_id)
+        try:
+            with store.writing():
+                store.append(genesis)
+            state.commit(genesis)
+        except BaseException:
+            store.close()
+            raise
+        return cls(store, state)
+
+    def close(self) -> None:
+        self._store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def path(self) -> Path:
+        return self._store.path
+
+    # --- appending ------------------------------------------------------------------------------------
+
+    def submit(self, raw_tx: bytes, now: int) -> Entry:
+        """Check and append a signed operation transaction; raises a RejectedTransaction subclass."""
+        with self._lock, self._store.writing():
+            self._catch_up()
+            entry = self._state.admit(raw_tx, now)
+            self._store.append(entry)
+        self._state.commit(entry)
+        return entry
+
+    def sign_and_submit(self, identity: Identity, op: dict[str, Any], now: int) -> Entry:
+        """Sign `op` as `identity` with its next nonce and this ledger's chain id, then submit it."""
+        with self._lock, self._store.writing():
+            self._catch_up()
+            nonce = self._state.nonce_of(identity.key.address)
+            raw = operation_transaction(op, nonce).sign(identity.key, self._state.chain_id).encode()
+            entry = self._state.admit(raw, now)
+            self._store.append(entry)
+        self._state.commit(entry)
+        return entry
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> int:
+        return self._state.chain_id
+
+    @property
+    def head_seq(self) -> int:
+        with self._lock:
+            self._sync()
+            return self._state.head_seq
+
+    @property
+    def head_hash(self) -> bytes:
+        with self._lock:
+            self._sync()
+            return self._state.head_hash
+
+    @property
+    def root_did(self) -> str:
+        return str(self._state.root_did)
+
+    def nonce_of(self, address: str) -> int:
+        """The next nonce the ledger expects from `address` (0 for an address it has never seen)."""
+        with self._lock:
+            self._sync()
+            return self._state.nonce_of(address)
+
+    def key(self, did: str) -> KeyRecord | None:
+        with self._lock:
+            self._sync()
+            return self._state.keys.get(did)
+
+    def key_by_address(self, address: str) -> KeyRecord | None:
+        with self._lock:
+            self._sync()
+            return self._state.key_by_address(address)
+
+    def keys(self) -> list[KeyRecord]:
+        with self._lock:
+            self._sync()
+            return list(self._state.keys.values())
+
+    def group(self, group_did: str) -> GroupRecord | None:
+        with self._lock:
+            self._sync()
+            return self._state.groups.get(group_did)
+
+    def group_members(self, group_did: str) -> list[KeyRecord]:
+        """The group's current members whose keys are not revoked (empty for an unknown group)."""
+        with self._lock:
+            self._sync()
+            group = self._state.groups.get(group_did)
+            members = [] if group is None else [self._state.keys[did] for did in group.members]
+            return [m for m in members if not m.revoked]
+
+    def artifact(self, urn: str) -> ArtifactRecord | None:
+        with self._lock:
+            self._sync()
+            return self._state.artifacts.get(urn)
+
+    def artifacts(self) -> list[ArtifactRecord]:
+        with self._lock:
+            self._sync()
+            return list(self._state.artifacts.values())
+
+    def messages(self, to: str, after_seq: int = 0) -> list[Entry]:
+        """MESSAGE entries addressed to `to` (a DID, or an address in any case) with seq > after_seq."""
+        key = to.lower() if to.lower().startswith("0x") else to
+        with self._lock, self._store.snapshot():
+            self._catch_up()
+            seqs = [s for s in self._state.inbox.get(key, []) if s > after_seq]
+            return [self._entry(row) for row in self._store.rows_at(seqs)]
+
+    def entries(self, after_seq: int = 0) -> list[Entry]:
+        with self._lock, self._store.snapshot():
+            self._catch_up()
+            rows = self._store.rows(after_seq)
+            return [self._entry(row) for row in rows if row.seq <= self._state.head_seq]
+
+    # --- verification ---------------------------------------------------------------------------------
+
+    def verify_chain(self) -> ChainReport:
+        """Replay the whole file from genesis into fresh state: every signature, nonce, authority decision
+        and hash link. Raises ChainBroken naming the first bad entry's seq."""
+        with self._lock, self._store.snapshot():
+            fresh = LedgerState(self._store.chain_id)
+            rows = self._store.rows()
+            for row in rows:
+                _replay(fresh, row)
+            _check_head(fresh, self._store.head())
+        return ChainReport(entries=len(rows), head_seq=fresh.head_seq, head_hash=fresh.head_hash)
+
+    def _sync(self) -> None:
+        with self._store.snapshot():
+            self._catch_up()
+
+    def _catch_up(self) -> None:
+        """Replay entries appended since we last looked (by this or another process); inside a transaction."""
+        for row in self._store.rows(self._state.head_seq):
+            _replay(self._state, row)
+        _check_head(self._state, self._store.head())
+
+    def _entry(self, row: StoredRow) -> Entry:
+        # Rows up to the head were replayed, so their stored op equals the transaction's data.
+        return Entry(seq=row.seq, timestamp=row.timestamp, tx=row.tx, tx_hash=row.tx_hash,
+                     sender=row.sender, nonce=row.nonce, op=json.loads(row.op), prev_hash=row.prev_hash,
+                     entry_hash=row.entry_hash)
+
+
+def _replay(state: LedgerState, row: StoredRow) -> None:
+    """Re-admit a stored row into `state` and check that every stored field is what admission produces."""
+    expected = state.head_seq + 1
+    if row.seq != expected:
+        raise ChainBroken(expected, f"entry is missing (the next stored entry is {row.seq})")
+    try:
+        entry = state.admit(row.tx, row.timestamp)
+    except LedgerError as exc:
+        raise ChainBroken(row.seq, f"stored transaction is no longer valid: {exc} [{exc.code}]") from exc
+    for name, stored, derived in (
+        ("transaction hash", row.tx_hash, entry.tx_hash), ("sender", row.sender, entry.sender),
+        ("nonce", row.nonce, entry.nonce), ("operation", row.op, op_text(entry)),
+        ("previous hash", row.prev_hash, entry.prev_hash), ("entry hash", row.entry_hash, entry.entry_hash),
+    ):
+        if stored != derived:
+            raise ChainBroken(row.seq, f"stored {name} does not match the transaction it records")
+    state.commit(entry)
+
+
+def _check_head(state: LedgerState, recorded: tuple[int, bytes]) -> None:
+    seq, head_hash = recorded
+    if state.head_seq == 0:
+        raise ChainBroken(1, "the ledger has no genesis entry")
+    if seq > state.head_seq:
+        raise ChainBroken(state.head_seq + 1, f"entries {state.head_seq + 1}..{seq} are missing from the end")
+    if seq < state.head_seq:
+        raise ChainBroken(seq + 1, f"entries after the recorded head {seq} were added outside the ledger")
+    if head_hash != state.head_hash:
+        raise ChainBroken(seq, "the recorded head hash does not match the last entry")
+
