@@ -96,9 +96,10 @@ def _check_input(source: str, name: str, decl: Mapping[str, Any], supplied: Mapp
             raise fault("number is not finite") from None
         if not math.isfinite(number):
             raise fault("number is not finite")
-        if "min" in decl and number < decl["min"]:
+        # The bounds are doubles too: 9007199254740993 in the source is 2**53 as a bound.
+        if "min" in decl and number < float(decl["min"]):
             raise fault(f"{number!r} is below the minimum {decl['min']!r}")
-        if "max" in decl and number > decl["max"]:
+        if "max" in decl and number > float(decl["max"]):
             raise fault(f"{number!r} is above the maximum {decl['max']!r}")
         return number
     if kind == "bool":

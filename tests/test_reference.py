@@ -316,3 +316,13 @@ def test_now_comes_from_the_callers_clock_when_not_passed():
     assert evaluate(policy, {}, {}, now=1_800_000_000).rule == "late"
     assert evaluate(policy, {}, {"now": 1}, now=1_800_000_000).rule is None  # the caller's value wins
     assert evaluate(policy, {}, {}).fault.where == "context.now"
+
+
+def test_bounds_and_literals_are_doubles():
+    # 2**53 + 1 is not a double: as a bound or literal it is 2**53, so 2**53 is inside and equal.
+    policy = {
+        "sip": "001", "policy": "t", "version": "1.0.0",
+        "inputs": {"telemetry": {"x": {"type": "number", "min": 2**53 + 1, "max": 2**53 + 1}}},
+        "rules": [{"id": "same", "when": {"eq": [{"telemetry": "x"}, 2**53 + 1]}, "then": "ALLOW"}],
+    }
+    assert evaluate(policy, {"x": 2.0**53}, {}) == Decision("ALLOW", "same", (), None)
