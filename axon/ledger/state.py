@@ -81,8 +81,8 @@ class LedgerState:
         if isinstance(now, bool) or not isinstance(now, int) or not 0 <= now <= MAX_TIMESTAMP:
             raise LedgerError(f"now must be Unix seconds as a non-negative int, not {now!r}")
         tx = self._decode(raw)                      # 1. strict RLP legacy transaction
-        self._check_chain(tx)                       # 2. EIP-155 with this ledger's chain id
-        public_key = self._check_signature(tx)      # 3. low-S signature, recover the sender
+        public_key = self._check_signature(tx)      # 2. low-S signature, recover the sender
+        self._check_chain(tx)                       # 3. EIP-155 with this ledger's chain id
         self._check_envelope(tx)                    # 4. to the registry, no value
         sender = public_key.address
         op = self._decode_op(tx)                    # 5. canonical JSON, schema
