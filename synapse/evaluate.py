@@ -46,6 +46,7 @@ _NO_INPUTS: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 _NO_MEMORY = memoryview(b"")
 _RULE_SITE = re.compile(r"^/rules/(\d+)(?:/|$)")
 _U32 = 0xFFFFFFFF
+_CAUSE_NUMBER = re.compile(r"^\d+:\s*")  # wasmtime numbers the lines of a "Caused by:" chain
 
 
 class _CallState:
@@ -296,4 +297,4 @@ _VALTYPES = {"i32": wasmtime.ValType.i32, "i64": wasmtime.ValType.i64, "f64": wa
 def _one_line(exc: BaseException) -> str:
     """The most specific line of a wasmtime message (its last), without the backtrace."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
+    return _CAUSE_NUMBER.sub("", lines[-1]) if lines else type(exc).__name__

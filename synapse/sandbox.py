@@ -1,9 +1,9 @@
 """The hermetic sandbox (SIP-009 §6): one wasmtime engine, the interface check, stores with limits.
 
 Stages, each a function that raises its own error:
-  1. `read_module_meta`   the `sopcos.meta` section decodes and speaks our ABI version
-  2. `check_meta`         its rules, default, sites, gas and input declarations are usable
-  3. `compile_module`     wasmtime compiles the bytes (once; the Module is reused for every evaluation)
+  1. `compile_module`     wasmtime compiles the bytes (once; the Module is reused for every evaluation)
+  2. `read_module_meta`   the `sopcos.meta` section decodes and speaks our ABI version
+  3. `check_meta`         its rules, default, sites, gas and input declarations are usable
   4. `check_imports`      only the Sopcos host functions, with their exact signatures (SIP-009 §6.2)
   5. `check_exports`      exactly `memory` (one page, min = max) and `evaluate` (i64) -> i32
 `load_module` runs them in order and returns a `PolicyModule`.
@@ -141,9 +141,9 @@ class PolicyModule:
 
 def load_module(wasm: bytes) -> PolicyModule:
     """Run the loading stages in order; raise the first stage's error."""
+    module = compile_module(wasm)
     meta = read_module_meta(wasm)
     inputs = check_meta(meta)
-    module = compile_module(wasm)
     check_imports(module)
     check_exports(module)
     return PolicyModule(meta, inputs, module)
