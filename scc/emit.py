@@ -1,0 +1,473 @@
+"""Stage 6: emit the module. WAT text from the IR, assembled by wasmtime's `wat2wasm`, then the
+`sopcos.meta` custom section appended last (docs/abi.md).
+
+Shape of every module:
+- imports exactly `sopcos.get_telemetry`, `sopcos.get_context_var`, `sopcos.emit_log`;
+- exports exactly `memory` (one page, min = max = 1) and `evaluate(budget i64) -> i32`;
+- `evaluate` writes the whole result block on entry (so a trap leaves nothing of an earlier call),
+  fetches each input the rules use once, tries the rules, and writes the block again on every exit;
+- each definition is a function that computes its body at most once per call and caches it;
+- faults (division by zero, NaN) set the globals $fault/$site and branch to the function's
+  `$fault` block; evaluate's `$fault` block ends in DENY with the fault code and site;
+- gas: `$charge(n)` at the start of every straight-line block (costs from scc/gas.py); when the
+  budget cannot pay, it writes fault 3 and executes `unreachable`.
+There are no loops.
+"""
+
+from __future__ import annotations
+
+import math
+
+import wasmtime
+
+from axon import abi
+from scc.errors import InternalError
+from scc.gas import block_cost, entry_cost
+from scc.ir import LetCode, Node, Program, RuleCode, ValType, walk
+
+_SEVERITY = {v.value: v.severity for v in abi.Verdict}
+
+
+def f64(value: float) -> str:
+    """An exact WAT f64 literal: an integer where that is exact, hexadecimal float otherwise."""
+    if value == int(value) and abs(value) < 2**53 and math.copysign(1.0, value) > 0:
+        return str(int(value))
+    return value.hex()
+
+
+def _comment(text: str) -> str:
+    return text.replace("\n", " ")
+
+
+def _data_string(data: bytes) -> str:
+    return "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\{b:02x}" for b in data)
+
+
+def custom_section(name: str, payload: bytes) -> bytes:
+    body = _uleb128(len(name.encode())) + name.encode() + payload
+    return b"\x00" + _uleb128(len(body)) + body
+
+
+def _uleb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def assemble(wat: str, meta_json: bytes) -> bytes:
+    try:
+        module = bytes(wasmtime.wat2wasm(wat))
+    except wasmtime.WasmtimeError as exc:
+        raise InternalError(f"the assembler rejected the compiler's output (a bug in scc): {exc}") from None
+    return module + custom_section(abi.META_SECTION, meta_json)
+
+
+def _input_global(program: Program, index: int) -> str:
+    slot = program.inputs[index]
+    return f"${slot.group[0]}_{slot.name}"
+
+
+class _Function:
+    """Writes the body of one wasm function as indented, commented, flat WAT instructions."""
+
+    def __init__(self, program: Program, indent: int = 2) -> None:
+        self.program = program
+        self.lines: list[str] = []
+        self.depth = indent
+        self.labels = 0
+        self.uses_scratch = False
+        self.helpers: set[str] = set()
+
+    def __call__(self, instruction: str, comment: str = "") -> None:
+        suffix = f"  ;; {_comment(comment)}" if comment else ""
+        self.lines.append("  " * self.depth + instruction + suffix)
+
+    def open(self, instruction: str, comment: str = "") -> None:
+        self(instruction, comment)
+        self.depth += 1
+
+    def close(self, instruction: str = "end") -> None:
+        self.depth -= 1
+        self(instruction)
+
+    def label(self) -> str:
+        self.labels += 1
+        return f"$b{self.labels}"
+
+    def charge(self, cost: int, comment: str = "") -> None:
+        if cost:
+            self(f"i64.const {cost}", comment or "gas for this block")
+            self("call $charge")
+
+    def fault_check(self) -> None:
+        self("global.get $fault")
+        self("br_if $fault")
+
+    def expr(self, node: Node) -> None:
+        """Code that leaves the value of `node` on the stack (its block was charged already)."""
+        op, args = node.op, node.args
+        if op == "const":
+            if node.type is ValType.I32:
+                self(f"i32.const {node.value}", "true" if node.value else "false")
+            else:
+                literal = f64(node.value)
+                self(f"f64.const {literal}", node.note or (repr(node.value) if "p" in literal else ""))
+        elif op == "input":
+            self(f"global.get {_input_global(self.program, node.value)}", node.note)
+        elif op == "let":
+            let = self.program.lets[node.value]
+            self(f"call $let_{let.name}", let.pointer)
+            if can_fault(let.body, self.program):
+                self.fault_check()
+        elif op in ("eq", "ne", "lt", "le", "gt", "ge"):
+            self.expr(args[0])
+            self.expr(args[1])
+            self(f"{args[0].type}.{op}", node.pointer)
+        elif op == "between":
+            for arg in args:
+                self.expr(arg)
+            self.helpers.add("between")
+            self("call $between", node.pointer)
+        elif op == "in":
+            self.uses_scratch = True
+            self.expr(args[0])
+            self("local.set $scratch", node.pointer)
+            for i, literal in enumerate(args[1:]):
+                self("local.get $scratch")
+                self(f"f64.const {f64(literal.value)}")
+                self("f64.eq")
+                if i:
+                    self("i32.or")
+        elif op in ("all", "any"):
+            self.short_circuit(node)
+        elif op == "not":
+            self.expr(args[0])
+            self("i32.eqz", node.pointer)
+        elif op in ("add", "sub", "mul"):
+            self.expr(args[0])
+            for arg in args[1:]:
+                self.expr(arg)
+                self(f"f64.{op}")
+                self(f"i32.const {node.site}", node.pointer)
+                self.helpers.add("nan")
+                self("call $nan")
+                self.fault_check()
+        elif op == "div":
+            self.expr(args[0])
+            self.expr(args[1])
+            self(f"i32.const {node.site}", node.pointer)
+            self.helpers.update(("div", "nan"))
+            self("call $div")
+            self.fault_check()
+        elif op in ("min", "max"):
+            self.expr(args[0])
+            for arg in args[1:]:
+                self.expr(arg)
+                self(f"f64.{op}")
+        elif op in ("abs", "neg"):
+            self.expr(args[0])
+            self(f"f64.{op}")
+        else:
+            assert op == "if", op
+            self.expr(args[0])
+            self.open(f"if (result {node.type})", node.pointer)
+            self.charge(block_cost(args[1]), "gas for the `then` branch")
+            self.expr(args[1])
+            self.depth -= 1
+            self("else")
+            self.depth += 1
+            self.charge(block_cost(args[2]), "gas for the `else` branch")
+            self.expr(args[2])
+            self.close()
+
+    def short_circuit(self, node: Node) -> None:
+        """all: leave 0 at the first false operand; any: leave 1 at the first true one."""
+        decided = 0 if node.op == "all" else 1
+        label = self.label()
+        self.open(f"block {label} (result i32)", f"{node.op} {node.pointer}")
+        last = len(node.args) - 1
+        for i, arg in enumerate(node.args):
+            if i:
+                self.charge(block_cost(arg), f"gas for operand {i}")
+            if i == last:
+                self.expr(arg)
+                break
+            self(f"i32.const {decided}")
+            self.expr(arg)
+            if node.op == "all":
+                self("i32.eqz")
+            self(f"br_if {label}")
+            self("drop")
+        self.close()
+
+
+def can_fault(node: Node, program: Program) -> bool:
+    """Whether evaluating `node` (with the definitions it uses) can fault."""
+    return any(n.site is not None or (n.op == "let" and can_fault(program.lets[n.value].body, program))
+               for n in walk(node))
+
+
+def _let_function(program: Program, let: LetCode, helpers: set[str]) -> list[str]:
+    ty = let.body.type
+    fn = _Function(program, indent=2)
+    fn(f"global.get $let_{let.name}_ok")
+    fn.open("if", "computed earlier in this call: the same value (SIP-001 §4)")
+    fn(f"global.get $let_{let.name}")
+    fn("return")
+    fn.close()
+    fn.open("block $fault")
+    fn.charge(block_cost(let.body))
+    fn.expr(let.body)
+    fn(f"global.set $let_{let.name}")
+    fn("i32.const 1")
+    fn(f"global.set $let_{let.name}_ok")
+    fn(f"global.get $let_{let.name}")
+    fn("return")
+    fn.close()
+    fn(f"{ty}.const 0", "a fault: $fault is set and the caller stops")
+    helpers |= fn.helpers
+    locals_ = "\n    (local $scratch f64)" if fn.uses_scratch else ""
+    return [f"  ;; let `{let.name}` ({let.pointer})",
+            f"  (func $let_{let.name} (result {ty}){locals_}", *fn.lines, "  )"]
+
+
+def _rule(fn: _Function, program: Program, rule: RuleCode) -> None:
+    verdict = abi.Verdict(rule.verdict).name
+    fn(f";; rule {rule.index} `{rule.id}` ({rule.pointer}) -> {verdict}")
+    fn.charge(abi.GAS_PER_RULE + block_cost(rule.when), "gas: rule tried + its condition's first block")
+    fn.expr(rule.when)
+    fn.open("if", f"rule `{rule.id}` holds")
+    if rule.log is not None:
+        fn.charge(abi.GAS_PER_HOST_CALL, "gas for emit_log")
+        fn(f"i32.const {rule.log.level}", abi.LOG_LEVELS[rule.log.level])
+        fn(f"i32.const {rule.log.offset}")
+        fn(f"i32.const {rule.log.length}")
+        fn("call $emit_log")
+    if program.combine == "first-match":
+        fn(f"i32.const {rule.verdict}", verdict)
+        fn(f"i32.const {rule.index}")
+        fn("i32.const 0")
+        fn("i32.const -1")
+        fn("call $finish")
+        fn("return")
+    else:
+        # most-severe: keep the first rule of the highest severity seen so far.
+        fn(f"i32.const {_SEVERITY[rule.verdict]}")
+        fn("local.get $best_severity")
+        fn("i32.gt_s")
+        fn.open("if", "more severe than any rule that held before")
+        fn(f"i32.const {_SEVERITY[rule.verdict]}")
+        fn("local.set $best_severity")
+        fn(f"i32.const {rule.verdict}", verdict)
+        fn("local.set $best_verdict")
+        fn(f"i32.const {rule.index}")
+        fn("local.set $best_rule")
+        fn.close()
+    fn.close()
+
+
+def _evaluate(program: Program, helpers: set[str]) -> list[str]:
+    fn = _Function(program, indent=2)
+    fn(";; the budget; a negative one counts as 0")
+    fn("local.get $budget")
+    fn("i64.const 0")
+    fn("local.get $budget")
+    fn("i64.const 0")
+    fn("i64.gt_s")
+    fn("select")
+    fn("global.set $gas_budget")
+    fn("global.get $gas_budget")
+    fn("global.set $gas_left")
+    fn("i32.const 0")
+    fn("global.set $fault")
+    fn("i32.const -1")
+    fn("global.set $site")
+    fn(";; write the whole result block now: a trap (in a host function, say) leaves nothing of an")
+    fn(";; earlier call behind")
+    _finish_call(fn, "i32.const 0", "i32.const -1")
+    fn("drop")
+    for let in program.lets:
+        fn("i32.const 0")
+        fn(f"global.set $let_{let.name}_ok", f"forget `{let.name}` from an earlier call")
+    if program.combine == "most-severe":
+        fn("i32.const -1")
+        fn("local.set $best_severity")
+        fn(f"i32.const {program.default}", f"default {abi.Verdict(program.default).name}")
+        fn("local.set $best_verdict")
+        fn("i32.const -1")
+        fn("local.set $best_rule")
+    fn.open("block $fault")
+    if program.inputs:
+        fn.charge(entry_cost(program), "gas: one host call per input the rules use")
+    for i, slot in enumerate(program.inputs):
+        getter = "$get_telemetry" if slot.group == "telemetry" else "$get_context_var"
+        fn(f"i32.const {slot.key}", f"{slot.group} `{slot.name}`")
+        fn(f"call {getter}")
+        if slot.type is ValType.I32:
+            fn("f64.const 0")
+            fn("f64.ne", "bool: 1.0 is true, 0.0 is false")
+        fn(f"global.set {_input_global(program, i)}")
+    for rule in program.rules:
+        _rule(fn, program, rule)
+    if program.combine == "first-match":
+        fn(f"i32.const {program.default}", f"no rule held: default {abi.Verdict(program.default).name}")
+        fn("i32.const -1")
+    else:
+        fn("local.get $best_verdict", "the most severe verdict, or the default")
+        fn("local.get $best_rule")
+    fn("i32.const 0")
+    fn("i32.const -1")
+    fn("call $finish")
+    fn("return")
+    fn.close()
+    fn(";; a fault ended the evaluation: DENY, no deciding rule, the fault and its site")
+    _finish_call(fn, "global.get $fault", "global.get $site")
+    helpers |= fn.helpers
+    locals_ = []
+    if fn.uses_scratch:
+        locals_.append("(local $scratch f64)")
+    if program.combine == "most-severe":
+        locals_.append("(local $best_severity i32) (local $best_verdict i32) (local $best_rule i32)")
+    return ['  (func $evaluate (export "evaluate") (param $budget i64) (result i32)',
+            *(f"    {line}" for line in locals_), *fn.lines, "  )"]
+
+
+def _finish_call(fn: _Function, fault: str, site: str) -> None:
+    fn("i32.const 0")
+    fn("i32.const -1")
+    fn(fault)
+    fn(site)
+    fn("call $finish")
+
+
+_HELPERS = {
+    "nan": f"""\
+  ;; a NaN result is a fault (code 2) at `site`; the caller branches on $fault
+  (func $nan (param $value f64) (param $site i32) (result f64)
+    local.get $value
+    local.get $value
+    f64.ne
+    if
+      i32.const {int(abi.Fault.NAN)}
+      global.set $fault
+      local.get $site
+      global.set $site
+    end
+    local.get $value
+  )""",
+    "div": f"""\
+  ;; division by zero is a fault (code 1) at `site`; so is a NaN quotient (code 2)
+  (func $div (param $a f64) (param $b f64) (param $site i32) (result f64)
+    local.get $b
+    f64.const 0
+    f64.eq
+    if
+      i32.const {int(abi.Fault.DIVISION_BY_ZERO)}
+      global.set $fault
+      local.get $site
+      global.set $site
+      f64.const 0
+      return
+    end
+    local.get $a
+    local.get $b
+    f64.div
+    local.get $site
+    call $nan
+  )""",
+    "between": """\
+  (func $between (param $x f64) (param $lo f64) (param $hi f64) (result i32)
+    local.get $lo
+    local.get $x
+    f64.le
+    local.get $x
+    local.get $hi
+    f64.le
+    i32.and
+  )""",
+}
+
+
+def emit_wat(program: Program, header: str) -> str:
+    """The module as WAT text. `header` is a one-line description for the top comment."""
+    helpers: set[str] = set()
+    functions: list[str] = []
+    for let in program.lets:
+        functions += _let_function(program, let, helpers)
+    functions += _evaluate(program, helpers)
+
+    r = abi
+    out = [
+        f";; {_comment(header)}",
+        "(module",
+        f'  (import "{r.IMPORT_MODULE}" "get_telemetry" (func $get_telemetry (param i32) (result f64)))',
+        f'  (import "{r.IMPORT_MODULE}" "get_context_var" (func $get_context_var (param i32) (result f64)))',
+        f'  (import "{r.IMPORT_MODULE}" "emit_log" (func $emit_log (param i32 i32 i32)))',
+        f'  (memory (export "{r.EXPORT_MEMORY}") {r.MEMORY_PAGES} {r.MEMORY_PAGES})',
+        "  (global $gas_budget (mut i64) (i64.const 0))",
+        "  (global $gas_left (mut i64) (i64.const 0))",
+        "  (global $fault (mut i32) (i32.const 0))",
+        "  (global $site (mut i32) (i32.const -1))",
+    ]
+    for i, slot in enumerate(program.inputs):
+        out.append(f"  (global {_input_global(program, i)} (mut {slot.type}) ({slot.type}.const 0))"
+                   f"  ;; {slot.group} input {slot.key}")
+    for let in program.lets:
+        ty = let.body.type
+        out.append(f"  (global $let_{let.name} (mut {ty}) ({ty}.const 0))")
+        out.append(f"  (global $let_{let.name}_ok (mut i32) (i32.const 0))")
+    if program.data:
+        data = _data_string(program.data)
+        out.append(f'  (data (i32.const {program.data_offset}) "{data}")  ;; log messages')
+    if program.sites:
+        out.append("  ;; fault sites: " + ", ".join(f"{i}={p}" for i, p in enumerate(program.sites)))
+    out += [
+        "  ;; write the result block (docs/abi.md) and return the verdict",
+        "  (func $finish (param $verdict i32) (param $rule i32) (param $fault i32) (param $site i32)",
+        "    (result i32)",
+        f"    i32.const {r.RESULT_VERDICT}",
+        "    local.get $verdict",
+        "    i32.store",
+        f"    i32.const {r.RESULT_RULE}",
+        "    local.get $rule",
+        "    i32.store",
+        f"    i32.const {r.RESULT_FAULT}",
+        "    local.get $fault",
+        "    i32.store",
+        f"    i32.const {r.RESULT_SITE}",
+        "    local.get $site",
+        "    i32.store",
+        f"    i32.const {r.RESULT_GAS}",
+        "    global.get $gas_budget",
+        "    global.get $gas_left",
+        "    i64.sub",
+        "    i64.store",
+        "    local.get $verdict",
+        "  )",
+        "  ;; pay for the next block, or write fault 3 (out of gas) and trap",
+        "  (func $charge (param $cost i64)",
+        "    global.get $gas_left",
+        "    local.get $cost",
+        "    i64.lt_s",
+        "    if",
+        "      i32.const 0",
+        "      i32.const -1",
+        f"      i32.const {int(r.Fault.OUT_OF_GAS)}",
+        "      i32.const -1",
+        "      call $finish",
+        "      drop",
+        "      unreachable",
+        "    end",
+        "    global.get $gas_left",
+        "    local.get $cost",
+        "    i64.sub",
+        "    global.set $gas_left",
+        "  )",
+    ]
+    out += [_HELPERS[name] for name in ("nan", "div", "between") if name in helpers]
+    out += functions
+    out.append(")")
+    return "\n".join(out) + "\n"
