@@ -596,3 +596,67 @@ def test_now_must_be_unix_seconds(ledger: Ledger) -> None:
     for bad in (-1, 1.5, True, "1700000000", 2**63):
         with pytest.raises(LedgerError, match="now must be"):
             ledger.sign_and_submit(ADMIN, ops.message(ROOT.did, {}), bad)  # type: ignore[arg-type]
+
+
+# --- the `axon ledger` command line ---------------------------------------------------------------------
+
+
+def _keyfile(tmp_path: Path, who: Identity) -> str:
+    from axon.keys import write_key_file
+
+    path = tmp_path / f"{who.did.split(':')[2].split('#')[0]}.key"
+    write_key_file(path, who.key, who.did)
+    return str(path)
+
+
+def test_cli_init_register_show_verify_and_tamper(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from axon.cli import main
+
+    db = str(tmp_path / "cli.db")
+    root_key, admin_key = _keyfile(tmp_path, ROOT), _keyfile(tmp_path, ADMIN)
+    assert main(["ledger", "init", "--ledger", db, "--root-key", root_key, "--chain-id", "77"]) == 0
+    assert main(["ledger", "init", "--ledger", db, "--root-key", root_key]) == 2  # never over a file
+    assert main(["ledger", "register-key", "--ledger", db, "--key", root_key, "--did", ADMIN.did,
+                 "--public-key", ADMIN.key.public_key.compressed.hex(), "--level", "LVL_4"]) == 0
+    capsys.readouterr()
+    # Refused by the ledger → 1, with the rule's code; bad arguments → 2.
+    assert main(["ledger", "register-key", "--ledger", db, "--key", admin_key, "--did", AUTHOR.did,
+                 "--public-key", AUTHOR.key.public_key.hex(), "--level", "LVL_4"]) == 1
+    assert "AXON-LEDGER-AUTHORITY" in capsys.readouterr().err
+    assert main(["ledger", "register-key", "--ledger", db, "--key", admin_key, "--did", "alice",
+                 "--public-key", AUTHOR.key.public_key.hex(), "--level", "LVL_2"]) == 2
+    assert "not a DID" in capsys.readouterr().err
+
+    sop = tmp_path / "a.sop"
+    sop.write_text(json.dumps({"meta": {"urn": urn("cli"), "policy": "tank-overfill", "version": "1.2.0",
+                                        "authority_level": "LVL_4"}}))
+    monkeypatch.setenv("SOPCOS_LEDGER", db)
+    monkeypatch.setenv("SOPCOS_KEY", ADMIN.key.secret_bytes().hex())  # key from the environment, as in CI
+    assert main(["ledger", "register-artifact", "--sop", str(sop), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["op"]["urn"] == urn("cli")
+    sop.write_text(json.dumps({"meta": {"urn": urn("cli2")}}))
+    assert main(["ledger", "register-artifact", "--sop", str(sop)]) == 2
+    assert "meta.policy" in capsys.readouterr().err
+    assert main(["ledger", "supersede", "--urn", urn("cli"), "--by", urn("nope")]) == 1
+    assert main(["ledger", "revoke-artifact", "--urn", urn("cli"), "--reason", "recall"]) == 0
+    assert main(["ledger", "group", "--group", "did:sopcos:group:g", "--member", ADMIN.did]) == 0
+
+    capsys.readouterr()
+    assert main(["ledger", "show", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert [e["op"]["op"] for e in shown] == ["KEY_REGISTER", "KEY_REGISTER", "ARTIFACT_REGISTER",
+                                              "ARTIFACT_REVOKE", "GROUP_DEFINE"]
+    assert main(["ledger", "verify", "--json"]) == 0
+    head = json.loads(capsys.readouterr().out)["head_hash"]
+    assert main(["ledger", "verify", "--expect-head", head]) == 0
+    assert main(["ledger", "verify", "--expect-head", "00" * 32]) == 1
+
+    _tamper(Path(db), "UPDATE entries SET op = replace(op, 'recall', 'fine') WHERE seq = 4")
+    capsys.readouterr()
+    assert main(["ledger", "verify"]) == 1
+    assert "ledger entry 4:" in capsys.readouterr().err
+    assert main(["ledger", "show"]) == 1
+    monkeypatch.delenv("SOPCOS_LEDGER")
+    assert main(["ledger", "verify"]) == 2
+    assert "SOPCOS_LEDGER" in capsys.readouterr().err

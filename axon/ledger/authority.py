@@ -19,7 +19,7 @@ ARTIFACT_ADMIN_MIN_LEVEL = AuthorityLevel.LVL_4
 
 
 def lvl(level: int) -> str:
-    return f"LVL_{level}"
+    return f"LVL_{int(level)}"
 
 
 # Rule 1: only registered keys act, and a revoked key never acts again.

@@ -14,7 +14,7 @@ from enum import IntEnum
 from typing import Any
 
 import rfc8785
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError
 
 from axon.keys import DID_RE, PublicKey
 from axon.ledger.errors import MalformedOperation
@@ -62,19 +62,24 @@ class AuthorityLevel(IntEnum):
 
 
 
-def _pattern(body: str) -> dict[str, str]:
+_EXPECTED: dict[str, str] = {}  # pattern -> what it means, for error messages people can read
+
+
+def _pattern(body: str, expected: str) -> dict[str, str]:
     # "(?!\n)" because Python's `$` (which jsonschema uses) also matches before a final newline.
-    return {"type": "string", "pattern": f"^{body}(?!\n)$"}
+    pattern = f"^{body}(?!\n)$"
+    _EXPECTED[pattern] = expected
+    return {"type": "string", "pattern": pattern}
 
 
-_DID = _pattern(DID_RE.pattern.removeprefix("^").removesuffix("$"))
-_ADDRESS = _pattern("0x[0-9a-f]{40}")
+_DID = _pattern(DID_RE.pattern.removeprefix("^").removesuffix("$"), "a DID like did:sopcos:NAME#key-1")
+_ADDRESS = _pattern("0x[0-9a-f]{40}", "an address: 0x and 40 lowercase hex digits")
 _LEVEL = {"enum": [lvl.name for lvl in AuthorityLevel]}
-_URN = _pattern("urn:sopcos:[A-Za-z0-9._:/+=-]{1,240}")
+_URN = _pattern("urn:sopcos:[A-Za-z0-9._:/+=-]{1,240}", "a URN like urn:sopcos:artifact:sha256:HEX")
 _FIELDS: dict[Op, dict[str, Any]] = {
     Op.KEY_REGISTER: {
         "did": _DID,
-        "public_key": _pattern("04[0-9a-f]{128}"),  # uncompressed SEC1, lowercase hex
+        "public_key": _pattern("04[0-9a-f]{128}", "an uncompressed key: 04 + 128 lowercase hex digits"),
         "level": _LEVEL,
     },
     Op.KEY_REVOKE: {"did": _DID},
@@ -85,8 +90,8 @@ _FIELDS: dict[Op, dict[str, Any]] = {
     },
     Op.ARTIFACT_REGISTER: {
         "urn": _URN,
-        "policy": _pattern("[a-z0-9][a-z0-9._-]{0,63}"),  # SIP-001 policy name
-        "version": _pattern(r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){2}"),  # MAJOR.MINOR.PATCH
+        "policy": _pattern("[a-z0-9][a-z0-9._-]{0,63}", "a SIP-001 policy name (a-z 0-9 . _ -, 64 at most)"),
+        "version": _pattern(r"(0|[1-9][0-9]{0,8})(\.(0|[1-9][0-9]{0,8})){2}", "a version MAJOR.MINOR.PATCH"),
         "authority_level": _LEVEL,
     },
     Op.ARTIFACT_REVOKE: {"urn": _URN, "reason": {"type": "string", "minLength": 1, "maxLength": 512}},
@@ -126,11 +131,17 @@ def validate(op: Mapping[str, Any]) -> dict[str, Any]:
     if errors:
         err = errors[0]
         where = "/" + "/".join(str(p) for p in err.absolute_path)
-        raise MalformedOperation(f"{name} operation, at {where}: {_short(err.message)}")
+        raise MalformedOperation(f"{name} operation, at {where}: {_explain(err)}")
     return dict(op)
 
 
-def _short(message: str) -> str:
+def _explain(err: ValidationError) -> str:
+    if err.validator == "pattern" and err.validator_value in _EXPECTED:
+        message = f"{err.instance!r} is not {_EXPECTED[err.validator_value]}"
+    elif err.validator == "anyOf" and err.absolute_path and err.absolute_path[-1] == "to":
+        message = f"{err.instance!r} is neither a DID nor an address"
+    else:
+        message = err.message
     return message if len(message) <= 200 else message[:197] + "..."
 
 
