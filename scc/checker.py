@@ -117,11 +117,14 @@ class _Checker:
                            f"{format_number(high)}")
                 return
             default = decl.default
-            if default is not None and ((low is not None and default < low) or (high is not None and default > high)):
-                span = f"[{format_number(low) if low is not None else '-inf'}, " \
-                       f"{format_number(high) if high is not None else 'inf'}]"
+            below = low is not None and default is not None and default < low
+            above = high is not None and default is not None and default > high
+            if below or above:
+                span = (f"[{format_number(low) if low is not None else '-inf'}, "
+                        f"{format_number(high) if high is not None else 'inf'}]")
                 self.error("SCC-E035", site + "/default",
-                           f"the default {format_number(default)} of input `{name}` lies outside its range {span}")
+                           f"the default {format_number(default)} of input `{name}` lies outside its "
+                           f"range {span}")
         elif decl.kind is Kind.ENUM:
             first_at: dict[str, int] = {}
             for i, value in enumerate(decl.values):
@@ -134,7 +137,8 @@ class _Checker:
             if decl.default is not None and decl.default not in first_at:
                 listed = ", ".join(f'"{v}"' for v in first_at)
                 self.error("SCC-E036", site + "/default",
-                           f'the default "{decl.default}" of input `{name}` is not one of its values ({listed})')
+                           f'the default "{decl.default}" of input `{name}` is not one of its values '
+                           f"({listed})")
 
     # -- rules (SIP-001 §5) and whole-policy limits -------------------------------------------
 
@@ -198,9 +202,10 @@ class _Checker:
 
     def enum_misused(self, expr: Expr) -> None:
         assert isinstance(expr, InputRef)
+        example = f'{{"eq": [{{"{expr.group}": "{expr.name}"}}, "{expr.type.values[0]}"]}}'
         self.error("SCC-E021", expr.site,
                    f"`{expr.name}` is an enum input: it can only be compared, with eq, ne or in "
-                   f"(for example {{\"eq\": [{{\"{expr.group}\": \"{expr.name}\"}}, \"{expr.type.values[0]}\"]}})")
+                   f"(for example {example})")
 
     def text_misused(self, expr: Expr) -> None:
         assert isinstance(expr, Text)
@@ -219,8 +224,8 @@ class _Checker:
             if not self.too_deep_reported:
                 self.too_deep_reported = True
                 self.error("SCC-E041", expr.site,
-                           f"this expression is nested {depth} levels deep; the limit is {self.limits.max_depth}; "
-                           "move parts of it into `let` definitions")
+                           f"this expression is nested {depth} levels deep; the limit is "
+                           f"{self.limits.max_depth}; move parts of it into `let` definitions")
             return None
         type_ = self._infer(expr, depth)
         expr.type = type_
@@ -274,11 +279,13 @@ class _Checker:
             other = "context" if expr.group == "telemetry" else "telemetry"
             hint = ""
             if expr.name in self.inputs[other]:
-                hint = f"; `{expr.name}` is declared as a {other} input, so write {{\"{other}\": \"{expr.name}\"}}"
+                hint = (f"; `{expr.name}` is declared as a {other} input, so write "
+                        f'{{"{other}": "{expr.name}"}}')
             elif self.inputs[expr.group]:
                 hint = f" (declared: {', '.join(f'`{n}`' for n in self.inputs[expr.group])})"
             self.error("SCC-E030", join_pointer(expr.site, expr.group),
-                       f"no {expr.group} input named `{expr.name}` is declared under /inputs/{expr.group}{hint}")
+                       f"no {expr.group} input named `{expr.name}` is declared under "
+                       f"/inputs/{expr.group}{hint}")
             return None
         expr.decl = decl
         return decl.type

@@ -15,6 +15,8 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
 
 # One module per subcommand; each adds itself with register(subparsers).
 COMMANDS = [
+    "scc.commands.check",
+    "scc.commands.compile",
 ]
 
 

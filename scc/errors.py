@@ -101,9 +101,11 @@ class Diagnostic:
         return out
 
     def format(self, filename: str) -> str:
-        """`file:/pointer: CODE message (line L, column C)`, one line."""
-        where = f" (line {self.line}, column {self.column})" if self.line is not None else ""
-        return f"{filename}:{self.pointer}: {self.code} {self.message}{where}"
+        """`file:/pointer: CODE message (line L, column C)`, one line (`file: ...` for the whole
+        document, whose pointer is empty)."""
+        at = f" (line {self.line}, column {self.column})" if self.line is not None else ""
+        where = f"{filename}:{self.pointer}" if self.pointer else filename
+        return f"{where}: {self.code} {self.message}{at}"
 
 
 class SccError(Exception):

@@ -62,8 +62,8 @@ def warnings(policy: Policy) -> list[Diagnostic]:
                 if key in first_with:
                     earlier = policy.rules[first_with[key]]
                     out.append(Diagnostic("SCC-W002", rule.site,
-                                          f"rule `{rule.id}` never decides: rule `{earlier.id}` ({earlier.site}) "
-                                          "has the same condition and comes first"))
+                                          f"rule `{rule.id}` never decides: rule `{earlier.id}` "
+                                          f"({earlier.site}) has the same condition and comes first"))
                 else:
                     first_with[key] = rule.index
             if result == YES and always_holds is None:
@@ -92,7 +92,8 @@ class _Analysis:
             return Range(expr.value, expr.value)
         if isinstance(expr, InputRef):
             decl = expr.decl
-            return Range(-math.inf if decl.min is None else decl.min, math.inf if decl.max is None else decl.max)
+            low = -math.inf if decl.min is None else decl.min
+            return Range(low, math.inf if decl.max is None else decl.max)
         if isinstance(expr, LetRef):
             return self.value(expr.definition)
         assert isinstance(expr, Call)
@@ -242,5 +243,6 @@ def _unused(policy: Policy) -> list[Diagnostic]:
             "; the runtime still requires it, so an evaluation without it is denied"
         )
         out.append(Diagnostic("SCC-W004", decl.site,
-                              f"{decl.group} input `{decl.name}` is declared but no rule uses it{consequence}"))
+                              f"{decl.group} input `{decl.name}` is declared but no rule uses "
+                              f"it{consequence}"))
     return out
