@@ -1,0 +1,202 @@
+"""Guards synapse/_capi.py, the layer below wasmtime-py's public API: the pinned version, the C symbols
+and struct layouts it relies on, and that its fast path gives exactly what the public API gives on the
+same module. If wasmtime is upgraded, this file says what broke before a plant does."""
+
+from __future__ import annotations
+
+import ctypes
+import importlib.metadata
+import itertools
+import struct
+
+import pytest
+import wasmtime
+from synapse_wat import BOILER_DATA, BOILER_META, boiler
+from wasmtime import _ffi as ffi
+
+from axon import abi
+from axon.abi import Verdict
+from synapse import _capi, sandbox
+from synapse.evaluate import Evaluator
+from synapse.sandbox import Limits, new_store
+
+
+def test_wasmtime_is_the_pinned_version():
+    assert importlib.metadata.version("wasmtime") == "50.0.1"
+
+
+@pytest.mark.parametrize("symbol", [
+    "wasmtime_func_call_unchecked", "wasmtime_linker_define_func_unchecked", "wasmtime_context_set_fuel",
+    "wasmtime_context_get_fuel", "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data",
+    "wasmtime_memory_data_size", "wasmtime_trap_new", "wasmtime_trap_code", "wasm_trap_message",
+    "wasm_trap_delete", "wasmtime_error_message", "wasmtime_error_delete", "wasm_byte_vec_delete",
+])
+def test_the_c_symbols_exist(symbol):
+    assert ffi.dll[symbol] is not None
+
+
+def test_the_struct_layouts_match_the_c_headers():
+    # wasmtime_val_raw_t: a 16-byte union (v128 is its widest member); scalars live at offset 0.
+    assert ctypes.sizeof(_capi.ValRaw) == _capi.VAL_RAW_SIZE == 16
+    assert _capi.ValRaw.i32.offset == _capi.ValRaw.i64.offset == _capi.ValRaw.f64.offset == 0
+    # wasmtime_func_t {uint64 store_id; void *__private}; wasmtime_memory_t {{uint64; uint32}; uint32}.
+    assert ctypes.sizeof(ffi.wasmtime_func_t) == 16
+    assert ctypes.sizeof(ffi.wasmtime_memory_t) == 24
+    assert ffi.wasmtime_trap_code_t is ctypes.c_uint8
+    assert [name for name, _ in ffi.wasm_byte_vec_t._fields_] == ["size", "data"]
+    assert wasmtime.TrapCode.OUT_OF_FUEL.value == 11 and wasmtime.TrapCode.INTERRUPT.value == 10
+
+
+# -- the fast path gives what the public API gives ------------------------------------------------------
+
+CALC = """(module
+  (import "sopcos" "get_telemetry" (func $get (param i32) (result f64)))
+  (memory (export "memory") 1 1)
+  (func (export "calc") (param $x i64) (result i32)
+    (i32.wrap_i64 (i64.add (i64.mul (local.get $x) (i64.const 3)) (i64.const 1))))
+  (func (export "fetch") (param $key i64) (result i32)
+    (f64.store (i32.const 32) (call $get (i32.wrap_i64 (local.get $key))))
+    (i32.const 0)))"""
+
+
+def _host(values: dict[int, float], keys_seen: list[int]) -> _capi.HostCallback:
+    def callback(_env, _caller, args, _nargs):
+        slot = args[0]
+        keys_seen.append(slot.i32)
+        if slot.i32 not in values:
+            return _capi.new_trap(f"no key {slot.i32}")
+        slot.f64 = values[slot.i32]
+        return 0
+
+    return _capi.HostCallback(callback)
+
+
+VALUES = {0: -0.0, 1: 5e-324, 2: 1.7976931348623157e308, 3: 123.456, -1: -2.5}
+
+
+@pytest.fixture()
+def fast():
+    """CALC instantiated with an unchecked host function, and the fast handles on its exports."""
+    keys: list[int] = []
+    callback = _host(VALUES, keys)
+    linker = wasmtime.Linker(sandbox.engine())
+    f64_of_i32 = wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.f64()])
+    _capi.define_host_function(linker, "sopcos", "get_telemetry", f64_of_i32, callback)
+    store = new_store(Limits())
+    context = _capi.Context(store)
+    context.set_fuel(10**6)
+    context.set_epoch_deadline(10**6)
+    instance = linker.instantiate(store, wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm(CALC)))
+    exports = instance.exports(store)
+    return {
+        "store": store, "context": context, "keys": keys, "callback": callback, "exports": exports,
+        "calc": _capi.FuncI64ToI32(context, exports["calc"]),
+        "fetch": _capi.FuncI64ToI32(context, exports["fetch"]),
+        "view": _capi.memory_view(context, exports["memory"]),
+    }
+
+
+@pytest.fixture()
+def slow():
+    """CALC on the public API only."""
+    linker = wasmtime.Linker(sandbox.engine())
+    f64_of_i32 = wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.f64()])
+    linker.define_func("sopcos", "get_telemetry", f64_of_i32, lambda key: VALUES[key])
+    store = new_store(Limits())
+    store.set_fuel(10**6)
+    store.set_epoch_deadline(10**6)
+    instance = linker.instantiate(store, wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm(CALC)))
+    return store, instance.exports(store)
+
+
+@pytest.mark.parametrize("x", [0, 1, -1, 7, 2**31, 2**40 + 5, -(2**63), 2**63 - 1])
+def test_unchecked_calls_return_what_the_public_api_returns(fast, slow, x):
+    store, exports = slow
+    assert fast["calc"](x) == exports["calc"](store, x)
+
+
+@pytest.mark.parametrize("key", sorted(VALUES))
+def test_unchecked_host_functions_pass_keys_and_f64_bits_exactly(fast, slow, key):
+    store, exports = slow
+    assert fast["fetch"](key) == 0
+    exports["fetch"](store, key)
+    assert bytes(fast["view"][32:40]) == exports["memory"].read(store, 32, 40)
+    assert struct.unpack("<d", bytes(fast["view"][32:40]))[0] == VALUES[key]
+    assert fast["keys"] == [key]
+
+
+def test_memory_view_sees_the_whole_page_the_public_api_sees(fast):
+    memory = fast["exports"]["memory"]
+    assert len(fast["view"]) == memory.data_len(fast["store"]) == abi.MEMORY_PAGES * 65536
+    memory.write(fast["store"], b"sopcos", 1000)
+    assert bytes(fast["view"][1000:1006]) == b"sopcos"
+
+
+def test_a_host_trap_surfaces_with_its_message_and_does_not_stick(fast):
+    with pytest.raises(_capi.Trapped, match="no key 9") as info:
+        fast["fetch"](9)
+    assert info.value.code is None
+    assert fast["fetch"](3) == 0  # the trap out-parameter was cleared
+    assert fast["calc"](2) == 7
+
+
+def test_fuel_setters_agree_with_the_public_api(fast):
+    context, store = fast["context"], fast["store"]
+    context.set_fuel(5_000)
+    assert context.get_fuel() == store.get_fuel() == 5_000
+    fast["calc"](1)
+    assert context.get_fuel() == store.get_fuel() < 5_000
+    context.set_fuel(0)
+    with pytest.raises(_capi.Trapped) as info:
+        fast["calc"](1)
+    assert info.value.code is wasmtime.TrapCode.OUT_OF_FUEL
+
+
+def test_the_epoch_deadline_setter_arms_an_interrupt(fast):
+    fast["context"].set_fuel(10**6)
+    fast["context"].set_epoch_deadline(0)
+    with pytest.raises(_capi.Trapped) as info:
+        fast["calc"](1)
+    assert info.value.code is wasmtime.TrapCode.INTERRUPT
+
+
+# -- the whole evaluator against a slow evaluator built on the public API only ----------------------------
+
+
+def slow_evaluate(
+    module: wasmtime.Module, telemetry: list[float], context: list[float], budget: int
+) -> tuple:
+    logs: list[dict] = []
+    linker = wasmtime.Linker(sandbox.engine())
+    store = new_store(Limits())
+    i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
+    linker.define_func("sopcos", "get_telemetry", wasmtime.FuncType([i32], [f64]), lambda k: telemetry[k])
+    linker.define_func("sopcos", "get_context_var", wasmtime.FuncType([i32], [f64]), lambda k: context[k])
+
+    def emit_log(caller, level, ptr, length):
+        data = caller["memory"].read(caller, ptr, ptr + length)
+        logs.append({"level": abi.LOG_LEVELS[level], "message": data.decode()})
+
+    log_type = wasmtime.FuncType([i32, i32, i32], [])
+    linker.define_func("sopcos", "emit_log", log_type, emit_log, access_caller=True)
+    store.set_fuel(10**6)
+    store.set_epoch_deadline(10**6)
+    exports = linker.instantiate(store, module).exports(store)
+    returned = exports["evaluate"](store, budget)
+    verdict, rule, fault, _site, gas = struct.unpack("<iiiiq", exports["memory"].read(store, 0, 24))
+    assert fault == 0 and returned == verdict
+    rule_id = None if rule == -1 else BOILER_META["rules"][rule]["id"]
+    return Verdict(verdict), rule_id, logs, gas
+
+
+def test_the_evaluator_decides_exactly_as_the_public_api_path():
+    assert "pressure above 95 bar" in BOILER_DATA
+    evaluator = Evaluator.from_wasm(boiler())
+    module = wasmtime.Module(sandbox.engine(), boiler())
+    modes = BOILER_META["inputs"]["context"][0]["values"]
+    pressures = [0, 50, 80, 80.5, 95, 96, 250]
+    for pressure, mode, valve in itertools.product(pressures, modes, [False, True]):
+        decision = evaluator.evaluate({"pressure_bar": pressure, "valve_open": valve}, {"mode": mode})
+        expected = slow_evaluate(module, [float(pressure), 20.0, float(valve)], [float(modes.index(mode))],
+                                 BOILER_META["gas_max"])
+        assert (decision.verdict, decision.rule, decision.logs, decision.gas_used) == expected
