@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from axon.keys import SigningKey
 from axon.messaging import envelope as envelope_mod
@@ -30,6 +30,7 @@ from axon.messaging.envelope import Envelope
 from axon.messaging.errors import (
     ConfigError,
     FutureMessage,
+    MalformedEnvelope,
     MessagingError,
     ReplayCacheFull,
     ReplayedMessage,
@@ -37,7 +38,7 @@ from axon.messaging.errors import (
     WrongRecipient,
 )
 from axon.messaging.inner import Message
-from axon.messaging.signed import KeyDirectory, Sender, SignedEnvelope
+from axon.messaging.signed import KeyDirectory, LedgerKeys, Sender, SignedEnvelope
 
 log = logging.getLogger("axon.messaging")
 
@@ -62,6 +63,15 @@ class ReceiverConfig:
             raise ConfigError(f"max_nonces must be in 1..10000000, got {self.max_nonces!r}")
         if type(self.max_envelope_bytes) is not int or not 1024 <= self.max_envelope_bytes <= 1 << 20:
             raise ConfigError(f"max_envelope_bytes must be in 1024..1048576, got {self.max_envelope_bytes!r}")
+
+
+class LedgerEntry(Protocol):
+    """What the receiver reads of an axon.ledger Entry."""
+
+    seq: int
+    timestamp: int
+    sender: str
+    op: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -103,8 +113,8 @@ class NonceCache:
         if nonce in self._expiry:
             raise ReplayedMessage("nonce already seen within the window: replay dropped")
         if expires_at <= self.forgotten_until:
-            raise StaleMessage("timestamp is older than nonces this receiver has already forgotten "
-                               "(did the clock step back?)")
+            raise StaleMessage("timestamp predates what this receiver's nonce cache covers "
+                               "(it restarted, or its clock stepped back): nonces that old are forgotten")
         if len(self._expiry) >= self.max_entries:
             raise ReplayCacheFull(f"{self.max_entries} unexpired nonces cached: refusing new messages "
                                   "until some expire (raise max_nonces if this is normal traffic)")
@@ -117,13 +127,19 @@ class Receiver:
     consumer, or guard it with a lock."""
 
     def __init__(self, key: SigningKey, config: ReceiverConfig | None = None,
-                 clock: Callable[[], float] = time.time, did: str | None = None) -> None:
+                 clock: Callable[[], float] = time.time, did: str | None = None,
+                 started_at: float | None = None) -> None:
+        """`did`: what a signed or OpCode 9 `to` may name besides this key's address. `started_at`:
+        refuse messages stamped before it, whose nonces a previous run may have accepted (a live
+        consumer passes its start time)."""
         self.key = key
-        # What a signed `to` may say to mean this receiver.
         self.names = frozenset(name for name in (did, key.address) if name)
         self.config = config or ReceiverConfig()
         self.clock = clock
         self.nonces = NonceCache(self.config.max_nonces)
+        if started_at is not None:
+            # timestamp + window <= forgotten_until  <=>  timestamp < started_at
+            self.nonces.forgotten_until = int(started_at) - 1 + self.config.window_s
         # "accepted", "ignored_unknown_type", and one "dropped:<code>" per drop reason.
         self.counts: Counter[str] = Counter()
 
@@ -147,6 +163,19 @@ class Receiver:
             self._check_recipient(signed.to)
             sender = signed.verify(directory)
             message = self._check(self._open(signed.envelope), now)
+        return None if message is None else Received(sender, message)
+
+    def accept_entry(self, entry: LedgerEntry, keys: LedgerKeys, now: float | None = None) -> Received | None:
+        """An OpCode 9 MESSAGE entry of the ledger: (a) `to` names this receiver, (b) the transaction's
+        signer (recovered and checked by the ledger on submission) is a known, unrevoked key *now*,
+        then `accept`'s steps 1-9. None for an unknown type."""
+        with self.counting():
+            op = entry.op
+            if op.get("op") != "MESSAGE":
+                raise MalformedEnvelope(f"ledger entry {entry.seq} is a {op.get('op')}, not a MESSAGE")
+            self._check_recipient(str(op.get("to")))
+            sender = keys.sender_by_address(entry.sender)
+            message = self._check(self._open(op.get("envelope")), now)
         return None if message is None else Received(sender, message)
 
     def _check_recipient(self, to: str) -> None:
@@ -173,6 +202,7 @@ class Receiver:
 
     def _check(self, message: Message, now: float | None) -> Message | None:
         now = self.clock() if now is None else now
+        self.nonces.evict(now)  # on every message, so memory is returned even when all are dropped
         window = self.config.window_s
         age = now - message.timestamp
         if age > window:

@@ -60,6 +60,8 @@ class LedgerKeyRecord(Protocol):
 class LedgerLike(Protocol):
     def key(self, did: str) -> LedgerKeyRecord | None: ...
 
+    def key_by_address(self, address: str) -> LedgerKeyRecord | None: ...
+
 
 def sender_from_record(record: LedgerKeyRecord | None, who: str) -> Sender:
     """A ledger key record → Sender; absent or revoked keys are UnknownSender."""
@@ -78,6 +80,10 @@ class LedgerKeys:
 
     def sender(self, did: str) -> Sender:
         return sender_from_record(self.ledger.key(did), did)
+
+    def sender_by_address(self, address: str) -> Sender:
+        """The signer of an OpCode 9 transaction, by the address the ledger recovered from it."""
+        return sender_from_record(self.ledger.key_by_address(address), address)
 
 
 class PinnedKeys:
