@@ -17,6 +17,7 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
 COMMANDS = [
     "scc.commands.check",
     "scc.commands.compile",
+    "scc.commands.keygen",
 ]
 
 
