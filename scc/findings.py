@@ -9,10 +9,9 @@ every input the declarations allow; an unknown is always "maybe", so a warning i
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
-
-import rfc8785
 
 from scc.ast import Boolean, Call, Expr, InputRef, Kind, LetDef, LetRef, Number, Policy, Text, children
 from scc.errors import Diagnostic
@@ -45,7 +44,7 @@ def warnings(policy: Policy) -> list[Diagnostic]:
     analysis = _Analysis(policy)
     out: list[Diagnostic] = []
     always_holds = None  # first rule whose condition always holds (first-match)
-    first_with: dict[bytes, int] = {}
+    first_with: dict[str, int] = {}
     for rule in policy.rules:
         result = analysis.bool(rule.when)
         if result == NO:
@@ -58,7 +57,8 @@ def warnings(policy: Policy) -> list[Diagnostic]:
                                       f"rule `{rule.id}` is never reached: rule `{always_holds.id}` "
                                       f"({always_holds.site}) comes first and its condition always holds"))
             else:
-                key = rfc8785.dumps(policy.document["rules"][rule.index]["when"])
+                # Same JSON text, same condition (different text may still mean the same: no warning).
+                key = json.dumps(policy.document["rules"][rule.index]["when"], sort_keys=True)
                 if key in first_with:
                     earlier = policy.rules[first_with[key]]
                     out.append(Diagnostic("SCC-W002", rule.site,
