@@ -169,6 +169,7 @@ def _sealed_plaintext(plaintext: bytes) -> dict:
     (b"{", "not valid JSON"),
     (b'{"type":"CMD","type":"LOG","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{}}', "duplicate key"),
     (b'{"type":"CMD","timestamp":NaN,"nonce":"' + b"0" * 24 + b'","body":{}}', "NaN"),
+    (b'{"type":"CMD","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{"x":-1e999}}', "infinity"),
     (b'{"type":"cmd","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{}}', "/type"),
     (b'{"type":"CMD","timestamp":-1,"nonce":"' + b"0" * 24 + b'","body":{}}', "/timestamp"),
     (b'{"type":"CMD","timestamp":true,"nonce":"' + b"0" * 24 + b'","body":{}}', "/timestamp"),

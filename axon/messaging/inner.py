@@ -8,6 +8,7 @@ NaN/Infinity, bounded nesting) and `Message.to_bytes` is what `seal` encrypts. T
 from __future__ import annotations
 
 import json
+import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -69,7 +70,7 @@ def parse(plaintext: bytes) -> Message:
     """Decrypted bytes → `Message`. Strict JSON: a duplicate key or NaN is a schema error, not a choice."""
     try:
         doc = json.loads(plaintext.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                         parse_constant=_no_constants)
+                         parse_constant=_no_constants, parse_float=_finite)
     except UnicodeDecodeError as exc:
         raise SchemaError(f"inner message: not UTF-8 (byte {exc.start})") from None
     except RecursionError:
@@ -88,6 +89,13 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses as infinity: no more a JSON number than NaN is
+        raise ValueError("a number overflows to infinity")
+    return value
 
 
 def _json_reason(exc: ValueError) -> str:

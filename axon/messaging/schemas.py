@@ -32,8 +32,13 @@ def validator(name: str) -> jsonschema.protocols.Validator:
 
 def first_error(name: str, doc: object, what: str) -> str | None:
     """None when `doc` satisfies schema `name`; otherwise one precise reason, e.g.
-    `inner message /nonce: must match ^[0-9a-f]{24}...`."""
-    error = best_match(validator(name).iter_errors(doc))
+    `inner message /nonce: 96 random bits as 24 lowercase hex digits.`."""
+    return describe_error(validator(name), doc, what)
+
+
+def describe_error(checker: jsonschema.protocols.Validator, doc: object, what: str) -> str | None:
+    """`first_error` for any validator (other packages' schemas word their errors the same way)."""
+    error = best_match(checker.iter_errors(doc))
     if error is None:
         return None
     where = "/" + "/".join(str(part) for part in error.absolute_path)
