@@ -9,11 +9,11 @@ from typing import IO
 
 import orjson
 
-from axon.clikit import EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
 from synapse.evaluate import Evaluator
-from synapse.loader import open_module
 from synapse.sandbox import Limits
 
 HELP = """Evaluate a compiled policy module in the sandbox and print each decision as one line of JSON:
@@ -30,8 +30,13 @@ Replay, one decision per input line, in order (FILE or - for stdin):
 A line that is not such an object yields a DENY decision whose reason names the line; the replay goes on.
 Every failure of an evaluation (a bad input, a fault, a trap, a limit) is a DENY decision with a reason.
 
-Exit status: 0 decisions were printed (whatever they say), 2 the module could not be read or was
-refused, or the arguments or input file were unusable.
+Signed artifacts: MODULE.sop is verified by Axon first (signature, hashes, the signer's authority,
+revocation and supersession on --ledger) and decrypted in memory with --key; a .wasm runs unverified,
+for development only, and says so on stderr.
+
+Exit status: 0 decisions were printed (whatever they say), 1 the .sop artifact failed verification
+(nothing was evaluated), 2 the module could not be read or was refused, or the arguments or input
+file were unusable.
 """
 
 _RECORD_KEYS = frozenset(("telemetry", "context"))
@@ -44,7 +49,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "eval", help="evaluate a policy module on telemetry (once, or per JSONL line)",
         description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("module", metavar="MODULE", help="compiled policy module (.wasm)")
+    parser.add_argument("module", metavar="MODULE",
+                        help="signed artifact (.sop, verified by Axon); a raw .wasm for development only")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--telemetry", metavar="JSON", help="telemetry object for one decision")
     source.add_argument("--input", metavar="FILE",
@@ -57,6 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="wall-clock limit per evaluation (default %(default)g ms)")
     parser.add_argument("--line-buffered", action="store_true",
                         help="flush after every decision (for a live stream on stdin)")
+    add_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -65,8 +72,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--context goes with --telemetry; with --input each line carries its own context")
     try:
         limits = Limits(gas=args.gas, fuel=args.fuel, deadline_ms=args.deadline_ms)
-        evaluator = open_module(args.module, limits=limits)
-    except (LimitsError, ModuleError) as exc:
+        evaluator = open_for_cli(args, limits)
+    except ArtifactRefused as exc:
+        print(f"synapse: {exc} [{exc.code}]", file=sys.stderr)
+        return EXIT_FAIL
+    except (LimitsError, ModuleError, ArtifactSetupError) as exc:
         raise UsageError(f"{exc} [{exc.code}]") from None
     out = sys.stdout.buffer
     if args.telemetry is not None:

@@ -1,0 +1,192 @@
+"""Synapse runs only verified artifacts (SIP-009 §8): `.sop` in, Axon's verdict, then an evaluator.
+
+`load_verified` hands the artifact's bytes to an `axon.verify.Verifier` and builds the evaluator from
+the module bytes Axon returns, in memory: a decrypted module is never written anywhere, and the
+sandbox's wasmtime engine has no compilation cache (wasmtime's cache is off unless a Config asks for
+it, and synapse/sandbox.py never does), so no compiled form of it reaches the disk either.
+
+For the command line, `add_arguments` adds --ledger/--key/--config to a parser and `open_for_cli`
+opens what the user named: a `.sop` through Axon, a raw `.wasm` only with a notice on stderr that
+it is for development and unverified.
+
+Config file (TOML; paths relative to the file), every key optional:
+
+    ledger = "/var/lib/sopcos/ledger.db"       # the ledger Axon checks keys and artifacts against
+    key = "/etc/sopcos/node.key"               # this node's key, to decrypt artifacts sent to it
+    installed = "/var/lib/sopcos/installed.json"  # {"policy": "version"}: refuse rollbacks
+    [verify]
+    max_artifact_bytes = 8388608
+    clock_skew_seconds = 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from axon.errors import AxonError
+from axon.keys import KEY_ENV, Identity, load_identity
+from axon.ledger import Ledger
+from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyConfig, VerifyError
+from synapse.errors import ModuleUnreadable, SynapseError
+from synapse.evaluate import Evaluator
+from synapse.loader import open_module
+from synapse.sandbox import Limits
+
+ARTIFACT_SUFFIX = ".sop"
+DEV_NOTICE = ("synapse: development only: {path} is a raw, unverified module (no signature, no ledger "
+              "check); production nodes run signed .sop artifacts")
+
+
+class ArtifactRefused(SynapseError):
+    """Axon refused the artifact; `.verify_error` is its VerifyError (with its stable code)."""
+
+    code = "SYNAPSE-ARTIFACT-REFUSED"
+
+    def __init__(self, verify_error: VerifyError) -> None:
+        super().__init__(f"artifact refused: {verify_error}", code=verify_error.code)
+        self.verify_error = verify_error
+
+
+class ArtifactSetupError(SynapseError):
+    """The ledger, node key or config file needed to verify an artifact cannot be used."""
+
+    code = "SYNAPSE-ARTIFACT-SETUP"
+
+
+def load_verified(source: str | Path | bytes, verifier: Verifier, *,
+                  installed: InstalledVersions | None = None, limits: Limits | None = None,
+                  clock: Callable[[], float] = time.time) -> tuple[VerifiedArtifact, Evaluator]:
+    """Verify a `.sop` (a path or its bytes) and build its evaluator from the module in memory.
+
+    Raises ArtifactRefused (nothing is compiled or run) when any Axon check fails.
+    """
+    if isinstance(source, bytes | bytearray):
+        data = bytes(source)
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise ModuleUnreadable(f"cannot read artifact {str(source)!r}: {exc.strerror or exc}") from None
+    try:
+        verified = verifier.verify(data, installed)
+    except VerifyError as exc:
+        raise ArtifactRefused(exc) from None
+    return verified, Evaluator.from_wasm(verified.module, limits=limits, clock=clock)
+
+
+# -- command line ------------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("signed artifacts (.sop)")
+    group.add_argument("--ledger", metavar="PATH", help="ledger to verify the artifact against")
+    group.add_argument("--key", metavar="KEYFILE",
+                       help=f"this node's key, to decrypt artifacts encrypted for it (default ${KEY_ENV})")
+    group.add_argument("--config", metavar="FILE.toml", help="ledger, key and verification limits in a file")
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    ledger: Path | None = None
+    key: Path | None = None
+    installed: Path | None = None
+    verify: VerifyConfig = VerifyConfig()
+
+
+def read_settings(args: argparse.Namespace) -> NodeSettings:
+    """Options win over the config file."""
+    settings = _read_config(Path(args.config)) if getattr(args, "config", None) else NodeSettings()
+    return NodeSettings(
+        ledger=Path(args.ledger) if getattr(args, "ledger", None) else settings.ledger,
+        key=Path(args.key) if getattr(args, "key", None) else settings.key,
+        installed=settings.installed, verify=settings.verify)
+
+
+def _read_config(path: Path) -> NodeSettings:
+    try:
+        doc = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ArtifactSetupError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactSetupError(f"config {path} is not valid TOML: {exc}") from None
+    unknown = set(doc) - {"ledger", "key", "installed", "verify"}
+    if unknown:
+        raise ArtifactSetupError(f"config {path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    base = path.parent
+
+    def as_path(name: str) -> Path | None:
+        value = doc.get(name)
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ArtifactSetupError(f"config {path}: {name} must be a path (a string)")
+        return base / value
+
+    limits = doc.get("verify", {})
+    try:
+        verify = VerifyConfig(**limits)
+    except TypeError:
+        raise ArtifactSetupError(f"config {path}: [verify] takes only max_artifact_bytes and "
+                                 "clock_skew_seconds") from None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in limits.values()):
+        raise ArtifactSetupError(f"config {path}: [verify] limits are whole numbers")
+    return NodeSettings(as_path("ledger"), as_path("key"), as_path("installed"), verify)
+
+
+def _node_identity(settings: NodeSettings) -> Identity | None:
+    if settings.key is None and not os.environ.get(KEY_ENV):
+        return None
+    try:
+        return load_identity(settings.key)
+    except AxonError as exc:
+        raise ArtifactSetupError(f"node key: {exc}") from None
+
+
+def _installed(settings: NodeSettings) -> InstalledVersions | None:
+    if settings.installed is None or not settings.installed.exists():
+        return None
+    try:
+        versions = json.loads(settings.installed.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtifactSetupError(f"cannot read installed versions {settings.installed}: {exc}") from None
+    if not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
+        raise ArtifactSetupError(f"{settings.installed} must map policy names to versions")
+    return InstalledVersions(versions)
+
+
+def open_verifier(settings: NodeSettings, now: Callable[[], float] = time.time) -> tuple[Verifier, Ledger]:
+    if settings.ledger is None:
+        raise ArtifactSetupError("a .sop artifact is verified against a ledger: give --ledger PATH "
+                                 "(or ledger = ... in --config)")
+    if not settings.ledger.exists():
+        raise ArtifactSetupError(f"ledger {settings.ledger} does not exist")
+    try:
+        ledger = Ledger.open(settings.ledger)
+    except AxonError as exc:
+        raise ArtifactSetupError(f"cannot open ledger {settings.ledger}: {exc}") from None
+    return Verifier(ledger, settings.verify, _node_identity(settings), now), ledger
+
+
+def open_for_cli(args: argparse.Namespace, limits: Limits | None = None) -> Evaluator:
+    """The evaluator for `args.module`: a `.sop` verified by Axon, or a raw module with a notice."""
+    path = str(args.module)
+    if not path.endswith(ARTIFACT_SUFFIX):
+        print(DEV_NOTICE.format(path=path), file=sys.stderr)
+        return open_module(path, limits=limits)
+    settings = read_settings(args)
+    verifier, ledger = open_verifier(settings)
+    try:
+        verified, evaluator = load_verified(path, verifier, installed=_installed(settings), limits=limits)
+    finally:
+        ledger.close()
+    print(f"synapse: verified {verified.policy} {verified.version} ({verified.urn}) signed by {verified.kid}"
+          + (", decrypted in memory" if verified.encrypted else ""), file=sys.stderr)
+    return evaluator
