@@ -1,0 +1,50 @@
+"""HTTP binding of the constraint-node protocol (draft-urien-08 §4.2): POST /v1/constraint-node/provision.
+
+A thin translation over axon.constraint_node: the body is a Provisioning-Message, the answer a
+Transaction-Message signed by this node's key over the data `read()` returns (a reading or a decision
+attestation). 200 with type 1; 400 with type 0 when the provisioning message is malformed; 500 with
+type 0 when the node could not produce its data. Mount with `app.include_router(make_router(...))`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.params import Depends
+
+from axon.constraint_node import PROVISIONING_SCHEMA, TRANSACTION_SCHEMA, ConstraintNode
+
+PATH = "/v1/constraint-node/provision"
+JSON = "application/json"
+
+
+def _schema(schema: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in schema.items() if k != "$schema"}
+
+
+def make_router(node: ConstraintNode, read: Callable[[], bytes], chain_id: int | None, *,
+                dependencies: Sequence[Depends] = ()) -> APIRouter:
+    """`dependencies` lets the service put its own authorisation in front of the route."""
+    router = APIRouter(dependencies=list(dependencies))
+
+    @router.post(
+        PATH,
+        summary="Sign a transaction carrying this node's data (constraint-node protocol)",
+        openapi_extra={
+            "requestBody": {"required": True, "content": {JSON: {"schema": _schema(PROVISIONING_SCHEMA)}}},
+            "responses": {
+                "200": {"description": "Transaction-Message, type 1",
+                        "content": {JSON: {"schema": _schema(TRANSACTION_SCHEMA)}}},
+                "400": {"description": "Transaction-Message, type 0: the provisioning message is malformed"},
+                "500": {"description": "Transaction-Message, type 0: the node could not read its data"},
+            },
+        },
+    )
+    async def provision(request: Request) -> Response:
+        reply = node.respond(await request.body(), read, chain_id)
+        status = 200 if not reply.is_error else 400 if reply.client_error else 500
+        return Response(content=reply.to_json(), media_type=JSON, status_code=status)
+
+    return router
