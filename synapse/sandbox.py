@@ -21,6 +21,7 @@ instances the whole process may hold.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ import wasmtime
 
 from axon import abi
 from axon.abi import ModuleMeta, ModuleMetaError, Verdict, read_meta
+from axon.module_check import FEATURES_OFF
 from synapse.errors import ExportRefused, ImportRefused, LimitsError, MetaRefused, ModuleInvalid
 from synapse.inputs import InputSpecs
 
@@ -101,9 +103,25 @@ def engine() -> wasmtime.Engine:
         with _engine_lock:
             if _engine is None:
                 created = wasmtime.Engine(_config())
-                threading.Thread(target=_tick, args=(created,), name="synapse-epoch", daemon=True).start()
+                _start_ticker(created)
                 _engine = created
     return _engine
+
+
+def _start_ticker(target: wasmtime.Engine) -> None:
+    threading.Thread(target=_tick, args=(target,), name="synapse-epoch", daemon=True).start()
+
+
+def _after_fork_in_child() -> None:
+    # A forked child (a pre-forking server's worker) inherits the engine but not the ticker thread:
+    # without a new one its deadlines would never fire.
+    global _engine_lock
+    _engine_lock = threading.Lock()
+    if _engine is not None:
+        _start_ticker(_engine)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _config() -> wasmtime.Config:
@@ -111,9 +129,7 @@ def _config() -> wasmtime.Config:
     config.consume_fuel = True
     config.epoch_interruption = True
     config.cranelift_nan_canonicalization = True
-    for feature in ("wasm_threads", "wasm_relaxed_simd", "wasm_memory64", "wasm_multi_memory", "wasm_gc",
-                    "wasm_function_references", "wasm_exceptions", "wasm_stack_switching",
-                    "wasm_component_model", "wasm_wide_arithmetic", "wasm_custom_page_sizes"):
+    for feature in FEATURES_OFF:  # the same list Axon's module check validates against
         setattr(config, feature, False)
     config.memory_may_move = False  # the runtime reads the result block through a cached base pointer
     return config

@@ -3,6 +3,7 @@ the Limits object and the loading stages."""
 
 from __future__ import annotations
 
+import os
 import struct
 import time
 
@@ -130,3 +131,21 @@ def test_loading_compiles_once_and_keeps_meta_and_inputs():
 def test_an_empty_policy_meta_is_refused():
     with pytest.raises(MetaRefused, match="lists no rules"):
         load_module(policy_module("(call $decide (i32.const 1) (i32.const 0))", meta(rules=[])))
+
+
+def test_a_forked_child_gets_its_own_epoch_ticker():
+    sandbox.engine()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: a deadline must still fire
+        try:
+            try:
+                run('(module (func (export "f") (loop $l (br $l))))', fuel=10**15, deadline_ticks=5)
+                os.write(write, b"not interrupted")
+            except wasmtime.Trap as trap:
+                os.write(write, str(trap.trap_code).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    assert os.read(read, 100) == b"TrapCode.INTERRUPT"
