@@ -5,7 +5,7 @@ The layout is SIP-009 §4 field for field; what Sopcos Edge adds lives inside th
 
     header        {magic "SOPC", version "1.1", type "WASM_POLICY", kid}
     meta          {source_hash, compiler_version, authority_level, urn,
-                   + policy, policy_version, abi, gas_max, created_at, expires_at (optional)}
+                   + policy, version, abi, gas_max, created_at, expires_at (optional)}
     encryption    {enabled: false}, or {enabled: true, algo "AES-256-GCM", iv, recipient_context,
                    + recipients: [{kid | public_key, ephem_pub, iv, wrapped_key}]}
     distribution  {storage_hint}
@@ -158,7 +158,7 @@ class Envelope:
 
     @property
     def version(self) -> str:
-        return self.meta["policy_version"]
+        return self.meta["version"]
 
     @property
     def authority_level(self) -> int:
@@ -265,7 +265,7 @@ def build(module: bytes, signer: Identity, spec: PackageSpec,
     meta: dict[str, Any] = {
         "source_hash": module_meta.source_hash, "compiler_version": module_meta.compiler,
         "authority_level": spec.authority_level, "policy": module_meta.policy,
-        "policy_version": module_meta.version, "abi": module_meta.abi, "gas_max": module_meta.gas_max,
+        "version": module_meta.version, "abi": module_meta.abi, "gas_max": module_meta.gas_max,
         "created_at": spec.created_at,
     }
     if spec.expires_at is not None:

@@ -408,7 +408,7 @@ def check_module(run: _Run) -> None:  # 16 (SIP-009 §6.2)
         raise ModuleRejected(f"module refused: {exc}") from None
     meta, envelope = run.module_meta, run.envelope.meta
     pairs = (("policy", meta.policy, envelope["policy"]),
-             ("version", meta.version, envelope["policy_version"]),
+             ("version", meta.version, envelope["version"]),
              ("source_hash", meta.source_hash, envelope["source_hash"]),
              ("compiler", meta.compiler, envelope["compiler_version"]),
              ("gas_max", meta.gas_max, envelope["gas_max"]),

@@ -130,7 +130,7 @@ SIP009_FIELDS = {
 }
 
 
-ADDED_META = ("policy", "policy_version", "abi", "gas_max", "created_at")
+ADDED_META = ("policy", "version", "abi", "gas_max", "created_at")
 TOP = ("header", "meta", "encryption", "distribution", "payload", "signature")
 
 
@@ -237,7 +237,7 @@ def _tamper_cases(world: World, doc: dict) -> list[tuple[str, object, str]]:
         ("meta/authority_level", "LVL_1", "AXON-VERIFY-SIGNATURE"),
         ("meta/urn", "urn:sopcos:artifact:sha256:" + "cd" * 32, "AXON-VERIFY-SIGNATURE"),
         ("meta/policy", "tank-overfill", "AXON-VERIFY-SIGNATURE"),
-        ("meta/policy_version", "1.2.1", "AXON-VERIFY-SIGNATURE"),
+        ("meta/version", "1.2.1", "AXON-VERIFY-SIGNATURE"),
         ("meta/abi", 2, "AXON-VERIFY-SIGNATURE"),
         ("meta/gas_max", 13, "AXON-VERIFY-SIGNATURE"),
         ("meta/created_at", NOW - 1, "AXON-VERIFY-SIGNATURE"),
@@ -539,7 +539,7 @@ def test_invalid_wasm_is_refused(world, module):
     assert code_of(world, envelope.to_bytes()) == "AXON-VERIFY-MODULE"
 
 
-@pytest.mark.parametrize("field,value", [("policy_version", "1.2.1"), ("gas_max", 1),
+@pytest.mark.parametrize("field,value", [("version", "1.2.1"), ("gas_max", 1),
                                          ("source_hash", "sha256:" + "0" * 64),
                                          ("compiler_version", "scc-0.0.9")])
 def test_envelope_meta_must_match_the_modules_own(world, module, field, value):
