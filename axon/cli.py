@@ -11,6 +11,7 @@ DESCRIPTION = """Verify artifacts, keep the ledger, and exchange SIP-017 message
 # One module per subcommand; each adds itself with register(subparsers).
 COMMANDS = [
     "axon.commands.ledger",
+    "axon.commands.msg",
     "axon.commands.tx",
 ]
 

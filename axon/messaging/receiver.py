@@ -99,6 +99,17 @@ class NonceCache:
     def __contains__(self, nonce: str) -> bool:
         return nonce in self._expiry
 
+    def to_dict(self) -> dict[str, int]:
+        """Nonce → expiry, to carry the cache across runs (`axon msg inbox` keeps it in its state file)."""
+        return dict(self._expiry)
+
+    def restore(self, entries: Mapping[str, int], forgotten_until: int) -> None:
+        for nonce, expires_at in entries.items():
+            if nonce not in self._expiry:
+                self._expiry[nonce] = expires_at
+                heapq.heappush(self._heap, (expires_at, nonce))
+        self.forgotten_until = max(self.forgotten_until, forgotten_until)
+
     def evict(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] < now:

@@ -1,0 +1,235 @@
+"""`axon msg ...`: seal, open, send and read SIP-017 messages (docs/messaging.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.commands.ledger import LEDGER_ENV
+from axon.keys import KEY_ENV, Identity, InvalidKey, KeyMaterialError, PublicKey, load_identity
+from axon.ledger import Ledger, LedgerError, LedgerStorageError, ops
+from axon.messaging import envelope
+from axon.messaging.errors import ConfigError, MessagingError, SchemaError
+from axon.messaging.inbox import InboxItem, LedgerInbox
+from axon.messaging.inner import Message
+from axon.messaging.receiver import DEFAULT_WINDOW_S, MAX_WINDOW_S, Receiver, ReceiverConfig
+
+HELP = f"""Seal, open, send and read SIP-017 end-to-end encrypted messages.
+
+  axon msg seal --to PUBKEY_HEX --type TYPE --body JSON     print an envelope (outer JSON)
+  axon msg open --key KEYFILE FILE                          decrypt, check, print the inner message
+  axon msg send --to DID --type TYPE --body JSON --key KEYFILE   post it on the ledger (OpCode 9)
+  axon msg inbox --key KEYFILE                              read new messages to you, mark them read
+
+Types: CMD, LOG, ALERT, KEY_EXCHANGE (others are valid but receivers ignore them). Keys come from
+--key or ${KEY_ENV}; the ledger from --ledger or ${LEDGER_ENV}.
+
+exit codes: 0 done, 1 a message failed a check (or the ledger refused), 2 bad arguments, key or file
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("msg", help="seal, open, send and read SIP-017 messages",
+                                   description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.set_defaults(run=lambda _args: _usage(parser))
+    sub = parser.add_subparsers(title="msg commands", metavar="COMMAND")
+
+    content = argparse.ArgumentParser(add_help=False)
+    content.add_argument("--type", required=True, help="message type, uppercase (CMD, LOG, ALERT, ...)")
+    content.add_argument("--body", required=True, metavar="JSON", help='the body, a JSON object, e.g. '
+                         '\'{"command": "ping"}\'')
+    window = argparse.ArgumentParser(add_help=False)
+    window.add_argument("--window", type=int, default=DEFAULT_WINDOW_S, metavar="SECONDS",
+                        help=f"freshness window (default {DEFAULT_WINDOW_S}, at most {MAX_WINDOW_S})")
+    keyed = argparse.ArgumentParser(add_help=False)
+    keyed.add_argument("--key", metavar="KEYFILE", help=f"your key file (default: ${KEY_ENV})")
+    ledgered = argparse.ArgumentParser(add_help=False)
+    ledgered.add_argument("--ledger", metavar="PATH", help=f"the ledger file (default: ${LEDGER_ENV})")
+
+    p = sub.add_parser("seal", parents=[content], help="encrypt to a public key, print the envelope",
+                       description="Encrypt a message to PUBKEY_HEX with a fresh ephemeral key and print "
+                                   "the SIP-017 envelope (one line of JSON).")
+    p.add_argument("--to", required=True, metavar="PUBKEY_HEX", help="recipient's secp256k1 public key")
+    p.set_defaults(run=_seal)
+
+    p = sub.add_parser("open", parents=[keyed, window], help="decrypt and check an envelope",
+                       description="Decrypt an envelope with your key, check it as a receiver would "
+                                   "(schema, freshness window) and print the inner message as JSON. A "
+                                   "replay cannot be detected from one file: receivers keep a nonce cache.")
+    p.add_argument("file", metavar="FILE", help="envelope JSON file, or - for standard input")
+    p.add_argument("--at", type=float, metavar="UNIX_TIME",
+                   help="check freshness at this time (default: now)")
+    p.set_defaults(run=_open)
+
+    p = sub.add_parser("send", parents=[content, keyed, ledgered], help="send a message on the ledger",
+                       description="Encrypt a message to DID's key on the ledger and post it as an OpCode 9 "
+                                   "MESSAGE signed by your key (which is how the recipient knows it is you).")
+    p.add_argument("--to", required=True, metavar="DID", help="recipient's DID (registered on the ledger)")
+    p.set_defaults(run=_send)
+
+    p = sub.add_parser("inbox", parents=[keyed, ledgered, window], help="read new messages to you",
+                       description="Decrypt and check the ledger's messages to your DID and address that you "
+                                   "have not read yet, print them, and mark them read. Each is checked for "
+                                   "freshness against the time the ledger accepted it. Exit 1 if any was "
+                                   "dropped (it is printed with its reason).")
+    p.add_argument("--state", metavar="FILE",
+                   help="where the read position is kept (default: LEDGER.inbox-ADDRESS.json)")
+    p.add_argument("--peek", action="store_true", help="do not mark anything read")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(run=_inbox)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+# --- argument helpers -----------------------------------------------------------------------------
+
+
+def _identity(path: str | None) -> Identity:
+    try:
+        return load_identity(path)
+    except KeyMaterialError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _message(args: argparse.Namespace) -> Message:
+    try:
+        body = json.loads(args.body)
+    except ValueError as exc:
+        raise UsageError(f"--body is not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise UsageError("--body must be a JSON object, e.g. '{\"command\": \"ping\"}'")
+    try:
+        return Message.new(args.type, body, time.time())
+    except SchemaError as exc:
+        raise UsageError(f"{exc} (--type/--body)") from exc
+
+
+def _config(args: argparse.Namespace) -> ReceiverConfig:
+    try:
+        return ReceiverConfig(window_s=args.window)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _ledger(args: argparse.Namespace) -> Ledger:
+    path = args.ledger or os.environ.get(LEDGER_ENV)
+    if not path:
+        raise UsageError(f"no ledger given: pass --ledger PATH or set {LEDGER_ENV}")
+    try:
+        return Ledger.open(path)
+    except LedgerStorageError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _fail(exc: MessagingError | LedgerError) -> int:
+    print(f"axon msg: {exc} [{exc.code}]", file=sys.stderr)
+    return EXIT_FAIL
+
+
+# --- commands -------------------------------------------------------------------------------------
+
+
+def _seal(args: argparse.Namespace) -> int:
+    try:
+        recipient = PublicKey.from_hex(args.to)
+    except InvalidKey as exc:
+        raise UsageError(f"--to: {exc}") from exc
+    print(envelope.seal(recipient, _message(args)).to_json())
+    return EXIT_OK
+
+
+def _open(args: argparse.Namespace) -> int:
+    identity = _identity(args.key)
+    config = _config(args)
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    receiver = Receiver(identity.key, config)
+    try:
+        message = envelope.open(identity.key, data, config.max_envelope_bytes)
+        known = receiver.check(message, now=time.time() if args.at is None else args.at)
+    except MessagingError as exc:
+        return _fail(exc)
+    if known is None:
+        print(f"axon msg: note: type {message.type} is unknown; receivers ignore it", file=sys.stderr)
+    print(json.dumps(message.to_dict(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _send(args: argparse.Namespace) -> int:
+    identity = _identity(args.key)
+    message = _message(args)
+    with _ledger(args) as ledger:
+        record = ledger.key(args.to)
+        if record is None or record.revoked:
+            raise UsageError(f"--to: {args.to} has no unrevoked key on this ledger")
+        sealed = envelope.seal(record.public_key, message)
+        try:
+            entry = ledger.sign_and_submit(identity, ops.message(args.to, sealed.to_dict()), int(time.time()))
+        except LedgerError as exc:
+            return _fail(exc)
+    print(f"sent {message.type} to {args.to}: ledger entry #{entry.seq}, nonce {message.nonce}")
+    return EXIT_OK
+
+
+def _inbox(args: argparse.Namespace) -> int:
+    identity = _identity(args.key)
+    config = _config(args)
+    with _ledger(args) as ledger:
+        state_path = Path(args.state or f"{ledger.path}.inbox-{identity.key.address}.json")
+        state = _read_state(state_path)
+        receiver = Receiver(identity.key, config, did=identity.did)
+        receiver.nonces.restore(state["nonces"], state["forgotten_until"])
+        inbox = LedgerInbox(ledger, receiver, after_seq=state["after_seq"])
+        items = inbox.poll(at_entry_time=True)
+    for item in items:
+        print(json.dumps(item.to_dict(), ensure_ascii=False) if args.json else _line(item))
+    if not args.peek:
+        _write_state(state_path, {"after_seq": inbox.after_seq, "nonces": receiver.nonces.to_dict(),
+                                  "forgotten_until": receiver.nonces.forgotten_until})
+    if not items and not args.json:
+        print("no new messages", file=sys.stderr)
+    return EXIT_FAIL if any(item.error is not None for item in items) else EXIT_OK
+
+
+def _line(item: InboxItem) -> str:
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(item.ledger_time))
+    if item.received is not None:
+        sender, message = item.received.sender, item.received.message
+        body = json.dumps(message.body, ensure_ascii=False, separators=(",", ":"))
+        return f"#{item.seq} {when} {message.type} from {sender.did} (LVL_{sender.level}): {body}"
+    if item.error is not None:
+        return f"#{item.seq} {when} dropped (from {item.sender_address}): {item.error.code}: {item.error}"
+    return f"#{item.seq} {when} ignored (from {item.sender_address}): unknown message type"
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {"after_seq": 0, "nonces": {}, "forgotten_until": -1}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        return {"after_seq": int(state["after_seq"]),
+                "nonces": {str(k): int(v) for k, v in dict(state["nonces"]).items()},
+                "forgotten_until": int(state["forgotten_until"])}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"inbox state {path} is unreadable ({exc}); move it away to re-read "
+                         "everything") from exc
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(json.dumps(state), encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise UsageError(f"cannot write inbox state {path}: {exc.strerror}") from exc
