@@ -15,6 +15,7 @@ DESCRIPTION = """Run compiled Sopcos policies in a wasmtime sandbox and report d
 # One module per subcommand; each adds itself with register(subparsers).
 COMMANDS = [
     "synapse.commands.decisions",
+    "synapse.commands.serve",
     "synapse.commands.eval",
 ]
 

@@ -33,6 +33,8 @@ class ServerConfig:
     workers: int = 1
     # One JSON log line per successful request too (errors and admin actions are always logged).
     access_log: bool = False
+    # POST /v1/noop: validates an evaluation request and does nothing else. A baseline for load tests.
+    noop_endpoint: bool = False
 
 
 @dataclass

@@ -1,0 +1,1 @@
+"""The HTTP layer: translates requests to synapse.service calls (the runtime never imports this)."""

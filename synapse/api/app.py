@@ -1,0 +1,475 @@
+"""The HTTP API: FastAPI routes that translate requests to `PolicyService` calls and back.
+
+Nothing here decides anything. What it guarantees is the shape of failure: every error is a JSON
+body {"code", "message", "errors"} with a 4xx status (or 503 when the decision log cannot be
+written), never a stack trace; see docs/service.md for the endpoints and codes.
+
+The evaluation routes are plain Starlette routes (orjson in, pydantic-core validation, orjson out):
+measured, FastAPI's request/response machinery costs more than the evaluation itself. They are still
+in the OpenAPI document, added from the same pydantic models by `_openapi`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from pydantic import BaseModel, ValidationError
+from pydantic.json_schema import models_json_schema
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from synapse.api import models
+from synapse.service import logs
+from synapse.service.auth import SIGNATURE_HEADER, SIGNER_HEADER, Principal
+from synapse.service.errors import BodyTooLarge, RateLimited, RequestInvalid, ServiceError
+from synapse.service.service import PolicyService
+
+JSON = "application/json"
+_UNION_TAGS = {"bool", "int", "float", "str", "constrained-str"}
+_SCALAR_MESSAGE = "must be a finite number, a boolean, or a string of at most 1024 characters"
+_UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
+_PLAIN_PATHS = {"/v1/evaluate", "/evaluate", "/v1/evaluate/batch"}
+
+Background = Callable[[PolicyService], Awaitable[None]]
+
+
+def create_app(service: PolicyService, *, preload: list | None = None,
+               background: list[Background] | None = None) -> FastAPI:
+    """The ASGI app for `service`. The app's lifespan starts the service (and `background` tasks,
+    such as the sidecar's loop) and stops it, sealing the decision log, on shutdown."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await asyncio.to_thread(service.start, preload)
+        tasks = [asyncio.create_task(_follow(service), name="ledger-follower")]
+        tasks += [asyncio.create_task(_guarded(job, service), name=getattr(job, "__name__", "job"))
+                  for job in background or []]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.to_thread(service.stop)
+
+    app = FastAPI(title="Sopcos Synapse policy service", version="1", lifespan=lifespan,
+                  description="Evaluate Sopcos policies (SIP-001) compiled to signed artifacts (SIP-009), "
+                              "manage those artifacts, and observe the service. Errors are "
+                              '{"code", "message", "errors"}; treat any answer that is not a decision as '
+                              "DENY.")
+    app.state.service = service
+    _exception_handlers(app)
+    _evaluation_routes(app, service)
+    _admin_routes(app, service)
+    _observability_routes(app, service)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    app.add_middleware(GuardMiddleware, service=service)
+    return app
+
+
+async def _follow(service: PolicyService) -> None:
+    interval = service.config.ledger.follow_interval
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await asyncio.to_thread(service.follow)
+        except ServiceError as exc:
+            logs.event("follow_failed", logging.WARNING, code=exc.code, reason=exc.message)
+        except Exception as exc:  # keep following: one bad step must not stop revocations being seen
+            logs.event("follow_failed", logging.ERROR, reason=f"{type(exc).__name__}: {exc}")
+
+
+async def _guarded(job: Background, service: PolicyService) -> None:
+    try:
+        await job(service)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logs.event("background_task_failed", logging.ERROR, task=getattr(job, "__name__", "job"),
+                   reason=f"{type(exc).__name__}: {exc}")
+
+
+# -- authorisation -----------------------------------------------------------------------------------
+
+
+def _target(scope: Scope) -> str:
+    """path[?query] exactly as the client sent it (what a signed request signs)."""
+    raw = scope.get("raw_path")
+    path = raw.decode("latin-1") if raw else scope["path"]
+    query = scope.get("query_string", b"")
+    return path + ("?" + query.decode("latin-1") if query else "")
+
+
+async def authorize(request: Request, service: PolicyService, scope: str) -> Principal:
+    """Who sent the request, if allowed `scope`; the body is read only for a signed request."""
+    headers = request.headers
+    signed = SIGNATURE_HEADER in headers or SIGNER_HEADER in headers
+    body = await request.body() if signed else b""
+    principal = service.auth.authenticate(headers, request.method, _target(request.scope), body)
+    service.auth.require(principal, scope)
+    return principal
+
+
+# -- evaluation ------------------------------------------------------------------------------------
+
+
+def _parse(model: type[BaseModel], body: bytes) -> Any:
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        if any(e["type"] == "json_invalid" for e in errors):
+            raise RequestInvalid("the request body is not valid JSON", code="SYNAPSE-SVC-JSON-INVALID",
+                                 status=400, errors=[{"pointer": "", "message": errors[0]["msg"]}]) from None
+        raise RequestInvalid(f"the request body does not match {model.__name__}",
+                             errors=_error_details(errors)) from None
+
+
+def _error_details(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ()) -> list[dict[str, str]]:
+    """pydantic errors as JSON Pointers + messages; a union's per-member failures become one message."""
+    out: dict[str, str] = {}
+    for err in errors:
+        loc = [str(p) for p in err["loc"]]
+        if loc[: len(prefix)] == list(prefix):
+            loc = loc[len(prefix):]
+        union = False
+        while loc and loc[-1] in _UNION_TAGS:
+            loc.pop()
+            union = True
+        pointer = "".join("/" + p.replace("~", "~0").replace("/", "~1") for p in loc)
+        out.setdefault(pointer, _SCALAR_MESSAGE if union else err["msg"])
+    return [{"pointer": p, "message": m} for p, m in out.items()]
+
+
+def _check_media_type(request: Request) -> None:
+    ctype = request.headers.get("content-type")
+    if ctype is not None and "json" not in ctype.lower():
+        raise ServiceError(f"content type {ctype!r} is not JSON; send application/json",
+                           code="SYNAPSE-SVC-MEDIA-TYPE", status=415)
+
+
+def _json(doc: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(doc), status_code=status, media_type=JSON)
+
+
+def _evaluation_routes(app: FastAPI, service: PolicyService) -> None:
+    max_batch = service.config.limits.max_batch
+
+    async def evaluate(request: Request) -> Response:
+        _check_media_type(request)
+        await authorize(request, service, "evaluate")
+        req = _parse(models.EvaluateRequest, await request.body())
+        return _json(service.evaluate(req.policy, req.telemetry, req.context))
+
+    async def evaluate_batch(request: Request) -> Response:
+        _check_media_type(request)
+        await authorize(request, service, "evaluate")
+        req = _parse(models.EvaluateBatchRequest, await request.body())
+        if len(req.inputs) > max_batch:
+            raise RequestInvalid(f"a batch holds at most {max_batch} inputs (limits.max_batch)",
+                                 errors=[{"pointer": "/inputs", "message": f"{len(req.inputs)} inputs"}])
+        results: list[dict[str, Any]] = []
+        for i, item in enumerate(req.inputs):
+            policy = item.policy or req.policy
+            if policy is None:
+                raise RequestInvalid("every input needs a policy, or the batch a default one",
+                                     errors=[{"pointer": f"/inputs/{i}/policy", "message": "missing"}])
+        for i, item in enumerate(req.inputs):
+            try:
+                results.append(service.evaluate(item.policy or req.policy, item.telemetry, item.context))
+            except ServiceError as exc:
+                if exc.status >= 500:
+                    raise
+                results.append({"index": i, "error": exc.to_dict()})
+        return _json({"results": results})
+
+    # Plain routes first, so they are matched before anything FastAPI adds.
+    app.router.routes[:0] = [
+        Route("/v1/evaluate", evaluate, methods=["POST"], name="evaluate"),
+        Route("/evaluate", evaluate, methods=["POST"], name="evaluate_unversioned"),
+        Route("/v1/evaluate/batch", evaluate_batch, methods=["POST"], name="evaluate_batch"),
+    ]
+
+    if service.config.server.noop_endpoint:
+        @app.post("/v1/noop", response_model=models.Noop, tags=["benchmark"],
+                  summary="Validate an evaluation request and do nothing (a load-test baseline)")
+        def noop(req: models.EvaluateRequest) -> models.Noop:
+            return models.Noop(ok=True)
+
+
+# -- administration ----------------------------------------------------------------------------------
+
+_ERRORS = {status: {"model": models.ErrorBody} for status in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+_SOP_BODY = {"requestBody": {"required": True, "description": "A signed .sop artifact, as written by scc",
+                             "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}},
+                                         JSON: {"schema": {"type": "object"}}}}}
+_ADMIN = [{"bearerAuth": []}, {"signedRequest": []}]
+
+
+def _admin_routes(app: FastAPI, service: PolicyService) -> None:
+    registry = service.registry
+
+    @app.put("/v1/artifacts", response_model=models.UploadResponse, status_code=201, responses=_ERRORS,
+             openapi_extra={**_SOP_BODY, "security": _ADMIN}, tags=["artifacts"],
+             summary="Upload a .sop artifact; Axon verifies it before it is stored or served")
+    async def upload(request: Request, response: Response) -> dict[str, Any]:
+        await authorize(request, service, "admin")
+        entry, created = await asyncio.to_thread(service.upload, await request.body())
+        response.status_code = 201 if created else 200
+        return {**registry.describe(entry), "created": created}
+
+    @app.get("/v1/artifacts", response_model=models.ArtifactList, responses=_ERRORS, tags=["artifacts"],
+             summary="Every stored artifact with its state")
+    async def list_artifacts(request: Request) -> dict[str, Any]:
+        await authorize(request, service, "evaluate")
+        index = registry.store.index()
+        return {"artifacts": [registry.describe(e) for _, e in sorted(index.artifacts.items())]}
+
+    @app.get("/v1/artifacts/{urn}", response_model=models.ArtifactInfo, responses=_ERRORS,
+             tags=["artifacts"], summary="One stored artifact")
+    async def show_artifact(urn: str, request: Request) -> dict[str, Any]:
+        await authorize(request, service, "evaluate")
+        return registry.describe(registry.entry(urn))
+
+    @app.post("/v1/artifacts/{urn}/retire", response_model=models.ArtifactInfo, responses=_ERRORS,
+              openapi_extra={"security": _ADMIN}, tags=["artifacts"],
+              summary="Stop serving an artifact (it stays in the store, marked retired)")
+    async def retire(urn: str, request: Request) -> dict[str, Any]:
+        principal = await authorize(request, service, "admin")
+        entry = await asyncio.to_thread(registry.retire, urn)
+        logs.event("admin_retire", urn=urn, by=principal.name)
+        return registry.describe(entry)
+
+    @app.get("/v1/policies", response_model=models.PolicyList, responses=_ERRORS, tags=["policies"],
+             summary="Every policy, its active artifact, pin and floor")
+    async def list_policies(request: Request) -> dict[str, Any]:
+        await authorize(request, service, "evaluate")
+        return {"policies": registry.policies()}
+
+    @app.post("/v1/policies/{name}/rollback", response_model=models.ArtifactRef, responses=_ERRORS,
+              openapi_extra={"security": _ADMIN}, tags=["policies"],
+              summary="Serve an older artifact of the policy (an explicit, authorised rollback)")
+    async def rollback(name: str, body: models.RollbackRequest, request: Request) -> dict[str, Any]:
+        principal = await authorize(request, service, "admin")
+        served = await asyncio.to_thread(registry.rollback, name, body.urn)
+        logs.event("admin_rollback", policy=name, urn=body.urn, by=principal.name)
+        return served.summary()
+
+    @app.delete("/v1/policies/{name}/pin", status_code=204, responses=_ERRORS,
+                openapi_extra={"security": _ADMIN}, tags=["policies"],
+                summary="Remove a rollback pin: the newest version at or above the floor serves again")
+    async def unpin(name: str, request: Request) -> Response:
+        principal = await authorize(request, service, "admin")
+        await asyncio.to_thread(registry.unpin, name)
+        logs.event("admin_unpin", policy=name, by=principal.name)
+        return Response(status_code=204)
+
+
+# -- observability -----------------------------------------------------------------------------------
+
+
+def _observability_routes(app: FastAPI, service: PolicyService) -> None:
+    @app.get("/healthz", response_model=models.Health, tags=["observability"],
+             summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=models.Readiness, tags=["observability"],
+             responses={503: {"model": models.Readiness}},
+             summary="Loaded and serving; 'degraded' when serving the last known good set without the "
+                     "ledger")
+    async def readyz() -> Response:
+        ready, detail = service.readiness()
+        return _json(detail, 200 if ready else 503)
+
+    @app.get("/metrics", tags=["observability"], summary="Prometheus metrics",
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
+    async def metrics() -> Response:
+        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+# -- errors ------------------------------------------------------------------------------------------
+
+_HTTP_CODES = {404: "SYNAPSE-SVC-NOT-FOUND", 405: "SYNAPSE-SVC-METHOD-NOT-ALLOWED"}
+
+
+def _error_response(exc: ServiceError) -> Response:
+    headers = {}
+    if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer realm="synapse"'
+    return Response(orjson.dumps(exc.to_dict()), status_code=exc.status, media_type=JSON, headers=headers)
+
+
+def _exception_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> Response:
+        return _error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return _error_response(RequestInvalid("the request body is not valid JSON",
+                                                  code="SYNAPSE-SVC-JSON-INVALID", status=400))
+        where = {e["loc"][0] for e in errors if e.get("loc")}
+        prefix = ("body",) if where == {"body"} else ()
+        return _error_response(RequestInvalid("the request does not match the API",
+                                              errors=_error_details(errors, prefix)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, f"SYNAPSE-SVC-HTTP-{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        return _error_response(ServiceError(message, code=code, status=exc.status_code))
+
+
+# -- the guard: limits, errors of last resort, metrics, access log -----------------------------------
+
+
+class GuardMiddleware:
+    """Outermost layer of every HTTP request: rate limit, body size limit, a structured 500 instead
+    of a traceback should anything escape, request metrics and the access log."""
+
+    def __init__(self, app: ASGIApp, service: PolicyService) -> None:
+        self.app = app
+        self.service = service
+        limits = service.config.limits
+        self.max_body = limits.max_body_bytes
+        self.max_artifact = limits.max_artifact_bytes
+        self.access_log = service.config.server.access_log
+        self._request_counters: dict[tuple[str, int], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path = scope["path"]
+        status = [0]
+
+        async def send_tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            if path not in _UNLIMITED_PATHS:
+                client = scope.get("client")
+                self.service.limiter.check(client[0] if client else "unknown")
+            limit = self.max_artifact if path == "/v1/artifacts" else self.max_body
+            declared = _content_length(scope)
+            if declared is not None and declared > limit:
+                raise BodyTooLarge(f"the body is {declared} bytes; the limit here is {limit}")
+            await self.app(scope, _limited(receive, limit), send_tracked)
+        except ServiceError as exc:
+            if status[0]:
+                raise
+            await _error_response(exc)(scope, receive, send_tracked)
+        except Exception as exc:  # the last resort: a JSON 500, the type in the log, no traceback anywhere
+            logs.event("internal_error", logging.ERROR, path=path, error=f"{type(exc).__name__}: {exc}")
+            if not status[0]:
+                await _error_response(ServiceError("internal error; the service log has the details",
+                                                   code="SYNAPSE-SVC-INTERNAL", status=500))(
+                    scope, receive, send_tracked)
+        finally:
+            route = scope.get("route")  # FastAPI sets it for its own routes only
+            label = route.path if route is not None else path if path in _PLAIN_PATHS else "unmatched"
+            self._count(label, status[0])
+            if self.access_log or status[0] >= 400:
+                logs.event("request", logging.INFO, method=scope["method"], path=label,
+                           status=status[0], ms=round((time.perf_counter() - start) * 1000, 3),
+                           client=(scope.get("client") or ("?",))[0])
+
+    def _count(self, route: str, status: int) -> None:
+        counter = self._request_counters.get((route, status))
+        if counter is None:
+            counter = self.service.metrics.requests.labels(self.service.metrics.worker, route, str(status))
+            self._request_counters[(route, status)] = counter
+        counter.inc()
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                raise ServiceError("Content-Length is not a number", code="SYNAPSE-SVC-REQUEST-INVALID",
+                                   status=400) from None
+    return None
+
+
+def _limited(receive: Receive, limit: int) -> Receive:
+    received = 0
+
+    async def wrapped() -> Message:
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise BodyTooLarge(f"the body exceeds the limit of {limit} bytes")
+        return message
+
+    return wrapped
+
+
+# -- OpenAPI -----------------------------------------------------------------------------------------
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    if app.openapi_schema:
+        return app.openapi_schema
+    doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+    _, defs = models_json_schema(
+        [(models.EvaluateRequest, "validation"), (models.EvaluateBatchRequest, "validation"),
+         (models.Decision, "serialization"), (models.BatchResponse, "serialization"),
+         (models.ErrorBody, "serialization")],
+        ref_template="#/components/schemas/{model}")
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    for name, schema in defs.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    components["securitySchemes"] = {
+        "bearerAuth": {"type": "http", "scheme": "bearer",
+                       "description": "A token whose SHA-256 is configured with the scope needed"},
+        "signedRequest": {"type": "apiKey", "in": "header", "name": "X-Sopcos-Signature",
+                          "description": "With X-Sopcos-Signer and X-Sopcos-Timestamp: a request signed "
+                                         "by a ledger key of sufficient authority (docs/service.md)"},
+    }
+    errors = {str(s): {"description": "Error", "content": {JSON: {"schema": _ref("ErrorBody")}}}
+              for s in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
+
+    def operation(summary: str, request: str, response: str, op_id: str) -> dict[str, Any]:
+        return {"post": {
+            "summary": summary, "operationId": op_id, "tags": ["evaluation"],
+            "security": [{}, {"bearerAuth": []}],
+            "requestBody": {"required": True, "content": {JSON: {"schema": _ref(request)}}},
+            "responses": {"200": {"description": "Decided", "content": {JSON: {"schema": _ref(response)}}},
+                          **errors}}}
+
+    doc["paths"]["/v1/evaluate"] = operation("Evaluate one input against a policy", "EvaluateRequest",
+                                             "Decision", "evaluate")
+    doc["paths"]["/evaluate"] = operation("Same as /v1/evaluate", "EvaluateRequest", "Decision",
+                                          "evaluate_unversioned")
+    doc["paths"]["/v1/evaluate/batch"] = operation("Evaluate a list of inputs in order",
+                                                   "EvaluateBatchRequest", "BatchResponse", "evaluate_batch")
+    app.openapi_schema = doc
+    return doc
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}

@@ -1,0 +1,99 @@
+"""Running the app: one uvicorn server per worker process on one listening socket.
+
+The socket is bound here, before any worker starts, so a busy port is a clear error (exit 2) rather
+than a log line from inside uvicorn. With several workers each is its own process (spawned, so no
+state is inherited) with its own `PolicyService` and decision-log stream `w<N>`; SIGTERM or SIGINT to
+the parent is passed on to every worker, and each drains its requests, stops its background tasks and
+seals its log before it exits.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+from types import FrameType
+
+import uvicorn
+
+from axon.keys import load_identity
+from synapse.api.app import Background, create_app
+from synapse.service import logs
+from synapse.service.config import ServiceConfig
+from synapse.service.errors import ConfigError
+from synapse.service.service import PolicyService
+
+GRACEFUL_SHUTDOWN_S = 10
+
+
+def bind(config: ServiceConfig) -> socket.socket:
+    host, port = config.server.host, config.server.port
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config: ServiceConfig, *, preload: list[Path] | None = None,
+          background: list[Background] | None = None, log_level: str = "info") -> int:
+    """Serve until SIGTERM/SIGINT. Raises ConfigError for what an operator must fix first."""
+    config.validate()
+    load_identity(config.node.key)  # fail now, in the parent, on a missing or locked node key
+    sock = bind(config)
+    host, port = sock.getsockname()[:2]
+    logs.setup_logging(log_level)
+    logs.event("listening", host=host, port=port, workers=config.server.workers)
+    if config.server.workers == 1:
+        _worker(config, 0, sock, preload, background, log_level)
+        return 0
+    ctx = multiprocessing.get_context("spawn")
+    workers = [ctx.Process(target=_worker, name=f"synapse-worker-{i}",
+                           args=(config, i, sock, preload if i == 0 else None, background if i == 0 else None,
+                                 log_level))
+               for i in range(config.server.workers)]
+    for proc in workers:
+        proc.start()
+
+    def forward(signum: int, _frame: FrameType | None) -> None:
+        for proc in workers:
+            if proc.pid is not None and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    for proc in workers:
+        proc.join()
+    sock.close()
+    return 0 if all(proc.exitcode == 0 for proc in workers) else 1
+
+
+def _worker(config: ServiceConfig, index: int, sock: socket.socket, preload: list[Path] | None,
+            background: list[Background] | None, log_level: str) -> None:
+    logs.setup_logging(log_level)
+    identity = load_identity(config.node.key)
+    service = PolicyService(config, identity, worker=index)
+    app = create_app(service, preload=preload, background=background)
+    # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; by then the decision log is sealed,
+    # so the process exits 0 instead of dying of the signal.
+    signal.signal(signal.SIGTERM, _exit_cleanly)
+    signal.signal(signal.SIGINT, _exit_cleanly)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_config=None, access_log=False, lifespan="on", server_header=False,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=None, backlog=2048))
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(1)
+
+
+def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
+    sys.exit(0)

@@ -1,0 +1,112 @@
+"""`synapse serve`: the REST policy service (docs/service.md)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from axon.clikit import EXIT_OK, UsageError
+from axon.keys import KeyFileError
+from synapse.service.auth import hash_token, new_token
+from synapse.service.config import SCOPES, ServiceConfig, load_config
+from synapse.service.errors import ServiceError
+
+HELP = """Serve policy evaluation over HTTP: POST /v1/evaluate, artifact upload and lifecycle, /healthz,
+/readyz, /metrics, OpenAPI at /docs and /openapi.json (docs/service.md).
+
+Settings come from --config (TOML); flags override it. Without a config the service listens on
+127.0.0.1:8080 and keeps its store and decision log in ./synapse-store and ./synapse-decisions. It
+binds a non-loopback address only when authentication is configured.
+
+The node key (--node-key, or $SOPCOS_KEY) decrypts encrypted artifacts and signs the decision log's
+seals; its passphrase, if any, comes from $SOPCOS_KEY_PASSPHRASE.
+
+  synapse serve --ledger ledger.db --node-key node.key --artifact boiler-guard.sop
+  synapse serve --config service.toml --workers 2
+  synapse serve --new-token ci --scope evaluate     print a token and its config entry, then exit
+
+Exit status: 0 after a clean shutdown (SIGTERM/SIGINT), 1 if a worker failed, 2 for a usage,
+configuration or key error.
+"""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="run the REST policy service", description=HELP,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_service_arguments(parser)
+    parser.add_argument("--artifact", metavar="SOP", action="append", type=Path, default=[],
+                        help="load this .sop at start (through Axon; repeatable)")
+    parser.add_argument("--new-token", metavar="NAME",
+                        help="print a new random token and the [[auth.tokens]] entry holding its hash; exit")
+    parser.add_argument("--scope", choices=SCOPES, action="append",
+                        help="scope of --new-token (repeatable; default evaluate)")
+    parser.set_defaults(run=run)
+
+
+def add_service_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags `serve` and `run` share; each overrides the config file's setting."""
+    parser.add_argument("--config", metavar="TOML", type=Path, help="configuration file")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
+    parser.add_argument("--workers", type=int, help="worker processes (default 1)")
+    parser.add_argument("--ledger", metavar="PATH", type=Path, help="the ledger (SQLite file)")
+    parser.add_argument("--node-key", metavar="FILE", type=Path, help="this node's key file")
+    parser.add_argument("--store", metavar="DIR", type=Path, help="artifact store directory")
+    parser.add_argument("--decision-log", metavar="DIR", type=Path, help="decision log directory")
+    parser.add_argument("--follow-interval", type=float, metavar="S",
+                        help="seconds between ledger checks (revocations stop being served within this)")
+    parser.add_argument("--max-body-bytes", type=int, metavar="N", help="largest request body")
+    parser.add_argument("--rate", type=float, metavar="R", help="requests per second per client (0: off)")
+    parser.add_argument("--burst", type=int, metavar="N", help="rate limiter burst")
+    parser.add_argument("--eval-timeout-ms", type=float, metavar="MS", help="wall-clock bound per evaluation")
+    parser.add_argument("--open-evaluate", action="store_true", default=None,
+                        help="allow evaluation without a token")
+    parser.add_argument("--access-log", action="store_true", default=None,
+                        help="log every request, not only errors and administration")
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+
+
+_FLAGS = {  # flag attribute -> (config section, key)
+    "host": ("server", "host"), "port": ("server", "port"), "workers": ("server", "workers"),
+    "access_log": ("server", "access_log"), "ledger": ("ledger", "path"),
+    "follow_interval": ("ledger", "follow_interval"), "node_key": ("node", "key"), "store": ("store", "path"),
+    "decision_log": ("decision_log", "path"), "max_body_bytes": ("limits", "max_body_bytes"),
+    "rate": ("limits", "rate"), "burst": ("limits", "burst"),
+    "eval_timeout_ms": ("limits", "eval_timeout_ms"), "open_evaluate": ("auth", "open_evaluate"),
+}
+
+
+def config_from_args(args: argparse.Namespace) -> ServiceConfig:
+    try:
+        config = load_config(args.config)
+    except ServiceError as exc:
+        raise UsageError(exc.message) from None
+    for attr, (section, key) in _FLAGS.items():
+        value = getattr(args, attr, None)
+        if value is not None:
+            setattr(getattr(config, section), key, value)
+    return config
+
+
+def start(config: ServiceConfig, args: argparse.Namespace, **kwargs: object) -> int:
+    """Validate, then serve; every operator error becomes a UsageError (exit 2)."""
+    from synapse.api.server import serve  # the HTTP stack loads only when a server is wanted
+
+    try:
+        return serve(config, log_level=args.log_level, **kwargs)  # type: ignore[arg-type]
+    except (ServiceError, KeyFileError) as exc:
+        raise UsageError(str(exc)) from None
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.new_token:
+        scopes = sorted(set(args.scope or ["evaluate"]))
+        token = new_token()
+        print(f"token (give it to the client; it is not stored anywhere): {token}\n")
+        print("[[auth.tokens]]")
+        print(f'name = "{args.new_token}"')
+        print(f'sha256 = "{hash_token(token)}"')
+        print("scopes = [" + ", ".join(f'"{s}"' for s in scopes) + "]")
+        return EXIT_OK
+    config = config_from_args(args)
+    return start(config, args, preload=list(args.artifact))

@@ -1,0 +1,176 @@
+"""`PolicyService`: the service core the HTTP layer and the sidecar drive (no HTTP here).
+
+It wires the parts together: the artifact store and registry (verified through Axon), the ledger
+link, the decision log, authentication, rate limits and metrics; and it is the one place where a
+decision is made and logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from axon.keys import Identity
+from axon.verify import Verifier, VerifyConfig
+from synapse.decision import Decision
+from synapse.evaluate import Evaluator
+from synapse.sandbox import Limits
+from synapse.service import logs
+from synapse.service.auth import Authenticator
+from synapse.service.config import ServiceConfig
+from synapse.service.decision_log import DecisionLog, Masker, load_mask_key
+from synapse.service.errors import ServiceError
+from synapse.service.ledger_link import LedgerLink
+from synapse.service.metrics import Metrics
+from synapse.service.ratelimit import RateLimiter
+from synapse.service.registry import Registry
+from synapse.service.store import ArtifactStore, StoredArtifact
+
+_REJECTION_EVENTS = {"artifact_revoked", "artifact_superseded", "artifact_rejected", "artifact_expired"}
+
+
+class PolicyService:
+    def __init__(self, config: ServiceConfig, identity: Identity, *, worker: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.identity = identity
+        self.worker = worker
+        self._clock = clock
+        self.metrics = Metrics(worker)
+        self.link = LedgerLink(config.ledger.path, clock)
+        self.store = ArtifactStore(config.store.path)
+        self.registry = Registry(self.store, self.link, self._verify, self._make_evaluator,
+                                 events=self._event, clock=clock)
+        self.auth = Authenticator(config.auth, self._signer_key, clock)
+        self.limiter = RateLimiter(config.limits.rate, config.limits.burst)
+        self._limits = Limits(deadline_ms=config.limits.eval_timeout_ms)
+        self._verify_config = VerifyConfig(max_artifact_bytes=config.limits.max_artifact_bytes)
+        self.log: DecisionLog | None = None
+        self.state = "starting"
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    def start(self, preload: list[Path] | None = None) -> None:
+        """Open the store and the decision log, load `preload` artifacts and everything stored."""
+        cfg = self.config.decision_log
+        self.store.open()
+        masker = None
+        if cfg.mask:
+            key_path = cfg.mask_key or self.config.store.path / "decision-mask.key"
+            masker = Masker(load_mask_key(key_path), cfg.mask)
+        self.log = DecisionLog(cfg.path, self.identity, stream=f"w{self.worker}",
+                               rotate_bytes=cfg.rotate_bytes, seal_every=cfg.seal_every,
+                               seal_interval=cfg.seal_interval, fsync_interval=cfg.fsync_interval,
+                               masker=masker, clock=self._clock).open()
+        for path in preload or []:
+            self.preload(path)
+        self.registry.refresh(force=True)
+        self._update_gauges()
+        self.state = "running"
+        logs.event("service_started", worker=self.worker, served=len(self.registry.view.servable),
+                   ledger_reachable=self.link.reachable)
+
+    def preload(self, path: Path) -> None:
+        """Upload an artifact file at start (config or flag). A refusal is logged, not fatal."""
+        try:
+            entry, _ = self.upload(Path(path).read_bytes())
+            logs.event("artifact_preloaded", path=str(path), urn=entry.urn, policy=entry.policy)
+        except OSError as exc:
+            logs.event("artifact_preload_failed", logging.ERROR, path=str(path), reason=exc.strerror)
+        except ServiceError as exc:
+            logs.event("artifact_preload_failed", logging.ERROR, path=str(path), code=exc.code,
+                       reason=exc.message)
+
+    def upload(self, data: bytes) -> tuple[StoredArtifact, bool]:
+        """Verify through Axon and store; a refusal is counted by its code and re-raised."""
+        try:
+            return self.registry.upload(data)
+        except ServiceError as exc:
+            self.metrics.rejected(exc.code)
+            logs.event("artifact_refused", logging.WARNING, worker=self.worker, code=exc.code,
+                       reason=exc.message)
+            raise
+
+    def stop(self) -> None:
+        """Seal and close the decision log (nothing logged is lost), release the ledger."""
+        if self.log is not None:
+            self.log.close()
+        self.link.close()
+        self.state = "stopped"
+        logs.event("service_stopped", worker=self.worker)
+
+    def follow(self) -> None:
+        """One follower step: store changes, ledger changes, expiry (blocking I/O: run it off the loop)."""
+        try:
+            self.registry.refresh()
+        finally:
+            self._update_gauges()
+
+    # -- deciding ------------------------------------------------------------------------------------
+
+    def evaluate(self, policy: str, telemetry: dict[str, Any], context: dict[str, Any], *,
+                 source: str = "http") -> dict[str, Any]:
+        """Decide and log. Raises PolicyUnknown/PolicyNotServed before deciding, DecisionLogError when
+        the decision cannot be logged (it is then not returned: an unlogged decision does not exist)."""
+        served = self.registry.resolve(policy)
+        start = time.perf_counter()
+        try:
+            decision = served.evaluator.evaluate(telemetry, context).to_dict()
+        except Exception as exc:  # Evaluator.evaluate never raises; if it ever does, it fails safe
+            decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}",
+                                     gas_used=None).to_dict()
+        assert self.log is not None
+        decision_id = self.log.append_decision(decision, telemetry, context, policy=served.policy,
+                                               urn=served.urn, version=served.version, source=source)
+        self.metrics.decision(served.policy, decision["verdict"], decision["gas_used"],
+                              time.perf_counter() - start)
+        return {"decision_id": decision_id, "policy": served.policy, "urn": served.urn,
+                "version": served.version, **decision}
+
+    # -- reporting -----------------------------------------------------------------------------------
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        view, link = self.registry.view, self.link
+        loaded = self.registry.loaded_once and self.state == "running"
+        last_known_good = not link.reachable or self.registry.offline
+        status = "starting" if not loaded else ("degraded" if last_known_good else "ready")
+        detail = {
+            "status": status,
+            "serving_last_known_good": loaded and last_known_good,
+            "ledger": {"configured": link.path is not None, "reachable": link.reachable,
+                       "error": link.error, "last_ok": link.last_ok, "head_seq": link.head_seq},
+            "artifacts_served": len(view.servable),
+            "policies": {name: s.summary() for name, s in sorted(view.active.items())},
+            "policies_not_served": dict(sorted(view.unserved.items())),
+            "decision_log": None if self.log is None else {
+                "stream": self.log.stream, "head_seq": self.log.head[0]},
+        }
+        return loaded, detail
+
+    # -- wiring --------------------------------------------------------------------------------------
+
+    def _verify(self, data: bytes, ledger: Any) -> Any:
+        return Verifier(ledger, self._verify_config, self.identity, self._clock).verify(data)
+
+    def _make_evaluator(self, module: bytes) -> Evaluator:
+        return Evaluator.from_wasm(module, limits=self._limits, clock=self._clock)
+
+    def _signer_key(self, did: str) -> Any:
+        return self.link.ledger().key(did)
+
+    def _event(self, name: str, **fields: Any) -> None:
+        if name == "artifact_loaded" or name == "artifact_uploaded":
+            self.metrics.loaded(str(fields.get("policy")))
+        elif name in _REJECTION_EVENTS:
+            self.metrics.rejected(name.removeprefix("artifact_"))
+        warn = name in _REJECTION_EVENTS or name == "artifact_unverifiable"
+        level = logging.WARNING if warn else logging.INFO
+        logs.event(name, level, worker=self.worker, **fields)
+        if self.log is not None:
+            self.log.append_event(name, **fields)
+
+    def _update_gauges(self) -> None:
+        self.metrics.set_state(len(self.registry.view.servable), self.link.reachable)

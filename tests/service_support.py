@@ -1,0 +1,165 @@
+"""Test support for the service: a small plant (ledger, keys, real compiled and signed artifacts) and a
+real `synapse serve` / `synapse run` process on a free loopback port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from axon import envelope
+from axon.artifact_crypto import RecipientKey, Recipients
+from axon.keys import Identity, SigningKey, write_key_file
+from axon.ledger import Ledger, ops
+from scc.compiler import compile_policy
+
+REPO = Path(__file__).resolve().parent.parent
+BOILER = json.loads((REPO / "policies" / "boiler-guard.json").read_text())
+NORMAL = {"pressure_bar": 50, "temp_c": 20, "valve_open": False}
+AUTO = {"mode": "AUTO"}
+
+
+def identity(name: str) -> Identity:
+    return Identity(SigningKey.generate(), f"did:sopcos:{name}#key-1")
+
+
+class Plant:
+    """A ledger with a root, an author (LVL_4), an administrator (LVL_4), an operator (LVL_2), and
+    this node's key file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.ledger_path = directory / "ledger.db"
+        self.root = identity("root")
+        self.author = identity("author")
+        self.admin = identity("admin")
+        self.operator = identity("operator")
+        self.node = identity("node")
+        self.node_key = directory / "node.key"
+        write_key_file(self.node_key, self.node.key, self.node.did)
+        with Ledger.init(self.ledger_path, self.root) as ledger:
+            for who, level in ((self.author, "LVL_4"), (self.admin, "LVL_4"), (self.operator, "LVL_2")):
+                ledger.sign_and_submit(self.root, ops.register_key(who.did, who.key.public_key, level), self.now)
+
+    @property
+    def now(self) -> int:
+        return int(time.time())
+
+    def artifact(self, version: str = "1.0.0", *, policy: str = "boiler-guard", register: bool = True,
+                 encrypted: bool = False, expires_at: int | None = None, doc: dict | None = None) -> tuple[bytes, str]:
+        """A compiled, signed (and registered) boiler-guard artifact: (sop bytes, urn)."""
+        source = dict(doc or BOILER, policy=policy, version=version)
+        wasm = compile_policy(json.dumps(source).encode()).wasm
+        recipients = None
+        if encrypted:
+            recipients = Recipients("did:sopcos:group:plant", (RecipientKey(self.node.key.public_key,
+                                                                            self.node.did),))
+        spec = envelope.PackageSpec(authority_level="LVL_3", created_at=self.now - 10, expires_at=expires_at,
+                                    encrypt_for=recipients)
+        env = envelope.build(wasm, self.author, spec)
+        if register:
+            self.submit(self.author, ops.register_artifact(env.urn, policy, version, "LVL_3"))
+        return env.to_bytes(), env.urn
+
+    def submit(self, who: Identity, op: dict[str, Any]) -> None:
+        with Ledger.open(self.ledger_path) as ledger:
+            ledger.sign_and_submit(who, op, self.now)
+
+    def revoke(self, urn: str, reason: str = "test") -> None:
+        self.submit(self.author, ops.revoke_artifact(urn, reason))
+
+    def supersede(self, urn: str, successor: str) -> None:
+        self.submit(self.author, ops.supersede_artifact(urn, successor))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    raise TypeError(value)
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]], tokens: list[dict] | None = None) -> Path:
+    lines = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
+    for tok in tokens or []:
+        lines.append("[[auth.tokens]]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in tok.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Server:
+    """`synapse serve|run --config ...` in a subprocess; stderr (JSON logs) goes to a file."""
+
+    def __init__(self, workdir: Path, config: Path, *, command: str = "serve", args: list[str] | None = None,
+                 env: dict[str, str] | None = None, stdin: Any = None) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.stderr_path = workdir / f"server-{self.port}.log"
+        cmd = [sys.executable, "-m", "synapse", command, "--config", str(config), "--port", str(self.port)]
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(cmd + (args or []), cwd=workdir, stdout=subprocess.PIPE,
+                                     stderr=self._stderr, stdin=stdin,
+                                     env={**os.environ, **(env or {})})
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.client = httpx.Client(base_url=self.base, timeout=30)
+
+    def wait_ready(self, timeout: float = 60) -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
+            try:
+                if self.client.get("/readyz").status_code == 200:
+                    return self
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server not ready after {timeout} s: {self.log()}")
+
+    def log(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def events(self) -> list[dict]:
+        out = []
+        for line in self.log().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"raw": line})
+        return out
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.client.close()
+        self._stderr.close()
+        return self.proc.returncode
