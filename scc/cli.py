@@ -18,6 +18,7 @@ COMMANDS = [
     "scc.commands.check",
     "scc.commands.compile",
     "scc.commands.keygen",
+    "scc.commands.package",
 ]
 
 
