@@ -19,6 +19,8 @@ COMMANDS = [
     "scc.commands.compile",
     "scc.commands.keygen",
     "scc.commands.package",
+    "scc.commands.inspect",
+    "scc.commands.test",
 ]
 
 
