@@ -175,9 +175,9 @@ class Connection:
                     return
                 proto.receive_data(data)
         except ScpError as exc:
+            self._finish(exc)
             with contextlib.suppress(ScpError):
                 await self._flush()  # the CLOSE naming the error, when there are keys to send it with
-            self._finish(exc)
         except (ConnectionError, OSError) as exc:
             self._finish(ScpIOError(f"connection to the peer failed: {exc.__class__.__name__}"))
         finally:
