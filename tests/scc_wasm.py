@@ -64,7 +64,7 @@ class Runner:
                 self.calls += 1
                 values = getattr(self, values_attr)
                 if not 0 <= key < len(values):
-                    raise wasmtime.WasmtimeError(f"input key {key} out of range")
+                    raise wasmtime.Trap(f"input key {key} out of range")
                 return values[key]
             return get
 
@@ -94,7 +94,7 @@ class Runner:
         verdict = None
         try:
             verdict = self.evaluate(self.store, self.meta.gas_max if budget is None else budget)
-        except wasmtime.Trap as exc:
+        except (wasmtime.Trap, wasmtime.WasmtimeError) as exc:
             trap = str(exc)
         block = bytes(self.memory.read(self.store, 0, abi.RESULT_SIZE))
         v, rule, fault, site, gas = struct.unpack("<iiiiq", block)
