@@ -13,6 +13,7 @@ COMMANDS = [
     "axon.commands.ledger",
     "axon.commands.msg",
     "axon.commands.tx",
+    "axon.commands.verify",
 ]
 
 

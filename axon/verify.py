@@ -36,6 +36,7 @@ clock is a function. Decrypted modules exist only as bytes in the returned Verif
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -151,6 +152,9 @@ class TrustLedger(Protocol):
     def artifact(self, urn: str) -> Any: ...
 
 
+_SEMVER = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
+
+
 def _version_key(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("."))
 
@@ -169,6 +173,16 @@ class InstalledVersions:
 
     def to_dict(self) -> dict[str, str]:
         return dict(self._versions)
+
+    @classmethod
+    def from_json(cls, text: str) -> InstalledVersions:
+        """From `{"policy": "MAJOR.MINOR.PATCH", ...}`; ValueError names what is wrong."""
+        doc = json.loads(text)
+        versions = doc.values() if isinstance(doc, dict) else [None]
+        valid = all(isinstance(v, str) and _SEMVER.fullmatch(v) for v in versions)
+        if not valid:
+            raise ValueError('expected {"policy name": "MAJOR.MINOR.PATCH", ...}')
+        return cls(doc)
 
 
 @dataclass(frozen=True, eq=False)

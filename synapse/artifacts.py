@@ -22,7 +22,6 @@ Config file (TOML; paths relative to the file), every key optional:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -154,12 +153,9 @@ def _installed(settings: NodeSettings) -> InstalledVersions | None:
     if settings.installed is None or not settings.installed.exists():
         return None
     try:
-        versions = json.loads(settings.installed.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+        return InstalledVersions.from_json(settings.installed.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
         raise ArtifactSetupError(f"cannot read installed versions {settings.installed}: {exc}") from None
-    if not (isinstance(versions, dict) and all(isinstance(v, str) for v in versions.values())):
-        raise ArtifactSetupError(f"{settings.installed} must map policy names to versions")
-    return InstalledVersions(versions)
 
 
 def open_verifier(settings: NodeSettings, now: Callable[[], float] = time.time) -> tuple[Verifier, Ledger]:
