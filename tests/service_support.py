@@ -47,14 +47,16 @@ class Plant:
         write_key_file(self.node_key, self.node.key, self.node.did)
         with Ledger.init(self.ledger_path, self.root) as ledger:
             for who, level in ((self.author, "LVL_4"), (self.admin, "LVL_4"), (self.operator, "LVL_2")):
-                ledger.sign_and_submit(self.root, ops.register_key(who.did, who.key.public_key, level), self.now)
+                op = ops.register_key(who.did, who.key.public_key, level)
+                ledger.sign_and_submit(self.root, op, self.now)
 
     @property
     def now(self) -> int:
         return int(time.time())
 
     def artifact(self, version: str = "1.0.0", *, policy: str = "boiler-guard", register: bool = True,
-                 encrypted: bool = False, expires_at: int | None = None, doc: dict | None = None) -> tuple[bytes, str]:
+                 encrypted: bool = False, expires_at: int | None = None,
+                 doc: dict | None = None) -> tuple[bytes, str]:
         """A compiled, signed (and registered) boiler-guard artifact: (sop bytes, urn)."""
         source = dict(doc or BOILER, policy=policy, version=version)
         wasm = compile_policy(json.dumps(source).encode()).wasm
@@ -62,8 +64,8 @@ class Plant:
         if encrypted:
             recipients = Recipients("did:sopcos:group:plant", (RecipientKey(self.node.key.public_key,
                                                                             self.node.did),))
-        spec = envelope.PackageSpec(authority_level="LVL_3", created_at=self.now - 10, expires_at=expires_at,
-                                    encrypt_for=recipients)
+        spec = envelope.PackageSpec(authority_level="LVL_3", created_at=self.now - 10,
+                                    expires_at=expires_at, encrypt_for=recipients)
         env = envelope.build(wasm, self.author, spec)
         if register:
             self.submit(self.author, ops.register_artifact(env.urn, policy, version, "LVL_3"))
