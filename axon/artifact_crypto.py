@@ -5,8 +5,10 @@ envelope's `encryption.iv`); its associated data is the RFC 8785 JSON of {header
 so the ciphertext only opens under the header and meta it was packaged with. `meta.urn` is left out
 because it is the hash of the ciphertext itself (it cannot be an input to it), and GCM's tag already
 authenticates the ciphertext. The content key is wrapped for each recipient with the ECIES of
-SIP-017 (axon/ecies.py), with the same associated data. Decryption returns bytes: nothing here, or
-in its callers, writes a plaintext module anywhere.
+SIP-017 (axon/ecies.py) exactly as messages use it, without associated data, so any eciespy-compatible
+implementation can unwrap it; a wrapped key moved to another artifact opens nothing there, because
+the content key only authenticates under this artifact's header and meta. Decryption returns bytes:
+nothing here, or in its callers, writes a plaintext module anywhere.
 """
 
 from __future__ import annotations
@@ -191,7 +193,7 @@ def encrypt_module(module: bytes, header: Mapping[str, Any], meta: Mapping[str, 
     ciphertext = encrypt_content(content_key, iv, module, aad)
     wrapped = []
     for recipient in recipients:
-        sealed = ecies.seal(recipient.public_key, content_key, aad, randbytes)
+        sealed = ecies.seal(recipient.public_key, content_key, randbytes=randbytes)
         wrapped.append(WrappedKey(sealed.ephem_pub, sealed.iv, sealed.ciphertext, kid=recipient.kid,
                                   public_key=None if recipient.kid else recipient.public_key.hex()))
     return SealedModule(iv, ciphertext, tuple(wrapped))
@@ -206,7 +208,7 @@ def decrypt_module(blob: bytes, iv: bytes, wrapped: Sequence[WrappedKey], aad: b
                             f"{len(wrapped)} recipient(s)")
     try:
         content_key = ecies.open_sealed(identity.key, ecies.Sealed(entries[0].ephem_pub, entries[0].iv,
-                                                                   entries[0].wrapped_key), aad)
+                                                                   entries[0].wrapped_key))
     except ecies.DecryptionFailed:
         raise ContentDecryptionFailed(
             "the content key wrapped for this node does not open with its key (wrong key, or the "

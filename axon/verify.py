@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from axon.abi import ModuleMeta
-from axon.artifact_crypto import ContentDecryptionFailed, NotARecipient, decrypt_module
+from axon.artifact_crypto import ArtifactCryptoError, NotARecipient, decrypt_module
 from axon.envelope import (
     ARTIFACT_TYPE,
     FORMAT_VERSION,
@@ -411,7 +411,7 @@ def check_decryption(run: _Run) -> None:  # 15 (SIP-009 §6.1: in RAM only)
                                     envelope.content_aad(), run.node)
     except NotARecipient as exc:
         raise NotForThisNode(str(exc)) from None
-    except ContentDecryptionFailed as exc:
+    except ArtifactCryptoError as exc:  # a tag that does not verify, or a wrapped key of the wrong size
         raise DecryptionFailed(str(exc)) from None
 
 
