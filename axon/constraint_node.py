@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 from axon import ethtx
 from axon.errors import AxonError
 from axon.keys import PublicKey, SigningKey
+from axon.ledger.ops import json_depth
 
 TYPE_ERROR = 0
 TYPE_ETHEREUM = 1
@@ -33,6 +34,7 @@ MAX_GAS_PRICE_GWEI = MAX_UINT256 // GWEI
 MAX_PROVISIONING_BYTES = 1024   # a real one is ~110 bytes; even 78-digit numbers fit
 MAX_DATA_BYTES = 32 * 1024      # what a node may put in one transaction
 MAX_TRANSACTION_MESSAGE_BYTES = 2 * ethtx.MAX_TX_SIZE + 1024
+MAX_JSON_DEPTH = 4              # the messages are flat; {"error": {...}} is the deepest
 
 
 class ConstraintNodeError(AxonError):
@@ -135,11 +137,18 @@ def _load(body: bytes | str | Mapping[str, Any], limit: int, what: str) -> dict[
     if len(raw) > limit:
         raise MalformedMessage(f"{what} is {len(raw)} bytes; the limit is {limit}", code="AXON-CN-OVERSIZE")
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except MalformedMessage:
-        raise
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise MalformedMessage(f"{what} is not UTF-8 JSON") from exc
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedMessage(f"{what} is not UTF-8") from exc
+    if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
+        raise MalformedMessage(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno} column {exc.colno}"
+        raise MalformedMessage(f"{what} is not JSON: {exc.msg} at {where}") from exc
+    except ValueError as exc:  # Python refuses integers of more than 4300 digits
+        raise MalformedMessage(f"{what} has a number too long to read") from exc
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

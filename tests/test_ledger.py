@@ -504,6 +504,18 @@ def test_operation_encoding_is_canonical_and_only_canonical_is_accepted(ledger: 
     assert [op.value for op in Op] == [1, 2, 3, 4, 5, 6, 9]
 
 
+def test_deeply_nested_operation_json_is_refused_before_parsing(ledger: Ledger) -> None:
+    assert ops.json_depth('{"a": "[[[[\\"{{"}', 32) == 1  # brackets in strings do not count
+    deep = b'{"envelope":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    with pytest.raises(MalformedOperation, match="deeper than 32"):
+        ops.decode(deep)
+    nested: dict = {}
+    for _ in range(40):
+        nested = {"n": nested}
+    with pytest.raises(MalformedOperation, match="deeper than 32"):
+        ledger.submit(eth_signed(ADMIN, rfc8785.dumps(ops.message(ROOT.did, nested)), 2), T0)
+
+
 # --- tamper detection ----------------------------------------------------------------------------------
 
 
