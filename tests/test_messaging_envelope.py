@@ -105,7 +105,7 @@ def test_tampering_any_byte_of_any_field_is_detected(field):
     ("p", "sip-018", "/p"), ("enc", "AES-128-GCM", "/enc"), ("iv", "00" * 16, "/iv"),
     ("iv", "0X" * 12, "/iv"), ("iv", "AB" * 12, "/iv"), ("ephem_pub", "02" + "11" * 32, "/ephem_pub"),
     ("blob", "abc", "/blob"), ("blob", "00" * 16, "/blob"), ("iv", 12, "/iv"),
-    ("iv", "00" * 12 + "\n", "/iv"),
+    ("iv", "00" * 12 + "\n", "/iv"), ("blob", "0" * 35, "/blob"),
 ])
 def test_malformed_fields_are_rejected_with_their_location(field, value, where):
     doc = {**E.seal(RECIPIENT.public_key, _msg()).to_dict(), field: value}
@@ -203,9 +203,11 @@ def test_float_timestamp_with_integer_value_is_carried_as_int():
     assert message.timestamp == 7 and type(message.timestamp) is int
 
 
-def test_seal_refuses_messages_a_receiver_would_drop():
+def test_no_message_a_receiver_would_drop_can_be_made_or_sealed():
     with pytest.raises(SchemaError, match="/type"):
-        E.seal(RECIPIENT.public_key, Message("cmd", 1, "0" * 24, {}))
+        Message("cmd", 1, "0" * 24, {})
+    with pytest.raises(SchemaError, match="/nonce"):
+        Message.new("CMD", {}, 1, randbytes=lambda n: b"\x00" * (n + 1))
     with pytest.raises(SchemaError, match="/body"):
         E.seal(RECIPIENT.public_key, Message("CMD", 1, "0" * 24, {"x": float("nan")}))
 

@@ -11,7 +11,7 @@ import json
 import math
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from axon.messaging import schemas
@@ -23,14 +23,26 @@ NONCE_BYTES = 12  # 96 bits (§3.4)
 # A body nested deeper than this is refused: nothing SIP-017 carries needs it, and deep nesting is
 # how a small message becomes a recursion bomb for whatever handles the body next.
 MAX_DEPTH = 32
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 @dataclass(frozen=True, slots=True)
 class Message:
+    """A checked inner message: constructing one checks it against the schema, so every Message is
+    one a receiver accepts (`seal` relies on this and does not check again)."""
+
     type: str
     timestamp: int
     nonce: str
     body: dict[str, Any]
+    # from_dict sets it after checking the very same fields; nothing else should.
+    _checked: bool = field(default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self._checked:
+            checked = from_dict(self.to_dict())
+            object.__setattr__(self, "timestamp", checked.timestamp)
+            object.__setattr__(self, "_checked", True)
 
     @classmethod
     def new(cls, type: str, body: dict[str, Any], now: float,
@@ -47,9 +59,9 @@ class Message:
         return {"type": self.type, "timestamp": self.timestamp, "nonce": self.nonce, "body": self.body}
 
     def to_bytes(self) -> bytes:
+        """Compact UTF-8 JSON, what `seal` encrypts. NaN or a non-JSON value in the body is a SchemaError."""
         try:
-            return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode()
+            return _ENCODER.encode(self.to_dict()).encode()
         except (TypeError, ValueError) as exc:
             raise SchemaError(f"inner message /body: not JSON-serialisable ({type(exc).__name__})") from exc
 
@@ -63,7 +75,7 @@ def from_dict(doc: object) -> Message:
     if _depth(doc["body"]) > MAX_DEPTH:
         raise SchemaError(f"inner message /body: nested deeper than {MAX_DEPTH} levels")
     # jsonschema's "integer" admits 1.0; the message carries the int.
-    return Message(doc["type"], int(doc["timestamp"]), doc["nonce"], doc["body"])
+    return Message(doc["type"], int(doc["timestamp"]), doc["nonce"], doc["body"], _checked=True)
 
 
 def parse(plaintext: bytes) -> Message:
