@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import random
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import rfc8785
@@ -20,8 +21,10 @@ from axon.artifact_crypto import Recipients, resolve_recipients
 from axon.envelope import Envelope, PackageSpec
 from axon.keys import Identity, SigningKey
 from axon.ledger import Ledger, ops
+from scc.compiler import compile_policy
 
 NOW = 1_760_000_000
+POLICIES = Path(__file__).resolve().parents[1] / "policies"
 GROUP = "did:sopcos:group:plant"
 
 
@@ -110,3 +113,9 @@ def wat_module(wat: str = GOOD_WAT, *, pad: int = 0, **meta_fields: object) -> b
     if pad:
         wasm += custom_section("padding", bytes(random.Random(pad).randbytes(pad)))
     return wasm + custom_section("sopcos.meta", rfc8785.dumps(meta(**meta_fields)))
+
+
+@cache
+def compiled(policy: str = "boiler-guard") -> bytes:
+    """The real compiler's module for one of the example policies."""
+    return compile_policy((POLICIES / f"{policy}.json").read_bytes()).wasm
