@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from axon import ecies
 from axon.keys import SigningKey
 from axon.messaging import envelope as E
+from axon.messaging import schemas
 from axon.messaging.errors import MessagingError
 from axon.messaging.inner import Message
 from axon.messaging.receiver import Receiver
@@ -96,3 +97,11 @@ def test_receiver_and_signed_wrapper_only_raise_messaging_errors(body, to):
             assert exc.code.startswith("MSG-")
             continue
         assert got.sender.did == SENDER.did and got.message.nonce
+
+
+@FUZZ
+@given(st.fixed_dictionaries({}, optional={
+    k: st.sampled_from([v, v.upper(), v[:-1], v + "0", v + "\n", " " + v, ""]) | json_values
+    for k, v in GOOD.items()}))
+def test_envelope_fast_path_agrees_with_jsonschema(doc):
+    assert E.fast_path_accepts(doc) == (schemas.first_error(E.SCHEMA, doc, "envelope") is None)

@@ -51,6 +51,12 @@ _OVERHEAD = len(json.dumps({"p": PROTOCOL, "enc": CIPHER, "iv": "", "ephem_pub":
                            separators=(",", ":")))
 
 
+def fast_path_accepts(doc: object) -> bool:
+    """True only for what the schema accepts (tests/test_messaging_fuzz.py checks they agree)."""
+    return (type(doc) is dict and len(doc) == len(_FAST)
+            and all(type(doc.get(k)) is str and ok(doc[k]) for k, ok in _FAST.items()))
+
+
 @dataclass(frozen=True, slots=True)
 class Envelope:
     iv: bytes
@@ -79,8 +85,7 @@ class Envelope:
             _check_size(2 * (len(data.iv) + len(data.ephem_pub) + len(data.blob)), max_bytes)
             return data
         doc = _decode(data, max_bytes)
-        if not (type(doc) is dict and len(doc) == len(_FAST)
-                and all(type(doc.get(k)) is str and ok(doc[k]) for k, ok in _FAST.items())):
+        if not fast_path_accepts(doc):
             reason = schemas.first_error(SCHEMA, doc, "envelope")
             if reason is not None:
                 raise MalformedEnvelope(reason)
