@@ -11,6 +11,7 @@ import socket
 
 import aiocoap
 import pytest
+import rlp
 from eth_account import Account
 from eth_utils import to_checksum_address
 from fastapi import FastAPI
@@ -294,6 +295,22 @@ def test_fuzz_tx_decoder_with_mutated_draft_transactions(tail: bytes, data: st.D
     except AxonError:
         return
     assert result.raw == raw and result.tx_hash.startswith("0x")
+
+
+_big_endian = st.integers(0, 2**300).map(lambda n: n.to_bytes((n.bit_length() + 7) // 8, "big"))
+_rlp_item = st.binary(max_size=40) | _big_endian
+
+
+@_FUZZ
+@given(st.lists(_rlp_item | st.lists(_rlp_item, max_size=3), min_size=0, max_size=11))
+def test_fuzz_tx_decoder_with_rlp_lists(items: list) -> None:
+    """Well-formed RLP of the wrong shape, and 9-field lists with arbitrary v, r, s values."""
+    raw = rlp.encode(items)
+    try:
+        result = decode_transaction(raw)
+    except AxonError:
+        return
+    assert Account.recover_transaction(raw).lower() == result.sender
 
 
 @_FUZZ
