@@ -105,6 +105,7 @@ class Channel:
     # --- internals
 
     async def _next_header(self, deadline: float) -> Header:
+        self._session.reader.ensure_usable()  # a broken channel fails now, not after the next read
         if self._pending is None:
             encrypted = await self._read(HEADER_LEN, deadline)
             self._pending = (encrypted, self._session.reader.header(encrypted))

@@ -226,7 +226,7 @@ class FrameReader:
         return self._dir.seq
 
     def header(self, encrypted: bytes) -> Header:
-        self._check_usable()
+        self.ensure_usable()
         if len(encrypted) != HEADER_LEN:
             raise P2pUsageError(f"a header is {HEADER_LEN} bytes, got {len(encrypted)}")
         length, code, seq, checksum = HEADER.unpack(self._dir.crypt(encrypted))
@@ -243,7 +243,7 @@ class FrameReader:
 
     def body(self, header: Header, encrypted: bytes) -> Frame:
         """`encrypted` = the payload and MAC that follow the header (header.length + 8 bytes)."""
-        self._check_usable()
+        self.ensure_usable()
         if len(encrypted) != header.length + MAC_LEN:
             raise P2pUsageError(f"frame body is {header.length + MAC_LEN} bytes, got {len(encrypted)}")
         d = self._dir
@@ -262,7 +262,7 @@ class FrameReader:
         d.seq = (d.seq + 1) & U32
         return Frame(header.code, header.seq, payload)
 
-    def _check_usable(self) -> None:
+    def ensure_usable(self) -> None:
         if self._failed is not None:
             raise P2pBrokenError(f"channel unusable after an earlier {self._failed.code}")
 
