@@ -126,6 +126,15 @@ def test_init_refuses_existing_file_and_open_refuses_non_ledgers(path: Path, tmp
         Ledger.open(junk)
 
 
+@pytest.mark.parametrize("chain_id", [0, -1, 2**53, True])
+def test_init_refuses_bad_chain_ids(path: Path, chain_id: int) -> None:
+    from axon.ledger import LedgerError
+
+    with pytest.raises(LedgerError, match="chain id"):
+        Ledger.init(path, ROOT, chain_id, now=T0)
+    assert not path.exists()
+
+
 def test_keys_groups_artifacts_and_messages(ledger: Ledger, path: Path) -> None:
     operator = ledger.key(OPERATOR.did)
     assert operator is not None and operator.level == 2 and operator.registered_by == AUTHOR.did

@@ -20,7 +20,6 @@ from axon.ledger import (
     Entry,
     Ledger,
     LedgerStorageError,
-    MalformedOperation,
     RejectedTransaction,
     ops,
 )
@@ -161,10 +160,8 @@ def _init(args: argparse.Namespace) -> int:
     root = _identity(args.root_key)
     try:
         ledger = Ledger.init(path, root, args.chain_id, now=int(time.time()))
-    except (LedgerStorageError, MalformedOperation) as exc:
-        raise UsageError(str(exc)) from exc
-    except AxonError as exc:
-        return _fail(exc)
+    except AxonError as exc:  # an existing file, a bad chain id or key: nothing about ledger rules
+        raise UsageError(f"{exc} [{exc.code}]") from exc
     with ledger:
         genesis = ledger.entries()[0]
         _print(args, {"ledger": str(path), "chain_id": ledger.chain_id, "root": root.did,
