@@ -16,6 +16,7 @@ DESCRIPTION = """Run compiled Sopcos policies in a wasmtime sandbox and report d
 COMMANDS = [
     "synapse.commands.decisions",
     "synapse.commands.serve",
+    "synapse.commands.run",
     "synapse.commands.eval",
 ]
 

@@ -197,11 +197,11 @@ def test_admin_endpoints_refuse_evaluate_tokens_and_anonymous(server, plant):
 
 def test_signed_admin_requests(server, plant):
     sop, urn = plant.artifact("0.9.0")
-    signed = sign_request(plant.admin, "PUT", "/v1/artifacts", sop)
+    signed = sign_request(plant.admin, "PUT", "/v1/artifacts", sop, now=plant.now - 10)
     ok = server.client.put("/v1/artifacts", content=sop, headers=signed)
     assert ok.status_code == 201 and ok.json()["urn"] == urn
     # Replaying the same signed request is refused (signatures are deterministic: another timestamp).
-    headers = sign_request(plant.admin, "PUT", "/v1/artifacts", sop, now=plant.now - 1)
+    headers = sign_request(plant.admin, "PUT", "/v1/artifacts", sop, now=plant.now - 20)
     assert server.client.put("/v1/artifacts", content=sop, headers=headers).status_code == 200
     assert_error(server.client.put("/v1/artifacts", content=sop, headers=headers), 401)
     # The signature covers the body and the path.

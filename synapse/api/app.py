@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import orjson
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, ValidationError
@@ -28,7 +28,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from axon.constraint_node import ConstraintNode, attestation
 from synapse.api import models
+from synapse.api.constraint import make_router
 from synapse.service import logs
 from synapse.service.auth import SIGNATURE_HEADER, SIGNER_HEADER, Principal
 from synapse.service.errors import BodyTooLarge, RateLimited, RequestInvalid, ServiceError
@@ -72,6 +74,7 @@ def create_app(service: PolicyService, *, preload: list | None = None,
     _evaluation_routes(app, service)
     _admin_routes(app, service)
     _observability_routes(app, service)
+    _constraint_node_route(app, service)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(GuardMiddleware, service=service)
     return app
@@ -297,6 +300,32 @@ def _observability_routes(app: FastAPI, service: PolicyService) -> None:
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         return Response(service.metrics.render(), media_type=service.metrics.content_type)
+
+
+# -- the constraint-node protocol --------------------------------------------------------------------
+
+
+def _constraint_node_route(app: FastAPI, service: PolicyService) -> None:
+    """POST /v1/constraint-node/provision (synapse/api/constraint.py): the node signs a transaction
+    carrying an attestation of its latest decision-log head. Administrative: the node key signs it."""
+    try:
+        chain_id = service.link.ledger().chain_id
+    except ServiceError:  # without the ledger's chain id the route would sign replayable transactions
+        logs.event("constraint_node_not_mounted", logging.WARNING,
+                   reason="the ledger (for its chain id) could not be read at start")
+        return
+
+    def read() -> bytes:
+        log = service.log
+        seq, head = log.head if log is not None else (0, "")
+        return attestation({"type": "sopcos-decision-log-head", "node": service.identity.did,
+                            "stream": None if log is None else log.stream, "seq": seq, "head": head})
+
+    async def admin(request: Request) -> None:
+        await authorize(request, service, "admin")
+
+    app.include_router(make_router(ConstraintNode(service.identity.key), read, chain_id,
+                                   dependencies=[Depends(admin)]), tags=["constraint-node"])
 
 
 # -- errors ------------------------------------------------------------------------------------------

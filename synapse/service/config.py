@@ -103,6 +103,28 @@ class LimitsConfig:
 
 
 @dataclass
+class AlertsConfig:
+    """SIP-017 ALERTs (synapse/alerts.py) posted on the ledger, signed by the node key."""
+
+    # DIDs (looked up on the ledger) or public keys in hex.
+    recipients: list[str] = field(default_factory=list)
+    verdicts: list[str] = field(default_factory=lambda: ["DENY", "HALT"])
+    repeat_after: float = 300.0
+    max_per_window: int = 5
+    rate_window: float = 60.0
+    include_telemetry: bool = False
+
+
+@dataclass
+class CommandsConfig:
+    """SIP-017 CMD messages to this node (synapse/commands_inbox.py), read from the ledger."""
+
+    enabled: bool = False
+    poll_interval: float = 2.0
+    max_context_ttl: int = 24 * 3600
+
+
+@dataclass
 class SidecarConfig:
     artifacts: list[Path] = field(default_factory=list)
     # Policies evaluated on every tick; empty means every policy with an active artifact.
@@ -117,6 +139,8 @@ class SidecarConfig:
     exit_at_eof: bool = False
     # Context passed to every evaluation (merged under each line's own context).
     context: dict[str, Any] = field(default_factory=dict)
+    alerts: AlertsConfig | None = None
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
 
 
 @dataclass
@@ -172,6 +196,7 @@ class ServiceConfig:
             _require(tok.sha256 not in seen, f"auth token {tok.name!r}: the same token is listed twice")
             seen.add(tok.sha256)
         _require(self.sidecar.interval >= 0, "sidecar.interval must be >= 0 seconds")
+        _require(self.sidecar.commands.poll_interval > 0, "sidecar.commands.poll_interval must be > 0")
         if not self.is_loopback and not self.auth_configured:
             raise ConfigError(
                 f"refusing to bind {s.host}: only loopback addresses may be served without authentication; "

@@ -341,6 +341,20 @@ class Registry:
         self._rebuild(index)
         return entry
 
+    def reactivate(self, urn: str) -> StoredArtifact:
+        """Serve a retired artifact again (SIP-017 CMD load); revoked or superseded ones stay refused."""
+        with self._lock:
+            with self.store.update() as index:
+                entry = self._entry(index, urn)
+                if entry.state not in ("active", "retired"):
+                    raise Conflict(f"artifact {urn} cannot be loaded: {_why(entry)}")
+                entry.state, entry.reason = "active", None
+            self._sync(index, recheck=False)
+            if urn not in self._loaded:
+                raise Conflict(f"artifact {urn} did not verify: {_why(self.store.index().artifacts[urn])}")
+            self._events("artifact_reactivated", urn=urn, policy=entry.policy)
+            return entry
+
     def rollback(self, policy: str, urn: str) -> Served:
         """Pin `policy` to the servable artifact `urn` (an explicit, authorised rollback)."""
         with self._lock:

@@ -1,0 +1,307 @@
+"""The sidecar: evaluate policies unattended, on a schedule, from a telemetry feed (`synapse run`).
+
+Feed. A JSON-lines file or standard input; each line is {"telemetry": {...}, "context": {...},
+"policy": NAME} (context and policy optional) or a bare object, which is all telemetry. A line that is
+not such an object is logged (with its line number) and skipped. A file can be followed as it grows.
+
+Schedule. With `interval` > 0 the lines update a snapshot (the latest value of every input) and every
+`interval` seconds each configured policy (default: every policy with an active artifact) is
+evaluated on it, like a PLC scan. With `interval` = 0 every line is evaluated as it arrives (its own
+policy, or the configured ones). Context: the configured context, then the feed's, then values set by
+authorised SIP-017 `set_context` commands until they expire (a deliberate, time-bounded override wins).
+
+Every decision goes through `PolicyService.evaluate`, so it is logged like an HTTP one (source
+"sidecar"). Decisions whose verdict needs a person become SIP-017 ALERTs on the ledger (synapse/alerts.py,
+with its de-duplication and rate limit); CMD messages to this node are read from the ledger and carried
+out (synapse/commands_inbox.py). Alerts sent and commands handled are recorded in the decision log.
+
+Shutdown. The loop is an asyncio task of the HTTP app; SIGTERM cancels it between two evaluations (an
+evaluation and its log record are one synchronous step), then the service seals the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from synapse.alerts import Alerter, AlertPolicy, AlertSender, resolve_recipients
+from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
+from synapse.service import logs
+from synapse.service.config import SidecarConfig
+from synapse.service.errors import ServiceError
+from synapse.service.service import PolicyService
+
+_EOF = object()
+_FOLLOW_POLL_S = 0.1
+
+
+@dataclass(frozen=True)
+class Update:
+    line: int
+    telemetry: dict[str, Any]
+    context: dict[str, Any]
+    policy: str | None
+
+
+def parse_line(raw: bytes, line: int) -> Update:
+    """One feed line, or ValueError saying what is wrong with it."""
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(doc, dict):
+        raise ValueError("a line must be a JSON object")
+    if "telemetry" in doc:
+        extra = set(doc) - {"telemetry", "context", "policy"}
+        if extra:
+            raise ValueError(f"unknown key {sorted(extra)[0]!r} (a line has telemetry, context, policy)")
+        telemetry, context, policy = doc["telemetry"], doc.get("context", {}), doc.get("policy")
+    else:
+        telemetry, context, policy = doc, {}, None
+    for name, values in (("telemetry", telemetry), ("context", context)):
+        if not isinstance(values, dict):
+            raise ValueError(f"{name} must be an object")
+        for key, value in values.items():
+            if not isinstance(value, bool | int | float | str) or (isinstance(value, float)
+                                                                   and not math.isfinite(value)):
+                raise ValueError(f"{name}.{key} must be a number, a boolean or a string")
+    if policy is not None and (not isinstance(policy, str) or not policy):
+        raise ValueError("policy must be a non-empty string")
+    return Update(line, telemetry, context, policy)
+
+
+class FeedReader:
+    """Reads lines in a thread (stdin and files block) and hands them to the event loop's queue."""
+
+    def __init__(self, source: str, follow: bool, loop: asyncio.AbstractEventLoop,
+                 queue: asyncio.Queue) -> None:
+        self.source = source
+        self.follow = follow and source != "-"
+        self._loop = loop
+        self._queue = queue
+        self._stop = threading.Event()
+
+    def start(self) -> None:
+        threading.Thread(target=self._run, name="sidecar-feed", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _put(self, item: Any) -> None:
+        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def _run(self) -> None:
+        try:
+            fh = sys.stdin.buffer if self.source == "-" else open(self.source, "rb")  # noqa: SIM115
+        except OSError as exc:
+            logs.event("feed_unreadable", logging.ERROR, source=self.source, reason=exc.strerror)
+            self._put(_EOF)
+            return
+        with contextlib.closing(fh):
+            lineno, pending = 0, b""
+            while not self._stop.is_set():
+                chunk = fh.readline()
+                if not chunk:
+                    if not self.follow:
+                        break
+                    time.sleep(_FOLLOW_POLL_S)  # a followed file: wait for the writer
+                    continue
+                pending += chunk
+                if not pending.endswith(b"\n") and self.follow:
+                    continue  # half a line written so far
+                lineno += 1
+                line, pending = pending, b""
+                if line.strip():
+                    self._put((lineno, line))
+        self._put(_EOF)
+
+
+class Sidecar:
+    """The sidecar loop for one PolicyService (see the module docstring)."""
+
+    def __init__(self, config: SidecarConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self._clock = clock
+        self._overrides: dict[str, tuple[Any, float]] = {}  # set_context: name -> (value, expires_at)
+        self._alerter: Alerter | None = None
+        self._pending: set[asyncio.Task] = set()
+        self.evaluations = 0
+
+    async def run(self, service: PolicyService) -> None:
+        self.service = service
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue(maxsize=0)
+        feed = FeedReader(self.config.source, self.config.follow, loop, queue)
+        feed.start()
+        poller = asyncio.create_task(self._commands()) if self.config.commands.enabled else None
+        try:
+            await self._loop(queue)
+            if self._pending:
+                await asyncio.gather(*self._pending, return_exceptions=True)
+        finally:
+            feed.stop()
+            if poller is not None:
+                poller.cancel()
+        logs.event("sidecar_feed_done", source=self.config.source, evaluations=self.evaluations)
+        if self.config.exit_at_eof:
+            os.kill(os.getpid(), signal.SIGTERM)  # the same graceful path as an operator's SIGTERM
+
+    async def _loop(self, queue: asyncio.Queue) -> None:
+        interval = self.config.interval
+        telemetry: dict[str, Any] = {}
+        context: dict[str, Any] = {}
+        loop = asyncio.get_running_loop()
+        next_tick = loop.time() + interval
+        while True:
+            if interval == 0:
+                item = await queue.get()
+            else:
+                try:
+                    item = await asyncio.wait_for(queue.get(), max(0.0, next_tick - loop.time()))
+                except TimeoutError:
+                    item = None
+            eof = item is _EOF
+            update = None if item is None or eof else self._parse(item)
+            if update is not None and interval == 0:
+                self._evaluate(update.telemetry, update.context, update.policy)
+            elif update is not None:
+                telemetry.update(update.telemetry)
+                context.update(update.context)
+            if interval > 0 and (loop.time() >= next_tick or eof):
+                if telemetry:
+                    self._evaluate(telemetry, context, None)
+                next_tick = max(next_tick + interval, loop.time())
+            if eof:
+                return
+
+    def _parse(self, item: tuple[int, bytes]) -> Update | None:
+        lineno, raw = item
+        try:
+            return parse_line(raw, lineno)
+        except ValueError as exc:
+            logs.event("feed_line_invalid", logging.WARNING, source=self.config.source, line=lineno,
+                       reason=str(exc))
+            return None
+
+    # -- deciding ------------------------------------------------------------------------------------
+
+    def _context(self, feed: dict[str, Any]) -> dict[str, Any]:
+        now = self._clock()
+        live = {name: value for name, (value, expires) in self._overrides.items() if expires > now}
+        return {**self.config.context, **feed, **live}
+
+    def _evaluate(self, telemetry: dict[str, Any], feed_context: dict[str, Any],
+                  policy: str | None) -> None:
+        names = [policy] if policy else (self.config.policies or sorted(self.service.registry.view.active))
+        context = self._context(feed_context)
+        for name in names:
+            try:
+                result = self.service.evaluate(name, dict(telemetry), context, source="sidecar")
+            except ServiceError as exc:
+                logs.event("sidecar_not_evaluated", logging.WARNING, policy=name, code=exc.code,
+                           reason=exc.message)
+                continue
+            self.evaluations += 1
+            self._alert(result, telemetry)
+
+    # -- alerts --------------------------------------------------------------------------------------
+
+    def _alert(self, result: dict[str, Any], telemetry: dict[str, Any]) -> None:
+        if self.config.alerts is None or not self.config.alerts.recipients:
+            return
+        alerter = self._alerter or self._make_alerter()
+        if alerter is None:
+            return
+        now = self._clock()
+        decision_id = result["decision_id"]
+        alerts = alerter.observe(result, result["policy"], result["urn"], decision_id, now, telemetry)
+        if alerts:
+            sending = asyncio.to_thread(self._send, alerts, now, decision_id)
+            task = asyncio.get_running_loop().create_task(sending)
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def _make_alerter(self) -> Alerter | None:
+        cfg = self.config.alerts
+        assert cfg is not None
+        try:
+            ledger = self.service.link.ledger()
+            policy = AlertPolicy(resolve_recipients(cfg.recipients, ledger), frozenset(cfg.verdicts),
+                                 cfg.repeat_after, cfg.max_per_window, cfg.rate_window, cfg.include_telemetry)
+        except Exception as exc:  # the ledger or a recipient is not there yet: try again next time
+            code = getattr(exc, "code", type(exc).__name__)
+            logs.event("alerts_not_ready", logging.WARNING, reason=f"{code}: {exc}")
+            return None
+        self._alerter = Alerter(policy, self.service.identity.did)
+        return self._alerter
+
+    def _send(self, alerts: list, now: float, decision_id: str) -> None:
+        try:
+            results = AlertSender(self.service.link.ledger(), self.service.identity).send(alerts, now)
+        except ServiceError as exc:
+            results = [{"to": a.recipient.to, "error": exc.to_dict()} for a in alerts]
+        for result in results:
+            level = logging.WARNING if "error" in result else logging.INFO
+            logs.event("alert", level, decision_id=decision_id, **result)
+            assert self.service.log is not None
+            self.service.log.append_event("alert", decision_id=decision_id, **result)
+
+    # -- commands ------------------------------------------------------------------------------------
+
+    async def _commands(self) -> None:
+        inbox = None
+        while True:
+            try:
+                if inbox is None:
+                    inbox = await asyncio.to_thread(self._make_inbox)
+                records = await asyncio.to_thread(inbox.poll)
+            except Exception as exc:  # the ledger is away: keep trying, the sidecar keeps deciding
+                logs.event("commands_poll_failed", logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
+                inbox = None
+                records = []
+            for record in records:
+                logs.event("command", logging.INFO, **record)
+                assert self.service.log is not None
+                self.service.log.append_event("command", **record)
+            await asyncio.sleep(self.config.commands.poll_interval)
+
+    def _make_inbox(self) -> LedgerCommandInbox:
+        service = self.service
+        processor = CommandProcessor(_Handlers(self), service.identity.did,
+                                     max_context_ttl_s=self.config.commands.max_context_ttl)
+        return LedgerCommandInbox(service.link.ledger(), service.identity, processor, clock=self._clock)
+
+    def set_context(self, name: str, value: Any, expires_at: float) -> None:
+        self._overrides = {**self._overrides, name: (value, float(expires_at))}
+
+
+class _Handlers:
+    """What CMD load / unload / set_context do here (called from the poller's thread)."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self._sidecar = sidecar
+
+    def load_artifact(self, urn: str) -> dict[str, Any]:
+        entry = self._sidecar.service.registry.reactivate(urn)
+        return {"policy": entry.policy, "version": entry.version}
+
+    def unload(self, urn: str) -> dict[str, Any]:
+        entry = self._sidecar.service.registry.retire(urn)
+        return {"policy": entry.policy, "version": entry.version}
+
+    def set_context(self, name: str, value: Any, expires_at: int) -> dict[str, Any]:
+        self._sidecar.set_context(name, value, expires_at)
+        return {"value": value}
+
