@@ -56,8 +56,8 @@ class Transaction:
 
     @property
     def chain_id(self) -> int | None:
-        """The EIP-155 chain id, or None for a pre-EIP-155 (v = 27/28) transaction."""
-        return None if self.v in (27, 28) else (self.v - 35) // 2
+        """The EIP-155 chain id, or None for a pre-EIP-155 (v = 27/28) or unsigned transaction."""
+        return None if self.v < 35 else (self.v - 35) // 2
 
     @property
     def is_signed(self) -> bool:

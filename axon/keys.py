@@ -26,7 +26,7 @@ from axon.errors import AxonError
 KEY_FILE_TYPE = "sopcos-secp256k1-key"
 KEY_ENV = "SOPCOS_KEY"
 PASSPHRASE_ENV = "SOPCOS_KEY_PASSPHRASE"
-DID_RE = re.compile(r"^did:sopcos:[A-Za-z0-9._:-]{1,128}(#[A-Za-z0-9._-]{1,64})?$")
+DID_RE = re.compile(r"^did:sopcos:[A-Za-z0-9._:-]{1,128}(#[A-Za-z0-9._-]{1,64})?\Z")
 # scrypt at n=2**17, r=8 uses 128 MiB: memory-hard enough that guessing a passphrase offline is slow.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1
 
