@@ -65,6 +65,11 @@ def assemble(wat: str, meta_json: bytes) -> bytes:
     return module + custom_section(abi.META_SECTION, meta_json)
 
 
+# Identifiers: globals $t_NAME / $c_NAME (inputs), $let_NAME (a definition's cached value) and
+# $ok_NAME (whether it is cached); functions $let_NAME. Source names match [a-z_][a-z0-9_]*, and the
+# fixed names ($gas_budget, $fault, ...) start with none of these prefixes, so nothing collides.
+
+
 def _input_global(program: Program, index: int) -> str:
     slot = program.inputs[index]
     return f"${slot.group[0]}_{slot.name}"
@@ -213,7 +218,7 @@ def can_fault(node: Node, program: Program) -> bool:
 def _let_function(program: Program, let: LetCode, helpers: set[str]) -> list[str]:
     ty = let.body.type
     fn = _Function(program, indent=2)
-    fn(f"global.get $let_{let.name}_ok")
+    fn(f"global.get $ok_{let.name}")
     fn.open("if", "computed earlier in this call: the same value (SIP-001 §4)")
     fn(f"global.get $let_{let.name}")
     fn("return")
@@ -223,7 +228,7 @@ def _let_function(program: Program, let: LetCode, helpers: set[str]) -> list[str
     fn.expr(let.body)
     fn(f"global.set $let_{let.name}")
     fn("i32.const 1")
-    fn(f"global.set $let_{let.name}_ok")
+    fn(f"global.set $ok_{let.name}")
     fn(f"global.get $let_{let.name}")
     fn("return")
     fn.close()
@@ -291,7 +296,7 @@ def _evaluate(program: Program, helpers: set[str]) -> list[str]:
     fn("drop")
     for let in program.lets:
         fn("i32.const 0")
-        fn(f"global.set $let_{let.name}_ok", f"forget `{let.name}` from an earlier call")
+        fn(f"global.set $ok_{let.name}", f"forget `{let.name}` from an earlier call")
     if program.combine == "most-severe":
         fn("i32.const -1")
         fn("local.set $best_severity")
@@ -418,7 +423,7 @@ def emit_wat(program: Program, header: str) -> str:
     for let in program.lets:
         ty = let.body.type
         out.append(f"  (global $let_{let.name} (mut {ty}) ({ty}.const 0))")
-        out.append(f"  (global $let_{let.name}_ok (mut i32) (i32.const 0))")
+        out.append(f"  (global $ok_{let.name} (mut i32) (i32.const 0))")
     if program.data:
         data = _data_string(program.data)
         out.append(f'  (data (i32.const {program.data_offset}) "{data}")  ;; log messages')

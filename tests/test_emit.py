@@ -323,3 +323,21 @@ def test_log_messages_survive_the_data_segment_byte_for_byte():
     assert result.wasm.count(message.encode()) == 1  # one copy of each distinct message
     out = Runner(result.wasm).run({})
     assert out.logs == [(1, message), (0, message)]
+
+
+def test_names_cannot_collide_in_the_module():
+    checks = [{"ref": "x"}, {"ref": "x_ok"}, {"ref": "ok_x"}, {"gt": [{"telemetry": "c_x"}, 1]},
+              {"gt": [{"context": "x"}, 1]}]
+    doc = policy(rule({"all": checks}, then="HALT"), default="ALLOW",
+                 let={"x": {"gt": [{"telemetry": "x"}, 1]}, "x_ok": {"not": {"ref": "x"}},
+                      "ok_x": {"ref": "x_ok"}})
+    doc["inputs"] = {"telemetry": {"x": {"type": "number"}, "c_x": {"type": "number"}},
+                     "context": {"x": {"type": "number"}}}
+    out = Runner(_compile(doc)).run({"x": 2, "c_x": 2}, {"x": 2})
+    assert (out.verdict, out.rule) == (1, -1)  # x holds, so x_ok and ok_x do not
+    checks[1], checks[2] = {"not": {"ref": "x_ok"}}, {"not": {"ref": "ok_x"}}
+    runner = Runner(_compile(doc))
+    assert (runner.run({"x": 2, "c_x": 2}, {"x": 2}).verdict, runner.run({"x": 2, "c_x": 2}, {"x": 2}).rule) \
+        == (3, 0)
+    assert runner.run({"x": 2, "c_x": 2}, {"x": 0}).rule == -1
+    assert runner.run({"x": 0, "c_x": 2}, {"x": 2}).rule == -1
