@@ -32,8 +32,8 @@ def identity(name: str) -> Identity:
 
 
 class Plant:
-    """A ledger with a root, an author (LVL_4), an administrator (LVL_4), an operator (LVL_2), and
-    this node's key file."""
+    """A ledger with a root, an author (LVL_4), an administrator (LVL_4), an operator (LVL_2) and this
+    node (LVL_1, so it can post alerts), and the node's key file."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = directory
@@ -46,7 +46,8 @@ class Plant:
         self.node_key = directory / "node.key"
         write_key_file(self.node_key, self.node.key, self.node.did)
         with Ledger.init(self.ledger_path, self.root) as ledger:
-            for who, level in ((self.author, "LVL_4"), (self.admin, "LVL_4"), (self.operator, "LVL_2")):
+            for who, level in ((self.author, "LVL_4"), (self.admin, "LVL_4"), (self.operator, "LVL_2"),
+                               (self.node, "LVL_1")):
                 op = ops.register_key(who.did, who.key.public_key, level)
                 ledger.sign_and_submit(self.root, op, self.now)
 
