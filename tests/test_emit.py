@@ -335,7 +335,8 @@ def test_names_cannot_collide_in_the_module():
                      "context": {"x": {"type": "number"}}}
     out = Runner(_compile(doc)).run({"x": 2, "c_x": 2}, {"x": 2})
     assert (out.verdict, out.rule) == (1, -1)  # x holds, so x_ok and ok_x do not
-    checks[1], checks[2] = {"not": {"ref": "x_ok"}}, {"not": {"ref": "ok_x"}}
+    conjuncts = doc["rules"][0]["when"]["all"]
+    conjuncts[1], conjuncts[2] = {"not": {"ref": "x_ok"}}, {"not": {"ref": "ok_x"}}
     runner = Runner(_compile(doc))
     assert (runner.run({"x": 2, "c_x": 2}, {"x": 2}).verdict, runner.run({"x": 2, "c_x": 2}, {"x": 2}).rule) \
         == (3, 0)
