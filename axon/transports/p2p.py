@@ -120,7 +120,8 @@ class Channel:
         # readexactly takes nothing from the stream buffer unless all n bytes are there, so a timeout
         # leaves the partial frame in place for the next call.
         try:
-            return await asyncio.wait_for(self._reader.readexactly(n), max(0.0, deadline - self._clock()))
+            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                return await self._reader.readexactly(n)
         except TimeoutError as exc:
             raise P2pPeerSlow("the peer did not send the requested bytes before the timeout") from exc
         except asyncio.IncompleteReadError as exc:

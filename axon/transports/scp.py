@@ -164,8 +164,8 @@ class Connection:
                     return
                 deadline = proto.deadline()
                 try:
-                    data = await asyncio.wait_for(self._reader.read(READ_CHUNK),
-                                                  max(0.0, deadline - self._clock()))
+                    async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                        data = await self._reader.read(READ_CHUNK)
                 except TimeoutError:
                     proto.handle_timeout()  # raises once the deadline has really passed
                     continue
