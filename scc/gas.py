@@ -57,6 +57,8 @@ def gas_max(program: Program) -> int:
     each_use: list[int] = []
     for let in program.lets:
         each_use.append(worst(let.body, each_use))
+    if not program.lets:
+        return _rules_worst(program, each_use)
     # (B) uses cost 1; every reachable body is paid at most once.
     once = [0] * len(program.lets)
     bodies_once = sum(worst(let.body, once) for let in program.lets)

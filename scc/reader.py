@@ -31,11 +31,14 @@ _MAX_SAFE_INT = 2**53 - 1
 
 def pointer_token(key: str | int) -> str:
     """One RFC 6901 reference token."""
-    return str(key).replace("~", "~0").replace("/", "~1")
+    key = str(key)
+    return key.replace("~", "~0").replace("/", "~1") if ("~" in key or "/" in key) else key
 
 
 def join_pointer(base: str, *keys: str | int) -> str:
-    return base + "".join("/" + pointer_token(k) for k in keys)
+    for key in keys:
+        base = base + "/" + pointer_token(key)
+    return base
 
 
 @dataclass(frozen=True)
