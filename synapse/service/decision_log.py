@@ -12,7 +12,8 @@ record without `hash`. Kinds:
   start     a writer (re)opened the stream; notes a damaged tail left by a crash
   decision  one evaluation: decision_id, policy, urn, version, verdict, code, rule, reason, gas_used,
             logs, telemetry and context (masked fields as {"hmac-sha256": hex})
-  event     an artifact lifecycle event (loaded, retired, revoked, rollback, ...)
+  event     {"event": name, "data": {...}}: an artifact lifecycle event (uploaded, loaded, retired,
+            revoked, pinned, ...), an alert sent, a command handled
   seal      `signature` = ECDSA (node key) over SHA-256 of the canonical record without `signature`
             and `hash`; it covers `prev`, so it vouches for the whole chain before it
   stop      a clean shutdown (always followed by a final seal)
@@ -223,9 +224,10 @@ class DecisionLog:
             self._after_append()
         return decision_id
 
-    def append_event(self, event: str, **fields: Any) -> None:
+    def append_event(self, event: str, /, **data: Any) -> None:
+        """An event record: {"event": name, "data": {...}} (nested, so no field can touch the chain's)."""
         with self._lock:
-            self._append("event", {"event": event, **loggable(fields)})
+            self._append("event", {"event": event, "data": loggable(data)})
             self._after_append()
 
     def seal(self) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 LOGGER = logging.getLogger("synapse.service")
+_RESERVED = frozenset({"time", "level", "logger", "event", "error"})
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +28,8 @@ class JsonFormatter(logging.Formatter):
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
-            doc.update(fields)
+            for key, value in fields.items():  # a field never overwrites the line's own keys
+                doc[f"{key}_" if key in _RESERVED else key] = value
         if record.exc_info and record.exc_info[0] is not None:
             # The type and message only: a traceback is for a debugger, not for the plant's log.
             doc["error"] = f"{record.exc_info[0].__name__}: {record.exc_info[1]}"
@@ -47,5 +49,5 @@ def setup_logging(level: str = "info") -> None:
         logger.propagate = True
 
 
-def event(name: str, level: int = logging.INFO, **fields: Any) -> None:
+def event(name: str, level: int = logging.INFO, /, **fields: Any) -> None:
     LOGGER.log(level, name, extra={"fields": fields})

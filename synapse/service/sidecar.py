@@ -22,12 +22,10 @@ evaluation and its log record are one synchronous step), then the service seals 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +43,7 @@ from synapse.service.service import PolicyService
 
 _EOF = object()
 _FOLLOW_POLL_S = 0.1
+_CHUNK = 65536
 
 
 @dataclass(frozen=True)
@@ -103,28 +102,35 @@ class FeedReader:
         self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def _run(self) -> None:
+        # Raw os.read on the descriptor: a daemon thread blocked in a buffered reader's readline would
+        # hold that reader's lock and abort the interpreter at exit.
         try:
-            fh = sys.stdin.buffer if self.source == "-" else open(self.source, "rb")  # noqa: SIM115
+            fd = 0 if self.source == "-" else os.open(self.source, os.O_RDONLY)
         except OSError as exc:
             logs.event("feed_unreadable", logging.ERROR, source=self.source, reason=exc.strerror)
             self._put(_EOF)
             return
-        with contextlib.closing(fh):
-            lineno, pending = 0, b""
+        lineno, pending = 0, b""
+        try:
             while not self._stop.is_set():
-                chunk = fh.readline()
+                chunk = os.read(fd, _CHUNK)
                 if not chunk:
                     if not self.follow:
                         break
                     time.sleep(_FOLLOW_POLL_S)  # a followed file: wait for the writer
                     continue
-                pending += chunk
-                if not pending.endswith(b"\n") and self.follow:
-                    continue  # half a line written so far
-                lineno += 1
-                line, pending = pending, b""
-                if line.strip():
-                    self._put((lineno, line))
+                *lines, pending = (pending + chunk).split(b"\n")
+                for line in lines:
+                    lineno += 1
+                    if line.strip():
+                        self._put((lineno, line))
+            if pending.strip() and not self._stop.is_set():  # a last line without its newline
+                self._put((lineno + 1, pending))
+        except OSError as exc:
+            logs.event("feed_unreadable", logging.ERROR, source=self.source, reason=exc.strerror)
+        finally:
+            if fd != 0:
+                os.close(fd)
         self._put(_EOF)
 
 
@@ -266,15 +272,15 @@ class Sidecar:
             try:
                 if inbox is None:
                     inbox = await asyncio.to_thread(self._make_inbox)
-                records = await asyncio.to_thread(inbox.poll)
-            except Exception as exc:  # the ledger is away: keep trying, the sidecar keeps deciding
+                for record in await asyncio.to_thread(inbox.poll):
+                    logs.event("command", logging.INFO, **record)
+                    assert self.service.log is not None
+                    self.service.log.append_event("command", **record)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the ledger is away, or a record could not be logged: keep polling
                 logs.event("commands_poll_failed", logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
                 inbox = None
-                records = []
-            for record in records:
-                logs.event("command", logging.INFO, **record)
-                assert self.service.log is not None
-                self.service.log.append_event("command", **record)
             await asyncio.sleep(self.config.commands.poll_interval)
 
     def _make_inbox(self) -> LedgerCommandInbox:

@@ -1,0 +1,195 @@
+"""`synapse run`: the sidecar on a JSON-lines file and on stdin, on a schedule, with SIP-017 alerts and
+commands through the ledger, and a clean SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from axon.ledger import Ledger, ops
+from axon.messaging.envelope import seal
+from axon.messaging.inbox import LedgerInbox
+from axon.messaging.inner import Message
+from axon.messaging.receiver import Receiver
+from synapse.cli import main as synapse_main
+from synapse.service.sidecar import parse_line
+from tests.service_support import AUTO, NORMAL, Plant, Server, write_config
+
+HALT = {**NORMAL, "pressure_bar": 99}
+
+
+@pytest.fixture
+def plant(tmp_path) -> Plant:
+    return Plant(tmp_path)
+
+
+def sidecar_config(plant: Plant, sop_path, **sidecar) -> object:
+    sections = {
+        "ledger": {"path": plant.ledger_path, "follow_interval": 0.5},
+        "node": {"key": plant.node_key},
+        "store": {"path": plant.dir / "store"},
+        "decision_log": {"path": plant.dir / "decisions"},
+        "auth": {"open_evaluate": True},
+        "sidecar": {"artifacts": [sop_path],
+                    **{k: v for k, v in sidecar.items() if k not in ("alerts", "commands")}},
+    }
+    for sub in ("alerts", "commands"):
+        if sub in sidecar:
+            sections[f"sidecar.{sub}"] = sidecar[sub]
+    return write_config(plant.dir / "sidecar.toml", sections)
+
+
+def records(plant: Plant) -> list[dict]:
+    return [json.loads(line) for seg in sorted((plant.dir / "decisions").glob("w0-*.jsonl"))
+            for line in seg.read_text().splitlines()]
+
+
+def decisions(plant: Plant) -> list[dict]:
+    return [r for r in records(plant) if r["kind"] == "decision"]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def verify(plant: Plant) -> int:
+    return synapse_main(["decisions", "verify", str(plant.dir / "decisions"),
+                         "--public-key", plant.node.key.public_key.hex()])
+
+
+def test_file_feed_every_line_then_exit(plant):
+    sop, urn = plant.artifact("1.0.0")
+    (plant.dir / "boiler.sop").write_bytes(sop)
+    feed = plant.dir / "feed.jsonl"
+    feed.write_text("\n".join([
+        json.dumps({"telemetry": NORMAL, "context": AUTO}),
+        json.dumps({"telemetry": HALT, "context": AUTO, "policy": "boiler-guard"}),
+        json.dumps({**NORMAL, "valve_open": True, "pressure_bar": 85}),  # bare telemetry; no mode: DENY
+        "{not json",
+        "[1, 2]",
+        json.dumps({"telemetry": NORMAL, "policy": "no-such-policy"}),
+    ]) + "\n")
+    cfg = sidecar_config(plant, plant.dir / "boiler.sop", source=str(feed), interval=0.0, follow=False,
+                         exit_at_eof=True)
+    server = Server(plant.dir, cfg, command="run")
+    assert server.proc.wait(60) == 0, server.log()
+    got = decisions(plant)
+    assert [(d["verdict"], d["rule"], d["source"]) for d in got] == [
+        ("ALLOW", "normal", "sidecar"), ("HALT", "halt-overpressure", "sidecar"), ("DENY", None, "sidecar")]
+    assert all(d["urn"] == urn for d in got) and "mode" in got[2]["reason"]
+    events = server.events()
+    invalid = [e for e in events if e.get("event") == "feed_line_invalid"]
+    assert [e["line"] for e in invalid] == [4, 5]
+    assert any(e.get("event") == "sidecar_not_evaluated" and e["policy"] == "no-such-policy" for e in events)
+    assert [r["kind"] for r in records(plant)][-2:] == ["stop", "seal"]
+    assert verify(plant) == 0
+    server.stop()
+
+
+def test_stdin_on_a_schedule_with_alerts_http_and_sigterm(plant):
+    sop, urn = plant.artifact("1.0.0")
+    (plant.dir / "boiler.sop").write_bytes(sop)
+    cfg = sidecar_config(plant, plant.dir / "boiler.sop", source="-", interval=0.1,
+                         policies=["boiler-guard"], context=AUTO,
+                         alerts={"recipients": [plant.operator.did], "verdicts": ["HALT"]})
+    server = Server(plant.dir, cfg, command="run", stdin=subprocess.PIPE).wait_ready()
+    try:
+        server.proc.stdin.write(json.dumps(NORMAL).encode() + b"\n")
+        server.proc.stdin.flush()
+        wait_for(lambda: any(d["verdict"] == "ALLOW" for d in decisions(plant)), 20, "scheduled ALLOW")
+        server.proc.stdin.write(json.dumps({"telemetry": HALT}).encode() + b"\n")
+        server.proc.stdin.flush()
+        wait_for(lambda: any(d["verdict"] == "HALT" for d in decisions(plant)), 20, "scheduled HALT")
+        # The same HTTP API is served meanwhile.
+        r = server.client.post("/v1/evaluate", json={"policy": "boiler-guard", "telemetry": NORMAL,
+                                                     "context": AUTO})
+        assert r.status_code == 200 and r.json()["verdict"] == "ALLOW"
+
+        def alerts():
+            with Ledger.open(plant.ledger_path) as ledger:
+                inbox = LedgerInbox(ledger, Receiver(plant.operator.key, did=plant.operator.did))
+                return [i for i in inbox.poll() if i.received is not None]
+
+        (item,) = wait_for(alerts, 20, "an ALERT on the ledger")[:1]
+        assert item.received.sender.did == plant.node.did and item.received.message.type == "ALERT"
+        body = item.received.message.body
+        assert body["verdict"] == "HALT" and body["urn"] == urn and body["rule"] == "halt-overpressure"
+        assert body["decision_id"] in {d["decision_id"] for d in decisions(plant)}
+        # Scheduled evaluations go on (the verdict stays HALT); de-duplication keeps it to one alert.
+        n = len(decisions(plant))
+        wait_for(lambda: len(decisions(plant)) > n + 3, 20, "more scheduled evaluations")
+        assert len(alerts()) == 1
+    finally:
+        assert server.stop() == 0
+    logged = records(plant)
+    assert any(r["kind"] == "event" and r["event"] == "alert" and r["data"].get("seq") for r in logged)
+    assert {d["source"] for d in decisions(plant)} == {"sidecar", "http"}
+    assert [r["kind"] for r in logged][-2:] == ["stop", "seal"]
+    assert verify(plant) == 0
+
+
+def post_command(plant: Plant, sender, body: dict) -> None:
+    envelope = seal(plant.node.key.public_key, Message.new("CMD", body, time.time()))
+    plant.submit(sender, ops.message(plant.node.did, envelope.to_dict()))
+
+
+def test_commands_from_the_ledger(plant):
+    sop, urn = plant.artifact("1.0.0")
+    (plant.dir / "boiler.sop").write_bytes(sop)
+    cfg = sidecar_config(plant, plant.dir / "boiler.sop", source="-", interval=0.1, context=AUTO,
+                         commands={"enabled": True, "poll_interval": 0.2})
+    server = Server(plant.dir, cfg, command="run", stdin=subprocess.PIPE).wait_ready()
+    try:
+        server.proc.stdin.write(json.dumps(NORMAL).encode() + b"\n")
+        server.proc.stdin.flush()
+        wait_for(lambda: any(d["rule"] == "normal" for d in decisions(plant)), 20, "a normal decision")
+        # An administrator (LVL_4+ may set context) puts the boiler into maintenance for a minute.
+        post_command(plant, plant.admin, {"command": "set_context", "name": "mode", "value": "MAINTENANCE",
+                                          "expires_at": int(time.time()) + 60})
+        wait_for(lambda: any(d["rule"] == "maintenance" for d in decisions(plant)), 20, "the override")
+        # An operator (LVL_2) may not unload; an administrator may.
+        post_command(plant, plant.operator, {"command": "unload", "urn": urn})
+        post_command(plant, plant.admin, {"command": "unload", "urn": urn})
+        def command_records():
+            found = [r for r in records(plant) if r.get("event") == "command"]
+            return found if len(found) >= 3 else None
+
+        found = wait_for(command_records, 20, "three command records")
+        statuses = {(r["data"]["from"], r["data"].get("command"), r["data"]["status"]) for r in found}
+        assert (plant.operator.did, "unload", "refused") in statuses
+        assert (plant.admin.did, "unload", "ok") in statuses
+        r = server.client.post("/v1/evaluate", json={"policy": "boiler-guard", "telemetry": NORMAL,
+                                                     "context": AUTO})
+        assert r.status_code == 409 and server.client.get(f"/v1/artifacts/{urn}").json()["state"] == "retired"
+    finally:
+        assert server.stop() == 0
+    assert verify(plant) == 0
+
+
+@pytest.mark.parametrize("line, error", [
+    (b"{", "not JSON"),
+    (b"[]", "JSON object"),
+    (b'{"telemetry": {}, "extra": 1}', "unknown key"),
+    (b'{"telemetry": []}', "telemetry must be an object"),
+    (b'{"telemetry": {"a": null}}', "telemetry.a"),
+    (b'{"telemetry": {}, "context": {"m": [1]}}', "context.m"),
+    (b'{"telemetry": {}, "policy": ""}', "policy"),
+])
+def test_feed_lines_are_checked(line, error):
+    with pytest.raises(ValueError, match=error):
+        parse_line(line, 1)
+
+
+def test_feed_line_forms():
+    assert parse_line(b'{"a": 1}', 3).telemetry == {"a": 1}
+    full = parse_line(b'{"telemetry": {"a": true}, "context": {"m": "AUTO"}, "policy": "p"}', 1)
+    assert (full.telemetry, full.context, full.policy) == ({"a": True}, {"m": "AUTO"}, "p")
