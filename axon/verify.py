@@ -143,6 +143,12 @@ class VerifyConfig:
     max_artifact_bytes: int = 8 * 1024 * 1024
     clock_skew_seconds: int = 300  # how far in the future created_at may be (clocks disagree a little)
 
+    def __post_init__(self) -> None:
+        for name in ("max_artifact_bytes", "clock_skew_seconds"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"VerifyConfig.{name} must be a whole number >= 0, not {value!r}")
+
 
 class TrustLedger(Protocol):
     """The ledger look-ups verification needs (axon.ledger.Ledger provides them)."""

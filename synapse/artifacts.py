@@ -131,12 +131,11 @@ def _read_config(path: Path) -> NodeSettings:
 
     limits = doc.get("verify", {})
     try:
-        verify = VerifyConfig(**limits)
-    except TypeError:
-        raise ArtifactSetupError(f"config {path}: [verify] takes only max_artifact_bytes and "
-                                 "clock_skew_seconds") from None
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in limits.values()):
-        raise ArtifactSetupError(f"config {path}: [verify] limits are whole numbers")
+        verify = VerifyConfig(**limits) if isinstance(limits, dict) else None
+    except (TypeError, ValueError) as exc:
+        raise ArtifactSetupError(f"config {path}: [verify]: {exc}") from None
+    if verify is None:
+        raise ArtifactSetupError(f"config {path}: verify must be a table ([verify])")
     return NodeSettings(as_path("ledger"), as_path("key"), as_path("installed"), verify)
 
 
