@@ -11,9 +11,7 @@ import rfc8785
 
 from axon import envelope as env_mod
 from axon.envelope import Envelope
-from axon.ledger import NonceGap, ReplayedTransaction, ops
-from axon.ledger.errors import AuthorityDenied
-from axon.ledger.state import operation_transaction
+from axon.ledger import AuthorityDenied, NonceGap, ReplayedTransaction, operation_transaction, ops
 from axon.verify import (
     CHECKS,
     ArtifactSuperseded,
