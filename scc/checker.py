@@ -85,6 +85,7 @@ class _Checker:
                        "context": {d.name: d for d in policy.context}}
         self.lets = {d.name: d for d in policy.lets}
         self.let_types: dict[str, Type | None] = {}
+        self.let_depth: dict[str, int] = {}  # 1 + the deepest definition a definition uses
         self.current_let: LetDef | None = None  # while checking a definition: only those above it exist
         self.nodes = 0
         self.too_deep_reported = False
@@ -99,6 +100,7 @@ class _Checker:
         for definition in self.policy.lets:
             self.current_let = definition
             self.too_deep_reported = False
+            self.let_depth[definition.name] = 1
             self.let_types[definition.name] = self.value(definition.expr, 1)
         self.current_let = None
         for rule in self.policy.rules:
@@ -305,6 +307,15 @@ class _Checker:
                        "written above it")
             return None
         expr.definition = definition
+        if current is not None:
+            depth = self.let_depth[definition.name] + 1
+            limit = self.limits.max_let_depth
+            if depth == limit + 1 and self.let_depth[current.name] <= limit:  # where the chain crosses
+                self.error("SCC-E044", site,
+                           f"definition `{current.name}` uses `{expr.name}`, which already builds on "
+                           f"{depth - 2} other definitions; definitions may build on each other at most "
+                           f"{limit} levels deep (each level is a nested call when the module runs)")
+            self.let_depth[current.name] = max(self.let_depth[current.name], depth)
         return self.let_types.get(expr.name)
 
     def equality(self, expr: Call, depth: int) -> None:

@@ -59,6 +59,7 @@ CODES: dict[str, str] = {
     "SCC-E041": "an expression is nested more than 64 levels deep",
     "SCC-E042": "the policy has more than 100,000 expression nodes",
     "SCC-E043": "the log messages do not fit in the module's memory",
+    "SCC-E044": "`let` definitions build on each other more than 64 levels deep",
     # warnings: never stop compilation (scc/checker.py)
     "SCC-W001": "a rule can never hold",
     "SCC-W002": "a rule is shadowed by an earlier rule and can never decide",

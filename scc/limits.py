@@ -10,6 +10,10 @@ class Limits:
     max_source_bytes: int = 1 << 20  # SIP-001 §4: 1 MiB of source
     max_rules: int = 4096  # SIP-001 §4
     max_depth: int = 64  # SIP-001 §4: levels of expression nesting; a rule's `when` is level 1
+    # Definitions built on definitions: each level is a nested call in the module, so a long chain
+    # would exhaust the runtime's call stack and the policy could never decide. Same bound as
+    # expression nesting: a definition that uses no other definition is level 1.
+    max_let_depth: int = 64
     max_nodes: int = 100_000  # SIP-001 §4: expression nodes in all (`let` and `when` together)
     max_log_bytes: int = 1024  # SIP-001 §5: UTF-8 bytes of one log message
     # Room for log messages in the module's one 64 KiB memory page, after the 24-byte result block.

@@ -41,6 +41,13 @@ def _logs(n: int, size: int) -> dict:
                     for i in range(n)])
 
 
+def _let_chain(n: int) -> dict:
+    lets = {"l0": {"add": [P, 1]}}
+    for i in range(1, n):
+        lets[f"l{i}"] = {"add": [{"ref": f"l{i - 1}"}, 1]}
+    return policy(rule({"gt": [{"ref": f"l{n - 1}"}, 0]}), let=lets)
+
+
 GOOD = dumps(policy(rule({"gt": [P, 1]})))
 
 # (code, source, JSON Pointer of the finding)
@@ -86,6 +93,7 @@ CASES: list[tuple[str, bytes, str]] = [
     # node 100,001 is the 24th `1` of rule 386: 386 * 259 + 3 + 24
     ("SCC-E042", json.dumps(_many_nodes()).encode(), "/rules/386/when/gt/0/add/24"),
     ("SCC-E043", dumps(_logs(70, 1000)), "/rules/65/log/message"),
+    ("SCC-E044", dumps(_let_chain(70)), "/let/l64/add/0/ref"),
     ("SCC-W001", dumps(policy(rule({"gt": [P, 300]}), rule(True))), "/rules/0/when"),
     ("SCC-W002", dumps(policy(rule({"gt": [P, 5]}), rule({"gt": [P, 5]}, then="HALT"))), "/rules/1"),
     ("SCC-W003", dumps(policy(rule(V), let={"spare": True})), "/let/spare"),
@@ -232,6 +240,8 @@ def test_let_must_be_number_or_bool():
 
 def test_limits_are_inclusive():
     assert check_policy(dumps(_nested_not(64))).valid
+    assert check_policy(dumps(_let_chain(64))).valid
+    assert [d.code for d in check_policy(dumps(_let_chain(65))).errors] == ["SCC-E044"]  # said once
     assert check_policy(dumps(_rules(4096))).valid
     assert check_policy(dumps(policy(rule(True, log={"level": "info", "message": "é" * 512})))).valid
 

@@ -342,3 +342,17 @@ def test_names_cannot_collide_in_the_module():
         == (3, 0)
     assert runner.run({"x": 2, "c_x": 2}, {"x": 0}).rule == -1
     assert runner.run({"x": 0, "c_x": 2}, {"x": 2}).rule == -1
+
+
+def test_the_longest_chain_of_definitions_runs():
+    # l0 = p + 1, l1 = l0 + 1, ... l63: 64 levels, the most SCC-E044 allows; each is a nested call
+    lets = {"l0": {"add": [P, 1]}}
+    for i in range(1, 64):
+        lets[f"l{i}"] = {"add": [{"ref": f"l{i - 1}"}, {"ref": f"l{i - 1}"}]}
+    doc = policy(rule({"gt": [{"ref": "l63"}, 2.0**63]}, then="HALT"), let=lets)
+    doc["inputs"]["telemetry"]["p"] = {"type": "number"}
+    result = compile_policy(dumps(doc))
+    runner = Runner(result.wasm)
+    assert (runner.run({"p": 0.5}).verdict, runner.run({"p": 0}).verdict) == (3, 0)  # (p + 1) * 2**63
+    # each body is computed once although it is used twice: 2**64 uses would never finish
+    assert runner.run({"p": 0}).gas == result.gas_max < 1000
