@@ -133,11 +133,11 @@ def test_an_empty_policy_meta_is_refused():
         load_module(policy_module("(call $decide (i32.const 1) (i32.const 0))", meta(rules=[])))
 
 
-def test_a_forked_child_gets_its_own_epoch_ticker():
-    sandbox.engine()
+def test_a_forked_child_gets_its_own_epoch_ticker_and_can_compile():
+    load_module(boiler())  # the parent has compiled before it forks, as a pre-forking server would
     read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # the child: a deadline must still fire
+    if pid == 0:  # the child: it must compile, and a deadline must still fire
         try:
             try:
                 run('(module (func (export "f") (loop $l (br $l))))', fuel=10**15, deadline_ticks=5)
@@ -147,5 +147,11 @@ def test_a_forked_child_gets_its_own_epoch_ticker():
         finally:
             os._exit(0)
     os.close(write)
-    os.waitpid(pid, 0)
+    deadline = time.monotonic() + 30
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child hung")
+        time.sleep(0.01)
     assert os.read(read, 100) == b"TrapCode.INTERRUPT"
