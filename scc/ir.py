@@ -18,19 +18,10 @@ class ValType(enum.StrEnum):
     I32 = "i32"  # bools: 0 or 1
 
 
-# op -> what `value` holds
-OPS = {
-    "const": "the constant (float for f64, 0/1 for i32)",
-    "input": "index into Program.inputs",
-    "let": "index into Program.lets",
-    "eq": None, "ne": None, "lt": None, "le": None, "gt": None, "ge": None,  # on f64, or i32 for eq/ne
-    "between": None,
-    "in": None,  # args: x, then f64 constants
-    "all": None, "any": None, "not": None,
-    "add": None, "sub": None, "mul": None, "div": None, "min": None, "max": None,
-    "abs": None, "neg": None,
-    "if": None,
-}
+# Ops: "const" (value: the constant, a float for f64, 0/1 for i32), "input" (value: index into
+# Program.inputs), "let" (value: index into Program.lets); eq ne lt le gt ge (on f64; eq/ne also
+# on i32 bools), between, in (args: x, then f64 constants), all any not, add sub mul div min max
+# (n-ary ones fold left to right), abs neg, and if (args: condition, then, else).
 FAULTABLE = frozenset({"add", "sub", "mul", "div"})
 
 

@@ -156,3 +156,10 @@ def test_verdict_case_hint():
 def test_text_is_structurally_allowed_in_expressions():
     # Whether a text value makes sense is a question of types (scc/checker.py, SCC-E022).
     assert _found(policy(rule({"eq": [MODE, "AUTO"]}))) == []
+
+
+def test_schema_and_tree_know_the_same_operators():
+    from scc.ast import OPERATORS
+
+    operators = set(schema.load_schema()["$defs"]["expression"]["properties"])
+    assert operators == {*OPERATORS, "telemetry", "context", "ref"}
