@@ -117,7 +117,8 @@ def decode(raw: bytes) -> Transaction:
         raise MalformedTransaction(f"transaction is {len(raw)} bytes; the limit is {MAX_TX_SIZE}")
     try:
         t = rlp.decode(raw, _SignedSedes, strict=True)
-    except (rlp.exceptions.DecodingError, rlp.exceptions.DeserializationError) as exc:
+    # rlp raises TypeError when a list stands where an integer field belongs.
+    except (rlp.exceptions.RLPException, TypeError, ValueError) as exc:
         raise MalformedTransaction(f"not a legacy RLP transaction: {_first_line(exc)}") from exc
     return Transaction(t.nonce, t.gas_price, t.gas_limit, t.to, t.value, t.data, t.v, t.r, t.s)
 
