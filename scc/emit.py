@@ -78,8 +78,9 @@ def _input_global(program: Program, index: int) -> str:
 class _Function:
     """Writes the body of one wasm function as indented, commented, flat WAT instructions."""
 
-    def __init__(self, program: Program, indent: int = 2) -> None:
+    def __init__(self, program: Program, faulting: list[bool], indent: int = 2) -> None:
         self.program = program
+        self.faulting = faulting
         self.lines: list[str] = []
         self.depth = indent
         self.labels = 0
@@ -125,7 +126,7 @@ class _Function:
         elif op == "let":
             let = self.program.lets[node.value]
             self(f"call $let_{let.name}", let.pointer)
-            if can_fault(let.body, self.program):
+            if self.faulting[node.value]:
                 self.fault_check()
         elif op in ("eq", "ne", "lt", "le", "gt", "ge"):
             self.expr(args[0])
@@ -142,7 +143,7 @@ class _Function:
             self("local.set $scratch", node.pointer)
             for i, literal in enumerate(args[1:]):
                 self("local.get $scratch")
-                self(f"f64.const {f64(literal.value)}")
+                self(f"f64.const {f64(literal.value)}", literal.note)
                 self("f64.eq")
                 if i:
                     self("i32.or")
@@ -209,15 +210,18 @@ class _Function:
         self.close()
 
 
-def can_fault(node: Node, program: Program) -> bool:
-    """Whether evaluating `node` (with the definitions it uses) can fault."""
-    return any(n.site is not None or (n.op == "let" and can_fault(program.lets[n.value].body, program))
-               for n in walk(node))
+def faulting_lets(program: Program) -> list[bool]:
+    """For each definition, whether computing it can fault (itself or through definitions it uses).
+    Definitions only use those above them, so one pass in order sees every answer it needs."""
+    out: list[bool] = []
+    for let in program.lets:
+        out.append(any(n.site is not None or (n.op == "let" and out[n.value]) for n in walk(let.body)))
+    return out
 
 
-def _let_function(program: Program, let: LetCode, helpers: set[str]) -> list[str]:
+def _let_function(program: Program, faulting: list[bool], let: LetCode, helpers: set[str]) -> list[str]:
     ty = let.body.type
-    fn = _Function(program, indent=2)
+    fn = _Function(program, faulting)
     fn(f"global.get $ok_{let.name}")
     fn.open("if", "computed earlier in this call: the same value (SIP-001 §4)")
     fn(f"global.get $let_{let.name}")
@@ -260,7 +264,7 @@ def _rule(fn: _Function, program: Program, rule: RuleCode) -> None:
         fn("return")
     else:
         # most-severe: keep the first rule of the highest severity seen so far.
-        fn(f"i32.const {_SEVERITY[rule.verdict]}")
+        fn(f"i32.const {_SEVERITY[rule.verdict]}", f"severity of {verdict}")
         fn("local.get $best_severity")
         fn("i32.gt_s")
         fn.open("if", "more severe than any rule that held before")
@@ -274,8 +278,8 @@ def _rule(fn: _Function, program: Program, rule: RuleCode) -> None:
     fn.close()
 
 
-def _evaluate(program: Program, helpers: set[str]) -> list[str]:
-    fn = _Function(program, indent=2)
+def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list[str]:
+    fn = _Function(program, faulting)
     fn(";; the budget; a negative one counts as 0")
     fn("local.get $budget")
     fn("i64.const 0")
@@ -399,10 +403,11 @@ _HELPERS = {
 def emit_wat(program: Program, header: str) -> str:
     """The module as WAT text. `header` is a one-line description for the top comment."""
     helpers: set[str] = set()
+    faulting = faulting_lets(program)
     functions: list[str] = []
     for let in program.lets:
-        functions += _let_function(program, let, helpers)
-    functions += _evaluate(program, helpers)
+        functions += _let_function(program, faulting, let, helpers)
+    functions += _evaluate(program, faulting, helpers)
 
     r = abi
     out = [
