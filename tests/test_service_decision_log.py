@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+import rfc8785
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from axon.keys import Identity, SigningKey, did_for
 from synapse.cli import main as synapse_main
@@ -13,6 +16,7 @@ from synapse.service.decision_log import (
     GENESIS,
     DecisionLog,
     Masker,
+    TopLevelCanonicalizer,
     load_mask_key,
     record_hash,
     verify_log,
@@ -214,3 +218,17 @@ def test_cli_verify_exit_codes(tmp_path, node, capsys):
     assert out["ok"] is False and out["streams"][0]["first_bad"]["line"] == 3
     assert synapse_main(["decisions", "verify", str(tmp_path / "missing")]) == 2
     assert synapse_main(["decisions", "verify", str(tmp_path), "--public-key", "zz"]) == 2
+
+
+_scalars = (st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=20)
+            | st.floats(allow_nan=False, allow_infinity=False))
+_json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=8), inner, max_size=4), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=st.dictionaries(st.text(max_size=12), _json, max_size=12), repeats=st.integers(1, 3))
+def test_fast_canonical_form_is_rfc8785(record, repeats):
+    canon = TopLevelCanonicalizer()
+    for _ in range(repeats):  # the second time round, cached members are used
+        assert canon.dumps(record) == rfc8785.dumps(record)

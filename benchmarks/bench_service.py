@@ -1,0 +1,139 @@
+"""The REST service under load, beside a no-op endpoint of the same app measured in the same run.
+
+    python benchmarks/bench_service.py            full run (about two minutes)
+    python benchmarks/bench_service.py --quick    smoke run: same table, shorter rounds
+
+A real `synapse serve` (uvicorn on loopback, 1 then 2 worker processes) with the boiler-guard policy
+compiled, signed, registered on a fresh ledger and uploaded through Axon; the decision log on (hash
+chain, seals, fsync every second) and the rate limiter on (with a limit far above the load). Load
+comes from wrk in a separate process: 32 connections, one POST body per request (a Lua script).
+
+Rows, per worker count:
+  - POST /v1/evaluate   checks the request, evaluates in the wasm sandbox, appends the decision to
+                        the log, answers the decision;
+  - POST /v1/noop       the baseline: a FastAPI route with the same pydantic request model that
+                        validates the same body and answers {"ok": true} (no evaluation, no log).
+Rounds alternate noop/evaluate so drift on a shared machine hits both; the median round is shown.
+Targets: /v1/evaluate serves at least the no-op's requests/s; p99 <= 10 ms with 2 workers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from synapse.service.auth import hash_token, new_token  # noqa: E402
+from tests.service_support import AUTO, NORMAL, Plant, Server, write_config  # noqa: E402
+
+CONNECTIONS = 32
+TARGET_P99_MS = 10.0
+BODY = {"policy": "boiler-guard", "telemetry": NORMAL, "context": AUTO}
+LUA = """
+wrk.method = "POST"
+wrk.body = [[%s]]
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    latency:percentile(50), latency:percentile(99), e.connect + e.read + e.write + e.timeout, e.status))
+end
+"""
+
+
+def wrk(url: str, script: Path, seconds: float) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), url],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    requests, duration_us, p50_us, p99_us, errors, non2xx = map(int, line.split()[1:])
+    return {"rps": requests / (duration_us / 1e6), "p50": p50_us / 1000, "p99": p99_us / 1000,
+            "errors": errors + non2xx}
+
+
+def measure(workers: int, plant: Plant, sop: bytes, seconds: float, rounds: int) -> dict[str, dict]:
+    token = new_token()
+    work = Path(tempfile.mkdtemp(dir=plant.dir))
+    config = write_config(work / "bench.toml", {
+        "server": {"workers": workers, "noop_endpoint": True},
+        "ledger": {"path": plant.ledger_path},
+        "node": {"key": plant.node_key},
+        "store": {"path": work / "store"},
+        "decision_log": {"path": work / "decisions"},
+        "limits": {"rate": 1e9, "burst": 1_000_000_000},
+        "auth": {"open_evaluate": True},
+    }, tokens=[{"name": "bench-admin", "sha256": hash_token(token), "scopes": ["admin"]}])
+    server = Server(work, config).wait_ready()
+    try:
+        assert server.client.put("/v1/artifacts", content=sop,
+                                 headers={"Authorization": f"Bearer {token}"}).status_code == 201
+        time.sleep(1.5)  # the other worker loads it from the store (follow interval)
+        for path in ("/v1/evaluate", "/v1/noop"):
+            r = server.client.post(path, json=BODY)
+            assert r.status_code == 200, r.text
+        assert server.client.post("/v1/evaluate", json=BODY).json()["verdict"] == "ALLOW"
+        script = work / "post.lua"
+        script.write_text(LUA % json.dumps(BODY))
+        wrk(server.base + "/v1/evaluate", script, 1)  # warm-up
+        wrk(server.base + "/v1/noop", script, 1)
+        samples: dict[str, list[dict]] = {"/v1/noop": [], "/v1/evaluate": []}
+        for _ in range(rounds):
+            for path in samples:
+                samples[path].append(wrk(server.base + path, script, seconds))
+    finally:
+        server.stop()
+    return {path: _median(runs) for path, runs in samples.items()}
+
+
+def _median(runs: list[dict]) -> dict:
+    """The round with the median requests/s (its own latencies, so a row is one real measurement)."""
+    ordered = sorted(runs, key=lambda r: r["rps"])
+    return {**ordered[len(ordered) // 2], "rounds": [round(r["rps"]) for r in runs]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="short rounds (a smoke run)")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("bench_service: wrk is not installed (apt-get install wrk)", file=sys.stderr)
+        return 2
+    seconds, rounds = (2.0, 1) if args.quick else (5.0, 3)
+    with tempfile.TemporaryDirectory() as tmp:
+        plant = Plant(Path(tmp))
+        sop, _ = plant.artifact("1.0.0")
+        results = {workers: measure(workers, plant, sop, seconds, rounds) for workers in (1, 2)}
+    print(f"\nREST service under load: wrk, {CONNECTIONS} connections, {seconds:g} s rounds x {rounds}, "
+          "median round shown")
+    print(f"{'workers':>7}  {'endpoint':<14} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}  "
+          "rounds (req/s)")
+    for workers, rows in results.items():
+        for path, r in rows.items():
+            print(f"{workers:>7}  {path:<14} {r['rps']:>9.0f} {r['p50']:>8.2f} {r['p99']:>8.2f} "
+                  f"{r['errors']:>7}  {r['rounds']}")
+    ok = True
+    for workers, rows in results.items():
+        ev, noop = rows["/v1/evaluate"], rows["/v1/noop"]
+        met = ev["rps"] >= noop["rps"]
+        ok &= met
+        print(f"target: {workers} worker(s): /v1/evaluate {ev['rps']:.0f} req/s >= no-op "
+              f"{noop['rps']:.0f} req/s: {'met' if met else 'NOT met'} ({ev['rps'] / noop['rps']:.2f}x)")
+    p99 = results[2]["/v1/evaluate"]["p99"]
+    ok &= p99 <= TARGET_P99_MS
+    print(f"target: 2 workers: /v1/evaluate p99 {p99:.2f} ms <= {TARGET_P99_MS:g} ms: "
+          f"{'met' if p99 <= TARGET_P99_MS else 'NOT met'}")
+    if any(r["errors"] for rows in results.values() for r in rows.values()):
+        print("warning: some requests failed (see the errors column)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
