@@ -42,6 +42,10 @@ def _range(lo: float, hi: float) -> Range:
 def warnings(policy: Policy) -> list[Diagnostic]:
     """Every warning for a policy that passed the checker without errors."""
     analysis = _Analysis(policy)
+    for definition in policy.lets:
+        # In order: a definition only uses those above it, so each is ready when it is needed and
+        # a long chain of definitions never recurses deeply. (Also covers unused ones for W005.)
+        analysis.value(definition)
     out: list[Diagnostic] = []
     always_holds = None  # first rule whose condition always holds (first-match)
     first_with: dict[str, int] = {}
@@ -68,8 +72,6 @@ def warnings(policy: Policy) -> list[Diagnostic]:
                     first_with[key] = rule.index
             if result == YES and always_holds is None:
                 always_holds = rule
-    for definition in policy.lets:
-        analysis.value(definition)  # so that W005 covers every definition
     out.extend(analysis.constant_divisions)
     out.extend(_unused(policy))
     return out
