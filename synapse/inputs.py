@@ -214,7 +214,8 @@ def _compile_input(side: str, where: str, decl: dict) -> _Spec:
 def _compile_default(
     where: str, kind: int, default: Any, lo: float, hi: float, index: dict[str, float]
 ) -> float:
-    if kind == _NUMBER and _is_finite_number(default) and lo <= default <= hi:
+    # Compare as doubles: RFC 8785 may write a large double default as an integer literal.
+    if kind == _NUMBER and _is_finite_number(default) and lo <= float(default) <= hi:
         return float(default)
     if kind == _BOOL and isinstance(default, bool):
         return 1.0 if default else 0.0
