@@ -3,10 +3,12 @@ artifact store, and the ledger facts kept for offline verification."""
 
 from __future__ import annotations
 
+import os
 import re
 
 import pytest
 
+from axon.keys import load_identity
 from axon.ledger import Ledger, ops
 from synapse.cli import main as synapse_main
 from synapse.service.auth import (
@@ -16,12 +18,13 @@ from synapse.service.auth import (
     request_digest,
     sign_request,
 )
-from synapse.service.config import AuthConfig, TokenConfig, is_loopback_host, load_config
-from synapse.service.errors import AuthRequired, ConfigError, Forbidden, RateLimited
+from synapse.service.config import AuthConfig, ServiceConfig, TokenConfig, is_loopback_host, load_config
+from synapse.service.errors import AuthRequired, ConfigError, DecisionLogError, Forbidden, RateLimited
 from synapse.service.ledger_link import LedgerLink, LedgerUnreachable, RecordingLedger, SnapshotLedger
 from synapse.service.ratelimit import RateLimiter
+from synapse.service.service import PolicyService
 from synapse.service.store import ArtifactStore, StoredArtifact, StoreError
-from tests.service_support import Plant, identity
+from tests.service_support import AUTO, NORMAL, Plant, identity
 
 # -- configuration ---------------------------------------------------------------------------------
 
@@ -241,3 +244,28 @@ def test_ledger_link_reports_and_recovers(tmp_path):
     late = identity("late")
     plant.submit(plant.root, ops.register_key(late.did, late.key.public_key, "LVL_1"))
     assert link.check() == link.head_seq
+
+
+# -- the service core in-process -----------------------------------------------------------------------
+
+
+def test_service_bounds_evaluation_time_and_never_returns_an_unlogged_decision(tmp_path):
+    plant = Plant(tmp_path)
+    sop, urn = plant.artifact("1.0.0")
+    config = ServiceConfig()
+    config.ledger.path, config.store.path = plant.ledger_path, tmp_path / "store"
+    config.decision_log.path, config.limits.eval_timeout_ms = tmp_path / "log", 7.5
+    service = PolicyService(config, load_identity(plant.node_key))
+    service.start()
+    try:
+        service.upload(sop)
+        served = service.registry.resolve("boiler-guard")
+        assert served.urn == urn and served.evaluator.limits.deadline_ms == 7.5
+        assert service.evaluate("boiler-guard", NORMAL, AUTO)["verdict"] == "ALLOW"
+        os.close(service.log._fd)  # the disk goes away under the log
+        with pytest.raises(DecisionLogError) as info:
+            service.evaluate("boiler-guard", NORMAL, AUTO)
+        assert info.value.status == 503
+        service.log._fd = -1
+    finally:
+        service.link.close()

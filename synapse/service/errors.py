@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from synapse.errors import SynapseError
 
-class ServiceError(Exception):
+
+class ServiceError(SynapseError):
     """Root of every error raised by `synapse.service`. `code` is stable; the message is for people."""
 
     code = "SYNAPSE-SVC"
@@ -15,16 +17,10 @@ class ServiceError(Exception):
 
     def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
                  errors: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
+        super().__init__(message, code=code)
         if status is not None:
             self.status = status
         self.errors = errors or []
-
-    @property
-    def message(self) -> str:
-        return str(self)
 
     def to_dict(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "errors": self.errors}

@@ -12,6 +12,7 @@ signature, URN and authority checks still run, against the last known good state
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -32,6 +33,7 @@ class LedgerLink:
     def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
         self.path = path
         self._clock = clock
+        self._lock = threading.RLock()  # the follower thread and request handlers share the connection
         self._ledger: Ledger | None = None
         self.reachable = False
         self.error: str | None = "not checked yet" if path is not None else "no ledger configured"
@@ -42,25 +44,26 @@ class LedgerLink:
         """The open ledger, or LedgerUnreachable (and the link is marked down)."""
         if self.path is None:
             raise LedgerUnreachable("no ledger is configured")
-        if self._ledger is not None and not self.path.exists():
-            self._drop("the ledger file disappeared")
-        if self._ledger is None:
-            try:
-                self._ledger = Ledger.open(self.path)
-            except (LedgerError, OSError) as exc:
-                self._fail(exc)
-        return self._ledger  # type: ignore[return-value]
+        with self._lock:
+            if self._ledger is not None and not self.path.exists():
+                self._drop("the ledger file disappeared")
+            if self._ledger is None:
+                try:
+                    self._ledger = Ledger.open(self.path)
+                except (LedgerError, OSError) as exc:
+                    self._fail(exc)
+            return self._ledger  # type: ignore[return-value]
 
     def check(self) -> int:
         """Touch the ledger (its head sequence number); raises LedgerUnreachable."""
-        ledger = self.ledger()
-        try:
-            head = ledger.head_seq
-        except (LedgerError, OSError) as exc:
-            self._drop(None)
-            self._fail(exc)
-        self.mark_ok(head)
-        return head
+        with self._lock:
+            ledger = self.ledger()
+            try:
+                head = ledger.head_seq
+            except (LedgerError, OSError) as exc:
+                self._fail(exc)
+            self.mark_ok(head)
+            return head
 
     def mark_ok(self, head: int | None = None) -> None:
         self.reachable, self.error, self.last_ok = True, None, self._clock()
@@ -69,10 +72,12 @@ class LedgerLink:
 
     def failed(self, exc: BaseException) -> None:
         """Someone else's read of the ledger failed: drop the connection, note why."""
-        self._drop(f"{type(exc).__name__}: {exc}")
+        with self._lock:
+            self._drop(f"{type(exc).__name__}: {exc}")
 
     def close(self) -> None:
-        self._drop(self.error)
+        with self._lock:
+            self._drop(self.error)
 
     def _fail(self, exc: BaseException) -> None:
         self._drop(f"{type(exc).__name__}: {exc}")
