@@ -197,7 +197,8 @@ def _describe_compile_error(exc: PolicyError, policy_path: Path) -> str:
 def run_cases(wasm: bytes, cases: Sequence[dict[str, Any]], *, python: str = sys.executable) -> list[dict]:
     """One decision per case, in order, from `python -m synapse eval MODULE --input -`."""
     lines = "".join(
-        json.dumps({"telemetry": c.get("telemetry", {}), "context": c.get("context", {})}) + "\n" for c in cases
+        json.dumps({"telemetry": c.get("telemetry", {}), "context": c.get("context", {})}) + "\n"
+        for c in cases
     )
     with tempfile.TemporaryDirectory(prefix="scc-test-") as tmp:
         module = Path(tmp) / "policy.wasm"
@@ -314,7 +315,8 @@ def render_console(suites: Sequence[SuiteResult]) -> str:
             if not result.passed:
                 out.append(f"FAIL {label}: {result.name}")
                 out.extend("    " + line for line in failure_text(result).splitlines())
-    unexercised = [(s.policy_name, s.unexercised) for s in suites if s.compile_error is None and s.unexercised]
+    unexercised = [(s.policy_name, s.unexercised) for s in suites
+                   if s.compile_error is None and s.unexercised]
     if unexercised:
         out.append("rules no case exercised:")
         out.extend(f"  {name}: {', '.join(rules)}" for name, rules in unexercised)
@@ -339,7 +341,8 @@ def junit_xml(suites: Sequence[SuiteResult]) -> bytes:
             for result in suite.cases:
                 case = ET.SubElement(element, "testcase", classname=suite.policy_name, name=result.name)
                 if not result.passed:
-                    ET.SubElement(case, "failure", message="; ".join(result.problems)).text = failure_text(result)
+                    failure = ET.SubElement(case, "failure", message="; ".join(result.problems))
+                    failure.text = failure_text(result)
             counts = (len(suite.cases), suite.failed, 0)
         element.set("tests", str(counts[0]))
         element.set("failures", str(counts[1]))

@@ -13,6 +13,8 @@ What it assumes where the spec leaves a choice, so an auditor can check it:
   result has already faulted;
 - a `let` definition is evaluated at its first use and remembered for the rest of the evaluation
   (§4 "with the same result each time"); a definition that is never reached is never evaluated;
+- a fault's site is the JSON Pointer of the operator that faulted (a definition's faults point into
+  `/let/NAME`, where it is written, not where it is used);
 - context `now`, when declared and not passed, is the `now` argument (the caller's clock, §3); with
   no `now` argument it is simply absent.
 """
@@ -88,7 +90,7 @@ def _check_input(source: str, name: str, decl: Mapping[str, Any], supplied: Mapp
 
     kind = decl["type"]
     if kind == "number":
-        if isinstance(value, bool) or not isinstance(value, int | float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise fault(f"expected a number, got {type(value).__name__}")
         try:
             number = float(value)
@@ -156,7 +158,24 @@ _ORDER = {
 }
 
 
+class _ArithmeticFault(Exception):
+    """Raised at the faulting node; its JSON Pointer is looked up only then (see `_locate`)."""
+
+    def __init__(self, kind: str, node: Any, detail: str) -> None:
+        super().__init__(detail)
+        self.kind, self.node, self.detail = kind, node, detail
+
+
+def _check_arith(value: float, node: Any) -> float:
+    if value != value:  # NaN
+        raise _ArithmeticFault("nan", node, "arithmetic result is NaN")
+    return value
+
+
 class _Evaluator:
+    """Walks the source tree. It keeps no JSON Pointers while it runs (that would dominate its cost);
+    a fault names its node, and `_locate` finds where that node is written."""
+
     def __init__(self, policy: Mapping[str, Any], env: Mapping[tuple[str, str], Value]) -> None:
         self.lets: Mapping[str, Any] = policy.get("let") or {}
         self.env = env
@@ -166,74 +185,85 @@ class _Evaluator:
         if name not in self.memo:
             if name not in self.lets:
                 raise PolicyShapeError(f"undefined let {name!r}")
-            self.memo[name] = self.eval(self.lets[name], _pointer("let", name))
+            self.memo[name] = self.eval(self.lets[name])
         return self.memo[name]
 
-    def arith(self, value: float, site: str) -> float:
-        if math.isnan(value):
-            raise _Faulted(Fault("nan", site, "arithmetic result is NaN"))
-        return value
-
-    def eval(self, expr: Any, site: str) -> Value:
+    def eval(self, expr: Any) -> Value:
         if isinstance(expr, bool):
             return expr
-        if isinstance(expr, int | float):
+        if isinstance(expr, (int, float)):
             return float(expr)
         if isinstance(expr, str):  # only as an enum literal inside eq/ne
             return expr
         if not isinstance(expr, Mapping) or len(expr) != 1:
-            raise PolicyShapeError(f"{site}: not an expression: {expr!r}")
+            raise PolicyShapeError(f"not an expression: {expr!r}")
         ((op, arg),) = expr.items()
-        at = site + _pointer(op)
+        ev = self.eval
 
         if op in ("telemetry", "context"):
             if (op, arg) not in self.env:
-                raise PolicyShapeError(f"{site}: undeclared input {op}.{arg}")
+                raise PolicyShapeError(f"undeclared input {op}.{arg}")
             return self.env[(op, arg)]
         if op == "ref":
             return self.ref(arg)
-        if op in ("eq", "ne"):
-            a, b = (self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
-            return (a == b) if op == "eq" else (a != b)
+        if op == "eq":
+            return ev(arg[0]) == ev(arg[1])
+        if op == "ne":
+            return ev(arg[0]) != ev(arg[1])
         if op in _ORDER:
-            a = self.eval(arg[0], at + "/0")
-            b = self.eval(arg[1], at + "/1")
-            return _ORDER[op](a, b)
+            a = ev(arg[0])
+            return _ORDER[op](a, ev(arg[1]))
         if op == "between":
-            x, lo, hi = (self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+            x, lo, hi = ev(arg[0]), ev(arg[1]), ev(arg[2])
             return lo <= x <= hi
         if op == "in":
-            x = self.eval(arg[0], at + "/0")
-            return any(x == (float(v) if isinstance(v, int | float) else v) for v in arg[1])
+            x = ev(arg[0])
+            return any(x == (float(v) if isinstance(v, (int, float)) else v) for v in arg[1])
         if op == "all":
-            return all(self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+            return all(ev(e) for e in arg)
         if op == "any":
-            return any(self.eval(e, f"{at}/{i}") for i, e in enumerate(arg))
+            return any(ev(e) for e in arg)
         if op == "not":
-            return not self.eval(arg, at)
+            return not ev(arg)
         if op in _FOLDS:
-            acc = self.eval(arg[0], at + "/0")
-            for i, e in enumerate(arg[1:], start=1):
-                acc = self.arith(_FOLDS[op](acc, self.eval(e, f"{at}/{i}")), site)
+            fold, acc = _FOLDS[op], ev(arg[0])
+            for e in arg[1:]:
+                acc = _check_arith(fold(acc, ev(e)), expr)
             return acc
         if op == "sub":
-            a = self.eval(arg[0], at + "/0")
-            b = self.eval(arg[1], at + "/1")
-            return self.arith(a - b, site)
+            a = ev(arg[0])
+            return _check_arith(a - ev(arg[1]), expr)
         if op == "div":
-            a = self.eval(arg[0], at + "/0")
-            b = self.eval(arg[1], at + "/1")
+            a, b = ev(arg[0]), ev(arg[1])
             if b == 0.0:
-                raise _Faulted(Fault("division-by-zero", site, "divisor is zero"))
-            return self.arith(a / b, site)
+                raise _ArithmeticFault("division-by-zero", expr, "divisor is zero")
+            return _check_arith(a / b, expr)
         if op == "abs":
-            return abs(self.eval(arg, at))
+            return abs(ev(arg))
         if op == "neg":
-            return -self.eval(arg, at)
+            return -ev(arg)
         if op == "if":
-            cond = self.eval(arg[0], at + "/0")
-            return self.eval(arg[1], at + "/1") if cond else self.eval(arg[2], at + "/2")
-        raise PolicyShapeError(f"{site}: unknown operator {op!r}")
+            return ev(arg[1]) if ev(arg[0]) else ev(arg[2])
+        raise PolicyShapeError(f"unknown operator {op!r}")
+
+
+def _locate(policy: Mapping[str, Any], node: Any) -> str:
+    """The JSON Pointer of `node` (by identity) in the policy's `let` and rules, in document order."""
+    def walk(expr: Any, where: str) -> str | None:
+        if expr is node:
+            return where
+        if isinstance(expr, Mapping) and len(expr) == 1:
+            ((op, arg),) = expr.items()
+            children = enumerate(arg) if isinstance(arg, list) else [(None, arg)]
+            for i, child in children:
+                found = walk(child, where + _pointer(op) + ("" if i is None else f"/{i}"))
+                if found is not None:
+                    return found
+        return None
+
+    roots = [(expr, _pointer("let", name)) for name, expr in (policy.get("let") or {}).items()]
+    roots += [(rule["when"], _pointer("rules", i, "when")) for i, rule in enumerate(policy["rules"])]
+    return next((found for expr, where in roots if (found := walk(expr, where)) is not None), "?")
 
 
 # ---------------------------------------------------------------------------------------------- §5-6
@@ -246,18 +276,20 @@ def evaluate(policy: Mapping[str, Any], telemetry: Any = None, context: Any = No
         env = check_inputs(policy, telemetry, context, now)
         ev = _Evaluator(policy, env)
         combine = policy.get("combine", "first-match")
-        held: list[tuple[int, Mapping[str, Any]]] = []
-        for index, rule in enumerate(policy["rules"]):
-            if ev.eval(rule["when"], _pointer("rules", index, "when")) is True:
-                held.append((index, rule))
+        held: list[Mapping[str, Any]] = []
+        for rule in policy["rules"]:
+            if ev.eval(rule["when"]) is True:
+                held.append(rule)
                 if combine == "first-match":
                     break
     except _Faulted as exc:
         return Decision("DENY", None, (), exc.fault)
+    except _ArithmeticFault as exc:
+        return Decision("DENY", None, (), Fault(exc.kind, _locate(policy, exc.node), exc.detail))
 
     if not held:
         return Decision(policy.get("default", "DENY"), None, (), None)
-    verdict = max((rule["then"] for _, rule in held), key=SEVERITY.__getitem__)
-    deciding = next(rule for _, rule in held if rule["then"] == verdict)
-    logs = tuple((r["log"]["level"], r["log"]["message"]) for _, r in held if "log" in r)
+    verdict = max((rule["then"] for rule in held), key=SEVERITY.__getitem__)
+    deciding = next(rule for rule in held if rule["then"] == verdict)
+    logs = tuple((r["log"]["level"], r["log"]["message"]) for r in held if "log" in r)
     return Decision(verdict, deciding["id"], logs, None)

@@ -139,7 +139,8 @@ def test_a_policy_that_does_not_compile_fails_with_its_diagnostics(tmp_path, cap
     ("content", "message"),
     [
         ("{not json", "not valid JSON"),
-        (json.dumps({"policy": "pump-guard.json", "cases": [{"name": "x"}]}), "/cases/0: 'expect' is a required"),
+        (json.dumps({"policy": "pump-guard.json", "cases": [{"name": "x"}]}),
+         "/cases/0: 'expect' is a required"),
         (json.dumps({"policy": "pump-guard.json", "cases": [{"name": "x", "expect": "STOP"}]}),
          "/cases/0/expect: 'STOP' is not one of"),
         (json.dumps({"policy": "pump-guard.json", "cases": [{"name": "x", "expect": "DENY", "rules": "r"}]}),
