@@ -154,9 +154,11 @@ class Policy:
 def build(doc: dict[str, Any]) -> Policy:
     """The tree of a document that passed the schema stage (structure is trusted, meaning is not)."""
     inputs = doc.get("inputs", {})
+    # Inputs are numbered by name, not by declaration order, so that the module depends only on the
+    # RFC 8785 canonical source that meta.source_hash names (names are ASCII: str order = JCS order).
     groups = {
         group: tuple(_input(group, i, name, decl)
-                     for i, (name, decl) in enumerate(inputs.get(group, {}).items()))
+                     for i, (name, decl) in enumerate(sorted(inputs.get(group, {}).items())))
         for group in ("telemetry", "context")
     }
     lets = tuple(LetDef(name, i, build_expr(expr, join_pointer("/let", name)), join_pointer("/let", name))

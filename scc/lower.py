@@ -9,7 +9,7 @@ the order they are lowered (definitions first, then rules).
 from __future__ import annotations
 
 from axon.abi import GAS_PER_NODE, LOG_LEVELS, RESULT_SIZE
-from scc.ast import Boolean, Call, Expr, InputRef, Kind, LetRef, Number, Policy, Text
+from scc.ast import Boolean, Call, Expr, InputRef, Kind, LetDef, LetRef, Number, Policy, Text, children
 from scc.findings import used_names
 from scc.ir import FAULTABLE, InputSlot, LetCode, LogCode, Node, Program, RuleCode, ValType
 
@@ -22,11 +22,12 @@ def lower(policy: Policy) -> Program:
         InputSlot(d.group, d.index, d.name, ValType.I32 if d.kind is Kind.BOOL else ValType.F64)
         for d in policy.inputs() if (d.group, d.name) in used_inputs
     )
+    used = _canonical_order([d for d in policy.lets if d.name in used_lets])
     lowering = _Lowering(
         {(s.group, s.name): i for i, s in enumerate(inputs)},
-        {d.name: i for i, d in enumerate(d for d in policy.lets if d.name in used_lets)},
+        {d.name: i for i, d in enumerate(used)},
     )
-    lets = tuple(LetCode(d.name, lowering.expr(d.expr), d.site) for d in policy.lets if d.name in used_lets)
+    lets = tuple(LetCode(d.name, lowering.expr(d.expr), d.site) for d in used)
 
     data = bytearray()
     placed: dict[str, LogCode] = {}
@@ -51,6 +52,24 @@ def lower(policy: Policy) -> Program:
         data=bytes(data),
         data_offset=DATA_OFFSET,
     )
+
+
+def _canonical_order(lets: list[LetDef]) -> list[LetDef]:
+    """Definitions in dependency order, ties broken by name: like inputs (scc/ast.py), the layout then
+    depends only on the canonical source, never on the order the author wrote the keys in."""
+    deps = {d.name: _refs(d.expr) for d in lets}
+    pending = {d.name: d for d in lets}
+    ordered: list[LetDef] = []
+    while pending:
+        name = min(n for n in pending if not deps[n] & pending.keys())
+        ordered.append(pending.pop(name))
+    return ordered
+
+
+def _refs(expr: Expr) -> set[str]:
+    if isinstance(expr, LetRef):
+        return {expr.name}
+    return set().union(*(_refs(child) for child in children(expr)))
 
 
 _BOOL_RESULT = {"eq", "ne", "lt", "le", "gt", "ge", "between", "in", "all", "any", "not"}

@@ -126,6 +126,21 @@ def test_reproducible_in_process_and_in_fresh_processes(tmp_path):
         assert out == expected
 
 
+def test_key_order_of_the_source_does_not_change_the_module():
+    """Two sources with one RFC 8785 canonical form (one source_hash) compile to the same bytes."""
+    doc = policy(rule({"all": [{"gt": [{"ref": "c"}, 1]}, {"telemetry": "b_flow"}]}),
+                 rule({"lt": [{"telemetry": "a_level"}, {"ref": "d"}]}, then="WARN"),
+                 let={"d": {"mul": [{"telemetry": "a_level"}, 2]}, "c": {"add": [{"ref": "d"}, 1]}})
+    doc["inputs"]["telemetry"] = {"b_flow": {"type": "bool"}, "a_level": {"type": "number"}}
+    shuffled = dict(reversed(list(doc.items())))
+    shuffled["inputs"] = {"context": doc["inputs"]["context"],
+                          "telemetry": dict(reversed(list(doc["inputs"]["telemetry"].items())))}
+    first, second = compile_policy(dumps(doc)), compile_policy(dumps(shuffled))
+    assert first.meta["source_hash"] == second.meta["source_hash"]
+    assert first.wasm == second.wasm
+    assert [i["name"] for i in first.meta["inputs"]["telemetry"]] == ["a_level", "b_flow"]
+
+
 def test_wat_is_readable():
     wat = compile_policy(dumps(SPEC_EXAMPLE)).wat
     assert ";; rule 0 `halt-overpressure` (/rules/0) -> HALT" in wat
@@ -270,12 +285,12 @@ def test_a_host_trap_leaves_nothing_of_an_earlier_call():
 
 def test_only_used_inputs_are_fetched():
     doc = policy(rule({"gt": [P, 1]}))
-    doc["inputs"]["telemetry"] = {"unused": {"type": "number"}, "p": {"type": "number"}}
+    doc["inputs"]["telemetry"] = {"p": {"type": "number"}, "a_unused": {"type": "number"}}
     runner = Runner(_compile(doc))
-    out = runner.run({"unused": 1, "p": 2})
+    out = runner.run({"a_unused": 1, "p": 2})
     assert (out.verdict, out.host_calls) == (0, 1)
     runner.meta = abi.ModuleMeta(**{**runner.meta.__dict__, "telemetry": (runner.meta.telemetry[1],)})
-    assert runner.run({"p": 2}).trap is not None  # key 1 (p's place in the declaration) is what it asks
+    assert runner.run({"p": 2}).trap is not None  # key 1 (p's place in name order) is what it asks
 
 
 @pytest.mark.parametrize(("when", "inputs", "holds"), [
