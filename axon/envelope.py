@@ -109,7 +109,7 @@ class Envelope:
     @classmethod
     def parse(cls, doc: Any) -> Envelope:
         """Check `doc` against the schema and decode its base64 fields; EnvelopeFormatError otherwise."""
-        error = next(iter(sorted(_validator().iter_errors(doc), key=_error_rank)), None)
+        error = _first_error(list(_validator().iter_errors(doc)))
         if error is not None:
             raise EnvelopeFormatError(_pointer(error.absolute_path), _describe(error))
         blob = _b64decode(doc["payload"]["blob"], "/payload/blob", canonical=False)
@@ -228,6 +228,18 @@ def _pointer(path: Sequence[Any]) -> str:
 def _error_rank(error: Any) -> tuple[int, str]:
     # Report the most specific problem first: deeper paths before "missing key at the top".
     return (-len(error.absolute_path), _pointer(error.absolute_path))
+
+
+def _first_error(errors: list[Any]) -> Any:
+    """The error to report. `encryption` is an anyOf (off | on); its failure is explained against the
+    alternative its own `enabled` selects, not as "not valid under any of the given schemas"."""
+    if not errors:
+        return None
+    error = min(errors, key=_error_rank)
+    if error.validator == "anyOf" and error.context:
+        chosen = 1 if isinstance(error.instance, dict) and error.instance.get("enabled") is True else 0
+        error = _first_error([e for e in error.context if e.schema_path[0] == chosen]) or error
+    return error
 
 
 def _describe(error: Any) -> str:
