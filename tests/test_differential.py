@@ -276,6 +276,19 @@ def test_bounds_and_default_that_canonical_json_writes_as_long_integers():
     assert _observed(evaluator.evaluate({}, {})) == ("WARN", "low", [], False)
 
 
+def test_context_now_comes_from_the_runtime_clock_unless_passed():
+    """SIP-001 §3: the runtime supplies context `now` when a policy declares it and the caller did not."""
+    policy = {"sip": "001", "policy": "shift-window", "version": "1.0.0",
+              "inputs": {"context": {"now": {"type": "number", "min": 0}}},
+              "rules": [{"id": "after-cutover", "when": {"ge": [{"context": "now"}, 1_800_000_000]},
+                         "then": "ALLOW"}]}
+    wasm = compile_policy(json.dumps(policy).encode()).wasm
+    for clock, passed in ((1_800_000_000.5, {}), (1_700_000_000.0, {}), (1_800_000_000.5, {"now": 5}),
+                          (1_700_000_000.0, {"now": -1})):
+        got = Evaluator.from_wasm(wasm, clock=lambda clock=clock: clock).evaluate({}, passed)
+        assert _observed(got) == _expected(reference(policy, {}, passed, now=clock)), (clock, passed)
+
+
 def test_the_generator_reaches_every_corner():
     """The property above is only as strong as its inputs: check that the generated scenarios make
     the reference fault in each way, decide by rule and by default, and use every operator."""
