@@ -122,6 +122,29 @@ def test_async_iteration_ends_when_the_peer_closes() -> None:
     run(main())
 
 
+def test_close_is_prompt_even_when_the_application_stopped_reading() -> None:
+    async def main():
+        config = ScpConfig(max_queued_messages=1, close_timeout=20)
+
+        async def chatter(conn: Connection) -> None:
+            for i in range(5):
+                await conn.send(b"status %d" % i)
+            await conn.receive()
+
+        async with await serve(HOST, 0, SERVER, PinnedPeer(CLIENT.key.public_key), chatter,
+                               config=config) as server:
+            conn = await connect(HOST, server.port, CLIENT, PinnedPeer(SERVER.key.public_key), config=config)
+            while conn._proto.unacked or len(conn._inbox) < 1:
+                await asyncio.sleep(0.01)
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            await conn.close()
+            assert loop.time() - start < 5  # the ACK of CLOSE was read, not waited out
+            assert isinstance(conn._end, ScpConnectionClosed)
+
+    run(main())
+
+
 # --- identities ----------------------------------------------------------------------------------
 
 
@@ -256,12 +279,16 @@ def test_silent_client_hits_the_handshake_timeout() -> None:
 
 def test_silent_server_hits_the_handshake_timeout() -> None:
     async def main():
-        mute = await asyncio.start_server(lambda r, w: None, HOST, 0)
+        accepted = []
+        mute = await asyncio.start_server(lambda r, w: accepted.append(w), HOST, 0)
         port = mute.sockets[0].getsockname()[1]
         with pytest.raises(ScpHandshakeTimeout):
             await connect(HOST, port, CLIENT, PinnedPeer(SERVER.key.public_key),
                           config=ScpConfig(handshake_timeout=0.3))
+        for writer in accepted:
+            writer.close()
         mute.close()
+        await mute.wait_closed()
 
     run(main())
 
@@ -291,25 +318,29 @@ async def tampering_proxy(target_port: int, rewrite: Callable[[list[bytes]], lis
         async def downstream():
             while data := await s_reader.read(65536):
                 c_writer.write(data)
-            c_writer.close()
 
         task = asyncio.create_task(downstream())
         buf, frames, sent = b"", [], 0
-        while data := await c_reader.read(65536):
-            buf += data
-            while len(buf) >= HEADER_LEN and len(buf) >= HEADER_LEN + HEADER.unpack_from(buf)[3] + MAC_LEN:
-                end = HEADER_LEN + HEADER.unpack_from(buf)[3] + MAC_LEN
-                frames.append(buf[:end])
-                buf = buf[end:]
-            out = rewrite(frames)
-            s_writer.write(b"".join(out[sent:]))
-            sent = len(out)
-            if out and len(out[-1]) < HEADER_LEN + MAC_LEN:  # a cut-off frame: end the stream here
-                await s_writer.drain()
-                s_writer.close()
-                break
-        with contextlib.suppress(Exception):
-            await task
+        try:
+            while data := await c_reader.read(65536):
+                buf += data
+                while len(buf) >= HEADER_LEN and len(buf) >= (end := HEADER_LEN + HEADER.unpack_from(buf)[3]
+                                                               + MAC_LEN):
+                    frames.append(buf[:end])
+                    buf = buf[end:]
+                out = rewrite(frames)
+                s_writer.write(b"".join(out[sent:]))
+                sent = len(out)
+                if out and len(out[-1]) < HEADER_LEN + MAC_LEN:  # a cut-off frame: end the stream here
+                    await s_writer.drain()
+                    break
+        finally:
+            s_writer.close()
+            with contextlib.suppress(Exception):
+                await task
+            c_writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.gather(s_writer.wait_closed(), c_writer.wait_closed())
 
     return await asyncio.start_server(handle, HOST, 0)
 
@@ -335,6 +366,7 @@ def _attack(rewrite) -> tuple[ScpError, list[ScpError]]:
             await errors.wait()
             await conn.close()
             proxy.close()
+            await proxy.wait_closed()
         return info.value, errors, received
 
     return run(main())

@@ -30,7 +30,6 @@ from axon.transports.scp_errors import (
 from axon.transports.scp_peers import PeerIdentity, PeerVerifier
 from axon.transports.scp_protocol import (
     CLOSE_OK,
-    Acknowledged,
     CloseAcknowledged,
     HandshakeComplete,
     MessageReceived,
@@ -57,6 +56,7 @@ class Connection:
         self._progress = asyncio.Event()  # set whenever a message, an ACK or the end arrives
         self._established = asyncio.Event()
         self._end: ScpError | None = None
+        self._closing = False
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -100,6 +100,9 @@ class Connection:
 
     async def close(self) -> None:
         """Send CLOSE, wait (at most close_timeout) for its ACK, end the TCP connection."""
+        self._closing = True  # the application is done reading; let the reader reach the ACK of CLOSE
+        self._inbox.clear()
+        self._progress.set()
         if self._end is None:
             self._proto.close(CLOSE_OK)
             with contextlib.suppress(ScpError):
@@ -187,9 +190,10 @@ class Connection:
     async def _dispatch(self) -> None:
         while (event := self._proto.next_event()) is not None:
             if isinstance(event, MessageReceived):
-                while len(self._inbox) >= self.config.max_queued_messages:
+                while len(self._inbox) >= self.config.max_queued_messages and not self._closing:
                     await self._wait_progress()  # back-pressure: stop reading until the app catches up
-                self._inbox.append(event.data)
+                if not self._closing:  # after close() nobody will read it
+                    self._inbox.append(event.data)
             elif isinstance(event, HandshakeComplete):
                 self._established.set()
             elif isinstance(event, PeerClosed):
@@ -197,9 +201,7 @@ class Connection:
                              else ScpRemoteClose(event.code))
             elif isinstance(event, CloseAcknowledged):
                 self._finish(ScpConnectionClosed("the connection is closed"))
-            elif isinstance(event, Acknowledged):
-                pass
-            self._progress.set()
+            self._progress.set()  # also for Acknowledged: a sender may be waiting for window space
 
     def _finish(self, end: ScpError) -> None:
         if self._end is None:

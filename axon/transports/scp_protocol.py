@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
 from axon.errors import AxonError
 from axon.keys import DID_RE, Identity, InvalidKey, PublicKey
 from axon.transports.scp_crypto import (
@@ -381,7 +383,7 @@ class ScpProtocol:
         self._fragments: list[bytes] = []
         self._fragment_bytes = 0
         self._transcript = hashlib.sha256()
-        self._ephemeral = None
+        self._ephemeral: X25519PrivateKey | None = None
         self._prk: bytes | None = None
         self._started = self._last_rx = clock()
 
