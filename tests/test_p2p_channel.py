@@ -10,12 +10,14 @@ import pytest
 
 from axon.transports.p2p import Channel, connect
 from axon.transports.p2p_protocol import (
+    HEADER_LEN,
     P2pBrokenError,
     P2pBufferTooSmall,
     P2pClosed,
     P2pConfig,
     P2pMacError,
     P2pPeerSlow,
+    P2pSizeError,
     P2pTruncated,
     Session,
 )
@@ -139,6 +141,17 @@ def test_peer_closing_between_and_inside_frames() -> None:
         with pytest.raises(P2pTruncated) as info:
             await wire.channel.recv(2000)
         assert info.value.data == chunk(1)
+        await wire.close()
+
+    run(main())
+
+
+def test_oversized_frame_is_refused_before_its_body_is_read() -> None:
+    async def main():
+        wire = await Wire().open(P2pConfig(max_frame_payload=1000))
+        await wire.write(wire.frames.frame(chunk(3, 1001))[:HEADER_LEN])  # only the header is sent
+        with pytest.raises(P2pSizeError):
+            await wire.channel.recv(5000, timeout=5)
         await wire.close()
 
     run(main())
