@@ -25,6 +25,8 @@ from tests.reference import evaluate as reference
 # inf - inf and 0 * inf give NaN), subnormals, and ordinary plant numbers.
 SPECIAL_NUMBERS = (0, 1, -1, 2, 0.5, -2.5, 3.75, 10, 100, 1e308, -1e308, 1.7976931348623157e308, 5e-324,
                    1e-300)
+# Ready-made ±inf (literals must be finite): with them inf - inf and 0 * inf, the NaN faults, are common.
+OVERFLOWS = ({"mul": [1e308, 10]}, {"mul": [-1e308, 10]}, {"add": [1.7976931348623157e308, 1e292]})
 # Two inputs declared with the same list can be compared with each other (SIP-001 §4 eq/ne).
 ENUM_LISTS = (("A", "B"), ("AUTO", "MANUAL", "MAINTENANCE"), ("ON",))
 VERDICTS = ("DENY", "ALLOW", "WARN", "HALT")
@@ -91,8 +93,7 @@ def _input(key: tuple[str, str]) -> dict:
 
 @st.composite
 def leaf(draw, scope: Scope, kind: str):
-    literal = number_literal if kind == "number" else st.booleans()
-    options = [literal]
+    options = [number_literal, st.sampled_from(OVERFLOWS)] if kind == "number" else [st.booleans()]
     if scope.inputs_of(kind):
         options += [st.sampled_from(scope.inputs_of(kind)).map(_input)] * 3
     if scope.lets_of(kind):
