@@ -139,6 +139,7 @@ class _Sections:
 
     def __init__(self, wasm: bytes) -> None:
         self._wasm = wasm
+        self._types: list[Signature] | None = None
         self._bodies: dict[int, tuple[int, int]] = {}
         pos = len(abi.WASM_MAGIC)
         while pos < len(wasm):
@@ -169,15 +170,22 @@ class _Sections:
         return self._u32(self._bodies[section_id][0])
 
     def signature(self, type_index: int) -> Signature:
+        if self._types is None:
+            self._types = self._read_types()
+        if type_index >= len(self._types):
+            raise ModuleInterfaceError(f"module refers to type {type_index}, which it does not define")
+        return self._types[type_index]
+
+    def _read_types(self) -> list[Signature]:
         count, pos = self._vector(_SECTION_TYPE)
-        for index in range(count):
+        types: list[Signature] = []
+        for _ in range(count):
             if self._wasm[pos] != 0x60:  # rec/sub types need GC, which validation has switched off
                 raise ModuleInterfaceError("module type section holds a type that is not a function type")
             params, pos = self._valtypes(pos + 1)
             results, pos = self._valtypes(pos)
-            if index == type_index:
-                return params, results
-        raise ModuleInterfaceError(f"module refers to type {type_index}, which it does not define")
+            types.append((params, results))
+        return types
 
     def _valtypes(self, pos: int) -> tuple[tuple[str, ...], int]:
         count, pos = self._u32(pos)
