@@ -19,10 +19,9 @@ from typing import Any
 import rfc8785
 from jsonschema import Draft202012Validator, ValidationError, validators
 
-from axon import ethtx
+from axon import ethtx, strictjson
 from axon.errors import AxonError
 from axon.keys import PublicKey, SigningKey
-from axon.ledger.ops import json_depth
 
 TYPE_ERROR = 0
 TYPE_ETHEREUM = 1
@@ -137,31 +136,10 @@ def _load(body: bytes | str | Mapping[str, Any], limit: int, what: str) -> dict[
     if len(raw) > limit:
         raise MalformedMessage(f"{what} is {len(raw)} bytes; the limit is {limit}", code="AXON-CN-OVERSIZE")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedMessage(f"{what} is not UTF-8") from exc
-    if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise MalformedMessage(f"{what} is nested too deeply (more than {MAX_JSON_DEPTH} levels)")
-    try:
-        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant)
-    except json.JSONDecodeError as exc:
-        where = f"line {exc.lineno} column {exc.colno}"
-        raise MalformedMessage(f"{what} is not JSON: {exc.msg} at {where}") from exc
-    except ValueError as exc:  # Python refuses integers of more than 4300 digits
-        raise MalformedMessage(f"{what} has a number too long to read") from exc
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise MalformedMessage(f"field {key!r} appears twice", field=key)
-        seen[key] = value
-    return seen
-
-
-def _no_constant(name: str) -> None:
-    raise MalformedMessage(f"{name} is not a JSON number")
+        doc = strictjson.loads(raw, max_depth=MAX_JSON_DEPTH)
+    except strictjson.JsonError as exc:
+        raise MalformedMessage(f"{what} is not strict JSON: {exc}") from exc
+    return doc
 
 
 def _check(validator: Draft202012Validator, doc: object, what: str) -> None:

@@ -13,7 +13,7 @@ import rfc8785
 from eth_account import Account
 from eth_utils import to_checksum_address
 
-from axon import ethtx
+from axon import ethtx, strictjson
 from axon.keys import Identity, SigningKey
 from axon.ledger import (
     REGISTRY_ADDRESS,
@@ -514,7 +514,7 @@ def test_operation_encoding_is_canonical_and_only_canonical_is_accepted(ledger: 
 
 
 def test_deeply_nested_operation_json_is_refused_before_parsing(ledger: Ledger) -> None:
-    assert ops.json_depth('{"a": "[[[[\\"{{"}', 32) == 1  # brackets in strings do not count
+    assert strictjson.depth('{"a": "[[[[\\"{{"}', 32) == 1  # brackets in strings do not count
     deep = b'{"envelope":' + b"[" * 5000 + b"]" * 5000 + b"}"
     with pytest.raises(MalformedOperation, match="deeper than 32"):
         ops.decode(deep)

@@ -167,7 +167,7 @@ def _sealed_plaintext(plaintext: bytes) -> dict:
 @pytest.mark.parametrize(("plaintext", "reason"), [
     (b"\xff\xfe", "not UTF-8"),
     (b"{", "not valid JSON"),
-    (b'{"type":"CMD","type":"LOG","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{}}', "duplicate key"),
+    (b'{"type":"CMD","type":"LOG","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{}}', "appears twice"),
     (b'{"type":"CMD","timestamp":NaN,"nonce":"' + b"0" * 24 + b'","body":{}}', "NaN"),
     (b'{"type":"CMD","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{"x":-1e999}}', "infinity"),
     (b'{"type":"cmd","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{}}', "/type"),
@@ -179,7 +179,7 @@ def _sealed_plaintext(plaintext: bytes) -> dict:
     (b'{"type":"CMD","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":{},"x":1}', "unexpected field"),
     (b'{"type":"CMD","timestamp":1,"nonce":"' + b"0" * 24 + b'","body":' + b'{"a":' * 40 + b"1" + b"}" * 41,
      "nested deeper"),
-    (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    (b"[" * 100_000 + b"]" * 100_000, "nested deeper than 64 levels"),
     (b'{"type":"CMD","timestamp":' + b"9" * 5000 + b',"nonce":"' + b"0" * 24 + b'","body":{}}',
      "not valid JSON"),
 ])

@@ -7,7 +7,6 @@ are already canonical, so one operation has exactly one encoding.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from enum import IntEnum
@@ -16,6 +15,7 @@ from typing import Any
 import rfc8785
 from jsonschema import Draft202012Validator, ValidationError
 
+from axon import strictjson
 from axon.keys import DID_RE, PublicKey
 from axon.ledger.errors import MalformedOperation
 
@@ -154,46 +154,14 @@ def encode(op: Mapping[str, Any]) -> bytes:
     return data
 
 
-def json_depth(text: str, limit: int) -> int:
-    """How deeply `[`/`{` nest in JSON text (strings skipped), stopping once past `limit`. Checked before
-    parsing because CPython's parser recurses per level: with a raised recursion limit, a few kilobytes
-    of brackets exhaust the C stack and kill the process instead of raising RecursionError."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-            if deepest > limit:
-                break
-        elif ch in "]}":
-            depth -= 1
-    return deepest
-
-
 def decode(data: bytes) -> dict[str, Any]:
     """The operation in a transaction's data; it must be valid and already canonical."""
     if len(data) > MAX_OP_BYTES:
         raise MalformedOperation(f"operation is {len(data)} bytes; the limit is {MAX_OP_BYTES}")
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedOperation("transaction data is not UTF-8 JSON") from exc
-    if json_depth(text, MAX_JSON_DEPTH) > MAX_JSON_DEPTH:
-        raise MalformedOperation(f"operation nests JSON deeper than {MAX_JSON_DEPTH} levels")
-    try:
-        op = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise MalformedOperation("transaction data is not UTF-8 JSON") from exc
+        op = strictjson.loads(data, max_depth=MAX_JSON_DEPTH)
+    except strictjson.JsonError as exc:
+        raise MalformedOperation(f"transaction data is not strict UTF-8 JSON: {exc}") from exc
     validate(op)
     try:
         canonical = rfc8785.dumps(op)

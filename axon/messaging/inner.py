@@ -8,12 +8,12 @@ NaN/Infinity, bounded nesting) and `Message.to_bytes` is what `seal` encrypts. T
 from __future__ import annotations
 
 import json
-import math
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from axon import strictjson
 from axon.messaging import schemas
 from axon.messaging.errors import SchemaError
 
@@ -81,39 +81,10 @@ def from_dict(doc: object) -> Message:
 def parse(plaintext: bytes) -> Message:
     """Decrypted bytes → `Message`. Strict JSON: a duplicate key or NaN is a schema error, not a choice."""
     try:
-        doc = json.loads(plaintext.decode("utf-8"), object_pairs_hook=_no_duplicates,
-                         parse_constant=_no_constants, parse_float=_finite)
-    except UnicodeDecodeError as exc:
-        raise SchemaError(f"inner message: not UTF-8 (byte {exc.start})") from None
-    except RecursionError:
-        raise SchemaError("inner message: JSON nested too deeply") from None
-    except ValueError as exc:  # JSONDecodeError, our hooks, over-long integer literals
-        raise SchemaError(f"inner message: not valid JSON ({_json_reason(exc)})") from None
+        doc = strictjson.loads(plaintext)
+    except strictjson.JsonError as exc:
+        raise SchemaError(f"inner message: not valid JSON ({exc})") from None
     return from_dict(doc)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    doc = dict(pairs)
-    if len(doc) != len(pairs):
-        raise ValueError("duplicate key in an object")
-    return doc
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):  # 1e999 parses as infinity: no more a JSON number than NaN is
-        raise ValueError("a number overflows to infinity")
-    return value
-
-
-def _json_reason(exc: ValueError) -> str:
-    if isinstance(exc, json.JSONDecodeError):
-        return f"{exc.msg} at character {exc.pos}"
-    return str(exc)[:80]
 
 
 def _depth(value: Any) -> int:

@@ -1,0 +1,103 @@
+"""Strict JSON reading, the one way every untrusted JSON document enters the project.
+
+Refused, each with a reason and a position: invalid UTF-8, duplicate keys, NaN/Infinity, numbers that
+overflow to infinity, integer literals too long to read, trailing garbage, and nesting deeper than a
+limit. The depth is measured *before* parsing: CPython's parser recurses per level, and with a raised
+recursion limit a few kilobytes of brackets exhaust the C stack and kill the process instead of raising.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from axon.errors import AxonError
+
+DEFAULT_MAX_DEPTH = 64
+
+
+class JsonError(AxonError):
+    """Not strict JSON. `reason` says what, `line`/`column` say where (1-based), when known."""
+
+    code = "AXON-JSON"
+
+    def __init__(self, reason: str, line: int | None = None, column: int | None = None) -> None:
+        where = f" at line {line} column {column}" if line is not None else ""
+        super().__init__(f"{reason}{where}")
+        self.reason, self.line, self.column = reason, line, column
+
+
+def depth(text: str, limit: int) -> int:
+    """How deeply `[`/`{` nest in JSON text (strings skipped), stopping once past `limit`."""
+    level = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            level += 1
+            if level > deepest:
+                deepest = level
+                if deepest > limit:
+                    break
+        elif ch in "]}":
+            level -= 1
+    return deepest
+
+
+def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
+    """Parse one strict JSON document, or raise JsonError."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise JsonError(f"not UTF-8 (byte {exc.start})") from None
+    else:
+        text = data
+    if depth(text, max_depth) > max_depth:
+        raise JsonError(f"nested deeper than {max_depth} levels")
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constant,
+                          parse_float=_finite)
+    except json.JSONDecodeError as exc:
+        raise JsonError(_plain(exc.msg), exc.lineno, exc.colno) from None
+    except _Refused as exc:
+        raise JsonError(str(exc)) from None
+    except (ValueError, RecursionError):  # Python refuses integer literals of more than 4,300 digits
+        raise JsonError("a number is too long to read") from None
+
+
+class _Refused(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise _Refused(f"key {key!r} appears twice in one object")
+    return doc
+
+
+def _no_constant(name: str) -> Any:
+    raise _Refused(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Refused(f"the number {text[:32]} overflows to infinity")
+    return value
+
+
+def _plain(msg: str) -> str:
+    return "unexpected text after the JSON document" if msg == "Extra data" else msg
