@@ -172,7 +172,7 @@ def test_rebuild(world, tmp_path, capsys):
     code, out, _ = run(axon_cli.main, "verify", sop, "--ledger", ledger, "--key", key, "--rebuild", BOILER,
                        "--json", capsys=capsys)
     rebuild = json.loads(out)["rebuild"]
-    assert code == 0 and rebuild["matches"] and rebuild["local_module"] == rebuild["artifact_module"]
+    assert code == 0 and rebuild["matches"] and rebuild["local_module"] == rebuild["artifact_module"], rebuild
     code, out, _ = run(axon_cli.main, "verify", sop, "--ledger", ledger, "--key", key, "--rebuild",
                        POLICIES / "tank-overfill.json", capsys=capsys)
     assert code == 1 and "rebuild    no: this source is not the one" in out
@@ -204,10 +204,11 @@ def test_real_processes_and_exit_codes(world, tmp_path, capsys):
         return subprocess.run([sys.executable, "-m", "axon", *map(str, args)], capture_output=True,
                               cwd=tmp_path)
 
-    assert axon("verify", sop, "--ledger", "ledger.db").returncode == 0
+    done = axon("verify", sop, "--ledger", "ledger.db")
+    assert done.returncode == 0, done.stderr
     sop.write_bytes(sop.read_bytes().replace(b'"LVL_3"', b'"LVL_2"'))
     done = axon("verify", sop, "--ledger", "ledger.db")
-    assert done.returncode == 1 and b"AXON-VERIFY-SIGNATURE" in done.stderr
+    assert done.returncode == 1 and b"AXON-VERIFY-SIGNATURE" in done.stderr, done.stderr
     assert axon("verify", "--help").returncode == 0
 
 
