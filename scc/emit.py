@@ -246,6 +246,8 @@ def _let_function(program: Program, faulting: list[bool], let: LetCode, helpers:
 def _rule(fn: _Function, program: Program, rule: RuleCode) -> None:
     verdict = abi.Verdict(rule.verdict).name
     fn(f";; rule {rule.index} `{rule.id}` ({rule.pointer}) -> {verdict}")
+    fn(f"i32.const {rule.index}")
+    fn("global.set $rule", "a fault or running out of gas reports the rule it happened in")
     fn.charge(abi.GAS_PER_RULE + block_cost(rule.when), "gas: rule tried + its condition's first block")
     fn.expr(rule.when)
     fn.open("if", f"rule `{rule.id}` holds")
@@ -294,6 +296,8 @@ def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list
     fn("global.set $fault")
     fn("i32.const -1")
     fn("global.set $site")
+    fn("i32.const -1")
+    fn("global.set $rule", "no rule tried yet in this call")
     fn(";; write the whole result block now: a trap (in a host function, say) leaves nothing of an")
     fn(";; earlier call behind")
     _finish_call(fn, "i32.const 0", "i32.const -1")
@@ -332,8 +336,8 @@ def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list
     fn("call $finish")
     fn("return")
     fn.close()
-    fn(";; a fault ended the evaluation: DENY, no deciding rule, the fault and its site")
-    _finish_call(fn, "global.get $fault", "global.get $site")
+    fn(";; a fault ended the evaluation: DENY, the rule being tried, the fault and its site")
+    _finish_call(fn, "global.get $fault", "global.get $site", rule="global.get $rule")
     helpers |= fn.helpers
     locals_ = []
     if fn.uses_scratch:
@@ -344,9 +348,9 @@ def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list
             *(f"    {line}" for line in locals_), *fn.lines, "  )"]
 
 
-def _finish_call(fn: _Function, fault: str, site: str) -> None:
+def _finish_call(fn: _Function, fault: str, site: str, rule: str = "i32.const -1") -> None:
     fn("i32.const 0")
-    fn("i32.const -1")
+    fn(rule)
     fn(fault)
     fn(site)
     fn("call $finish")
@@ -421,6 +425,7 @@ def emit_wat(program: Program, header: str) -> str:
         "  (global $gas_left (mut i64) (i64.const 0))",
         "  (global $fault (mut i32) (i32.const 0))",
         "  (global $site (mut i32) (i32.const -1))",
+        "  (global $rule (mut i32) (i32.const -1))  ;; the rule being tried, reported with a fault",
     ]
     for i, slot in enumerate(program.inputs):
         out.append(f"  (global {_input_global(program, i)} (mut {slot.type}) ({slot.type}.const 0))"
@@ -464,7 +469,7 @@ def emit_wat(program: Program, header: str) -> str:
         "    i64.lt_s",
         "    if",
         "      i32.const 0",
-        "      i32.const -1",
+        "      global.get $rule",
         f"      i32.const {int(r.Fault.OUT_OF_GAS)}",
         "      i32.const -1",
         "      call $finish",

@@ -44,7 +44,6 @@ assert _BLOCK.size == abi.RESULT_SIZE and abi.RESULT_GAS == 16
 _VERDICTS = tuple(Verdict(code) for code in range(4))
 _NO_INPUTS: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 _NO_MEMORY = memoryview(b"")
-_RULE_SITE = re.compile(r"^/rules/(\d+)(?:/|$)")
 _U32 = 0xFFFFFFFF
 _CAUSE_NUMBER = re.compile(r"^\d+:\s*")  # wasmtime numbers the lines of a "Caused by:" chain
 
@@ -225,8 +224,10 @@ class Evaluator:
         if fault != 0:
             text = FAULT_TEXT.get(fault)  # type: ignore[call-overload]
             sites = len(self.meta.sites)
-            if text is not None and returned == verdict == Verdict.DENY and rule == -1 and -1 <= site < sites:
-                return Decision.deny(self._fault_reason(text, site),
+            rules = len(self._rule_ids)
+            in_range = -1 <= rule < rules and -1 <= site < sites
+            if text is not None and returned == verdict == Verdict.DENY and in_range:
+                return Decision.deny(self._fault_reason(text, site, rule),
                                      gas_used=gas if 0 <= gas <= self._budget else None)
         self._discard()  # a module that breaks the ABI is not trusted with another call
         return Decision.deny(
@@ -236,14 +237,11 @@ class Evaluator:
             gas_used=None,
         )
 
-    def _fault_reason(self, text: str, site: int) -> str:
-        if site < 0:
-            return f"fault: {text}"
-        pointer = self.meta.sites[site]
-        reason = f"fault: {text} at {pointer}"
-        match = _RULE_SITE.match(pointer)
-        if match and int(match.group(1)) < len(self._rule_ids):
-            reason += f' (rule "{self._rule_ids[int(match.group(1))]}")'
+    def _fault_reason(self, text: str, site: int, rule: int) -> str:
+        """`rule` is the rule being tried when it happened (-1: none yet), per docs/abi.md."""
+        reason = f"fault: {text}" if site < 0 else f"fault: {text} at {self.meta.sites[site]}"
+        if rule >= 0:
+            reason += f' (while evaluating rule "{self._rule_ids[rule]}")'
         return reason
 
     def _trapped(self, trap: _capi.Trapped, live: _Live) -> Decision:
@@ -258,10 +256,11 @@ class Evaluator:
             return Decision.deny(
                 f"sandbox: deadline exceeded ({self.limits.deadline_ms:g} ms per evaluation)", gas_used=None
             )
-        _verdict, _rule, fault, site, gas = _BLOCK.unpack_from(live.view)
+        _verdict, rule, fault, site, gas = _BLOCK.unpack_from(live.view)
         if trap.code is wasmtime.TrapCode.UNREACHABLE and fault == Fault.OUT_OF_GAS:
             known_site = site if -1 <= site < len(self.meta.sites) else -1
-            where = self._fault_reason(FAULT_TEXT[Fault.OUT_OF_GAS], known_site)
+            known_rule = rule if -1 <= rule < len(self._rule_ids) else -1
+            where = self._fault_reason(FAULT_TEXT[Fault.OUT_OF_GAS], known_site, known_rule)
             return Decision.deny(f"{where} (budget {self._budget})",
                                  gas_used=gas if 0 <= gas <= self._budget else None)
         return Decision.deny(f"trap: {_one_line(trap)}", gas_used=None)

@@ -44,8 +44,8 @@ HELPERS = """
   (func $decide (param $v i32) (param $r i32) (result i32)
     (call $block (local.get $v) (local.get $r) (i32.const 0) (i32.const -1) (call $used))
     (local.get $v))
-  (func $fault (param $code i32) (param $site i32) (result i32)
-    (call $block (i32.const 0) (i32.const -1) (local.get $code) (local.get $site) (call $used))
+  (func $fault (param $code i32) (param $site i32) (param $rule i32) (result i32)
+    (call $block (i32.const 0) (local.get $rule) (local.get $code) (local.get $site) (call $used))
     (i32.const 0))
 """
 

@@ -211,7 +211,8 @@ def test_faults_deny_with_code_and_site(when, telemetry, fault, site):
     doc["inputs"]["telemetry"]["p"] = {"type": "number"}
     runner = Runner(_compile(doc))
     out = runner.run(telemetry)
-    assert (out.verdict, out.block_verdict, out.rule, out.fault, out.trap) == (0, 0, -1, fault, None)
+    # rule: the rule being tried when the fault happened (the only one here), not a deciding rule
+    assert (out.verdict, out.block_verdict, out.rule, out.fault, out.trap) == (0, 0, 0, fault, None)
     assert runner.meta.sites[out.site] == site
     healthy = runner.run({"p": 2})  # the next call rewrites the whole block
     assert (healthy.verdict, healthy.fault, healthy.site) == (1, 0, -1)
@@ -266,11 +267,12 @@ def test_gas_exhaustion_traps_after_writing_fault_3(boiler):
     assert (out.verdict, out.gas, out.trap) == (0, boiler.meta.gas_max, None)  # exactly enough
     out = boiler.run(*worst, budget=boiler.meta.gas_max - 1)
     assert out.verdict is None and "unreachable" in out.trap
-    assert (out.block_verdict, out.rule, out.fault, out.site) == (0, -1, 3, -1)
+    # the worst path tries every rule, so the gas runs out in the last one
+    assert (out.block_verdict, out.rule, out.fault, out.site) == (0, len(boiler.meta.rules) - 1, 3, -1)
     assert out.gas < boiler.meta.gas_max
     for budget in (0, -1, -(2**63)):
         out = boiler.run(*worst, budget=budget)
-        assert (out.verdict, out.fault, out.gas) == (None, 3, 0)
+        assert (out.verdict, out.rule, out.fault, out.gas) == (None, -1, 3, 0)  # before any rule
     assert boiler.run(*worst).fault == 0  # and the next call is clean
 
 

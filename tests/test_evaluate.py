@@ -35,13 +35,14 @@ RATIO_META = meta(
 RATIO_BODY = """
     (call $charge (i64.const 5))
     (if (f64.eq (call $tel (i32.const 1)) (f64.const 0))
-      (then (return (call $fault (i32.const 1) (i32.const 0)))))
+      (then (return (call $fault (i32.const 1) (i32.const 0) (i32.const 0)))))
     (local.set $r (f64.div (call $tel (i32.const 0)) (call $tel (i32.const 1))))
     (if (f64.gt (local.get $r) (f64.const 2)) (then (return (call $decide (i32.const 2) (i32.const 0)))))
     (call $charge (i64.const 5))
     (local.set $s (f64.sub (f64.mul (call $tel (i32.const 0)) (f64.const 1e308))
                            (f64.mul (call $tel (i32.const 0)) (f64.const 1e308))))
-    (if (f64.ne (local.get $s) (local.get $s)) (then (return (call $fault (i32.const 2) (i32.const 1)))))
+    (if (f64.ne (local.get $s) (local.get $s))
+      (then (return (call $fault (i32.const 2) (i32.const 1) (i32.const 1)))))
     (if (f64.gt (local.get $s) (f64.const 0)) (then (return (call $decide (i32.const 3) (i32.const 1)))))
     (call $decide (i32.const 1) (i32.const -1))
 """
@@ -145,13 +146,15 @@ def test_log_messages_are_utf8():
 
 def test_division_by_zero_names_the_expression():
     decision = ratio().evaluate({"a": 10, "b": 0})
-    assert deny(decision) == "fault: division by zero at /let/ratio"
+    # a definition's fault also names the rule that was using it (SIP-001 §6: which rule)
+    assert deny(decision) == 'fault: division by zero at /let/ratio (while evaluating rule "ratio-high")'
     assert decision.gas_used == 5
 
 
 def test_nan_names_the_expression_and_its_rule():
-    assert deny(ratio().evaluate({"a": 2, "b": 2})) == 'fault: arithmetic result is not a number (NaN) at ' \
-                                                        '/rules/1/when/gt/0 (rule "nan-rule")'
+    reason = deny(ratio().evaluate({"a": 2, "b": 2}))
+    assert reason == 'fault: arithmetic result is not a number (NaN) at /rules/1/when/gt/0 ' \
+                     '(while evaluating rule "nan-rule")'
 
 
 def test_out_of_gas_is_deny_with_the_budget():
@@ -246,7 +249,7 @@ def test_traps_and_host_errors_are_deny_with_the_reason(body, reason):
     raw_block(1, 0, 0, -1, -1, 1),     # negative gas
     raw_block(0, -1, 9, -1, 1, 0),     # no such fault
     raw_block(1, -1, 1, -1, 1, 1),     # a fault must come with DENY
-    raw_block(0, 0, 1, -1, 1, 0),      # a fault has no deciding rule
+    raw_block(0, 99, 1, -1, 1, 0),     # a fault names a rule that does not exist
     raw_block(0, -1, 1, 3, 1, 0),      # no such site
 ])
 def test_a_result_block_that_breaks_the_abi_is_deny(block):
