@@ -13,15 +13,18 @@ accepts. The X25519 keys are ephemeral, one pair per session, so a session key o
                              ‖ initiator DID ‖ 0x00 ‖ responder DID, length = 32)
 
 where *_c14n are the RFC 8785 forms of the two bodies, so the key binds both parties and the whole
-exchange. What SCP does with a `Session` (axon/transports/scp*): the client names `session_id` in its
-HANDSHAKE_INIT, the server looks it up (`Sessions.take`), and both mix `key` into the HKDF of their
-handshake as a pre-shared key, so only the two authenticated parties complete it. A session is usable
-once, until `expires_at`.
+exchange. What SCP does with a `Session` (axon/transports/scp_protocol.py, docs/transports.md): the
+client names `session_id` in its HANDSHAKE_INIT (`connect(..., session=session)`), the server takes it
+from its store (`serve(..., session_lookup=sessions.lookup())`), both check that the session's two DIDs
+are the identities the handshake proved, and both mix `key` into the handshake's HKDF as a pre-shared
+key beside the fresh X25519 secret (TLS 1.3 PSK-(EC)DHE), so only the two holders of the key complete it.
+A session starts one connection, no later than `expires_at`.
 """
 
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -183,3 +186,7 @@ class Sessions:
     def take(self, session_id: bytes, now: float) -> Session | None:
         session = self._sessions.pop(session_id, None)
         return session if session is not None and now <= session.expires_at else None
+
+    def lookup(self, clock: Callable[[], float] = time.time) -> Callable[[bytes], Session | None]:
+        """`take` at the clock's time (Unix seconds, as `expires_at`): an SCP server's `session_lookup`."""
+        return lambda session_id: self.take(session_id, clock())

@@ -8,6 +8,12 @@
     server = await serve("0.0.0.0", 4433, identity, LedgerPeer(ledger), on_connection)
 
 `on_connection(conn)` runs once per authenticated connection; the connection is closed when it returns.
+
+Under a session agreed over SIP-017 KEY_EXCHANGE (axon.messaging.key_exchange), the client names it and
+the server takes it from its store, once:
+
+    conn = await connect("plant-7", 4433, identity, LedgerPeer(ledger), session=session)
+    server = await serve(..., session_lookup=sessions.lookup(), require_session=True)
 """
 
 from __future__ import annotations
@@ -37,6 +43,9 @@ from axon.transports.scp_protocol import (
     Role,
     ScpConfig,
     ScpProtocol,
+    SessionKey,
+    SessionLookup,
+    check_session_settings,
 )
 
 log = logging.getLogger(__name__)
@@ -63,6 +72,11 @@ class Connection:
     def peer(self) -> PeerIdentity:
         """The authenticated peer (available once connect()/on_connection hands the connection over)."""
         return self._proto.peer
+
+    @property
+    def session_id(self) -> bytes | None:
+        """The KEY_EXCHANGE session the handshake ran under, if the client named one."""
+        return self._proto.session_id
 
     @property
     def config(self) -> ScpConfig:
@@ -217,14 +231,18 @@ class Connection:
 
 async def connect(host: str, port: int, identity: Identity, peer_verifier: PeerVerifier, *,
                   config: ScpConfig | None = None, clock: Callable[[], float] = time.monotonic,
-                  randbytes: Callable[[int], bytes] = secrets.token_bytes) -> Connection:
-    """Open TCP, run the handshake, return the authenticated connection (or raise its ScpError)."""
+                  randbytes: Callable[[int], bytes] = secrets.token_bytes,
+                  session: SessionKey | None = None) -> Connection:
+    """Open TCP, run the handshake, return the authenticated connection (or raise its ScpError).
+
+    `session`: a KEY_EXCHANGE session with the server, mixed into the key schedule (use each once)."""
     config = config or ScpConfig()
+    proto = ScpProtocol(Role.CLIENT, identity, peer_verifier, config=config, clock=clock, randbytes=randbytes,
+                        session=session)
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), config.handshake_timeout)
     except (OSError, TimeoutError) as exc:
         raise ScpIOError(f"cannot connect to {host}:{port}: {exc.__class__.__name__}") from exc
-    proto = ScpProtocol(Role.CLIENT, identity, peer_verifier, config=config, clock=clock, randbytes=randbytes)
     proto.initiate()
     conn = Connection(proto, reader, writer, clock)
     await conn._start()
@@ -258,13 +276,18 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
                 on_connection: Callable[[Connection], Awaitable[None]], *,
                 config: ScpConfig | None = None, clock: Callable[[], float] = time.monotonic,
                 randbytes: Callable[[int], bytes] = secrets.token_bytes,
-                on_error: Callable[[ScpError, object], None] | None = None) -> Server:
+                on_error: Callable[[ScpError, object], None] | None = None,
+                session_lookup: SessionLookup | None = None, require_session: bool = False) -> Server:
     """Listen on host:port (0 = any free port); run `on_connection` per authenticated connection.
+
+    `session_lookup(session_id)` hands out the KEY_EXCHANGE session a client names, once, or None
+    (`Sessions.lookup()`); with `require_session` a client that names none is refused (SCP-E-SESSION).
 
     Handshake failures and errors escaping `on_connection` go to `on_error(error, peername)` (default:
     a log line with the code, never key material).
     """
     config = config or ScpConfig()
+    check_session_settings(Role.SERVER, None, session_lookup, require_session)
     server = Server()
 
     def report(exc: ScpError, peername: object) -> None:
@@ -276,7 +299,8 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
         proto = ScpProtocol(Role.SERVER, identity, peer_verifier, config=config, clock=clock,
-                            randbytes=randbytes)
+                            randbytes=randbytes, session_lookup=session_lookup,
+                            require_session=require_session)
         conn = Connection(proto, reader, writer, clock)
         try:
             await conn._start()

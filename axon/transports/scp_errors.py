@@ -79,6 +79,13 @@ class ScpPeerRejected(ScpError):
     code = "SCP-E-PEER"
 
 
+class ScpSessionError(ScpError):
+    """A KEY_EXCHANGE session named in the handshake is unusable: unknown, expired, already used, agreed
+    with other parties, or (as the client sees it) keyed differently at the server."""
+
+    code = "SCP-E-SESSION"
+
+
 class ScpHandshakeTimeout(ScpError):
     code = "SCP-E-HANDSHAKE-TIMEOUT"
 

@@ -8,15 +8,20 @@ associated data is the header, with the nonce derived from the sequence number.
 Handshake, the seed's three messages. The seed says ephemeral ECDH authenticates both sides; it does
 not (anyone can relay two ephemeral exchanges), so each side also signs the transcript with its
 secp256k1 identity key, SIGMA-I / TLS 1.3 style, and identities travel encrypted:
-    1. HANDSHAKE_INIT      c→s seq 0: e_c                       HMAC key: a public constant (checksum)
+    1. HANDSHAKE_INIT      c→s seq 0: e_c [‖ len ‖ session_id]  HMAC key: a public constant (checksum)
     2. HANDSHAKE_RESPONSE  s→c seq 0: e_s ‖ AEAD(id_s ‖ sig_s)  under the server handshake keys
     3. ACK                 c→s seq 1: AEAD(id_c ‖ sig_c)        under the client handshake keys
     sig_s = Sign_s(SHA-256(ctx_s ‖ H(INIT ‖ e_s ‖ id_s)))
     sig_c = Sign_c(SHA-256(ctx_c ‖ H(INIT ‖ e_s ‖ id_s ‖ sig_s ‖ id_c)))
-Key schedule: prk = HKDF-Extract(PROTOCOL_SALT, X25519(e_c, e_s)); handshake and application secrets
-are HKDF-Expand(prk, label ‖ transcript hash), one per direction; each secret expands to an AES key,
-an HMAC key and a 96-bit IV. Rekey (1 h or 1 GiB, whichever first) is a KEY_UPDATE inside a DATA frame:
-the next secret is HKDF-Expand(secret, "key update"), the old keys are dropped.
+Key schedule: prk = HKDF-Extract(salt, X25519(e_c, e_s)); handshake and application secrets are
+HKDF-Expand(prk, label ‖ transcript hash), one per direction; each secret expands to an AES key, an
+HMAC key and a 96-bit IV. salt is PROTOCOL_SALT, or, when INIT names a session agreed over SIP-017
+KEY_EXCHANGE (§5.3), HKDF-Expand(HKDF-Extract(PROTOCOL_SALT, session key), "scp/1 psk salt"): TLS 1.3's
+PSK-(EC)DHE, so the keys need both the session key and the fresh DH secret, and the signatures still
+authenticate. The server takes the session through an injected lookup (single use, unexpired) and both
+ends check that its two DIDs are the two identities the handshake proved.
+Rekey (1 h or 1 GiB, whichever first) is a KEY_UPDATE inside a DATA frame: the next secret is
+HKDF-Expand(secret, "key update"), the old keys are dropped.
 
 Data phase: every DATA and CLOSE is answered with an ACK carrying its sequence number; the
 DATA plaintext starts with an inner type byte (message end, more fragments, key update).
@@ -34,6 +39,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
@@ -60,6 +66,7 @@ from axon.transports.scp_errors import (
     ScpFrameError,
     ScpHandshakeError,
     ScpHandshakeTimeout,
+    ScpHmacError,
     ScpIdleTimeout,
     ScpIOError,
     ScpOrderError,
@@ -67,6 +74,7 @@ from axon.transports.scp_errors import (
     ScpRekeyError,
     ScpReplayError,
     ScpSequenceExhausted,
+    ScpSessionError,
     ScpSizeError,
     ScpStateError,
     ScpTruncatedError,
@@ -83,6 +91,8 @@ SEQ_LIMIT = 2**64  # sequence numbers run 0 .. 2**64-1 per direction and are nev
 CLOSE_OK = "SCP-OK"
 MIN_FRAME_PAYLOAD = 1024  # a RESPONSE with a long DID must fit
 MAX_DID_BYTES = 512
+MAX_SESSION_ID = 64
+PSK_LEN = 32
 _CLOSE_CODE = re.compile(rb"^SCP-[A-Z0-9-]{1,60}$")
 
 PROTOCOL_SALT = sha256(b"sopcos/scp/1 hkdf salt")
@@ -125,6 +135,32 @@ class State(Enum):
 
 
 _HANDSHAKING = (State.WAIT_INIT, State.WAIT_RESPONSE, State.WAIT_FINISH)
+# Why a handshake naming a session ends without a word: neither side has keys the other can check yet.
+_SESSION_HINTS = {
+    State.WAIT_RESPONSE: "the server drops a handshake naming a session it does not hold, that expired "
+                         "or that was used before",
+    State.WAIT_FINISH: "a client holding a different key for the session stops here",
+}
+
+
+class SessionKey(Protocol):
+    """A pre-shared key agreed before the connection; axon.messaging.key_exchange.Session is one."""
+
+    @property
+    def session_id(self) -> bytes: ...
+
+    @property
+    def key(self) -> bytes: ...
+
+    @property
+    def initiator(self) -> str: ...
+
+    @property
+    def responder(self) -> str: ...
+
+
+# Server side: the session a client named, handed out once; None if unknown, expired or already used.
+SessionLookup = Callable[[bytes], SessionKey | None]
 
 
 @dataclass(frozen=True)
@@ -350,6 +386,47 @@ def _parse_identity(body: bytes) -> tuple[str, PublicKey, bytes, bytes]:
     return did, public_key, body[end:], body[:end]
 
 
+# --- sessions (SIP-017 KEY_EXCHANGE) in the handshake -----------------------------------------------
+
+
+def encode_init(e_c: bytes, session_id: bytes | None) -> bytes:
+    """HANDSHAKE_INIT payload: e_c, or e_c ‖ session id length (1) ‖ session id."""
+    if session_id is None:
+        return e_c
+    return e_c + bytes([len(session_id)]) + session_id
+
+
+def _parse_init(payload: bytes) -> tuple[bytes, bytes | None]:
+    if len(payload) == X25519_LEN:
+        return payload, None
+    if not (len(payload) > X25519_LEN + 1 and 1 <= payload[X25519_LEN] <= MAX_SESSION_ID
+            and len(payload) == X25519_LEN + 1 + payload[X25519_LEN]):
+        raise ScpHandshakeError(f"HANDSHAKE_INIT carries {len(payload)} bytes: not a {X25519_LEN}-byte "
+                                "X25519 key, optionally followed by a session id "
+                                f"(length 1..{MAX_SESSION_ID})")
+    return payload[:X25519_LEN], payload[X25519_LEN + 1:]
+
+
+def check_session_settings(role: Role, session: SessionKey | None, session_lookup: SessionLookup | None,
+                           require_session: bool) -> None:
+    if role is Role.CLIENT and (session_lookup is not None or require_session):
+        raise ScpConfigError("session_lookup and require_session are server settings")
+    if role is Role.SERVER and session is not None:
+        raise ScpConfigError("a server finds the client's session through session_lookup, not `session`")
+    if require_session and session_lookup is None:
+        raise ScpConfigError("require_session needs a session_lookup")
+
+
+def _counterpart(session: SessionKey, own_did: str) -> str:
+    """The DID the session was agreed with, seen from `own_did`; this end must be one of its two parties."""
+    if own_did == session.initiator:
+        return session.responder
+    if own_did == session.responder:
+        return session.initiator
+    raise ScpSessionError(f"session {session.session_id.hex()} was agreed between {session.initiator!r} "
+                          f"and {session.responder!r}, not by {own_did!r}")
+
+
 # --- the state machine ---------------------------------------------------------------------------
 
 
@@ -359,11 +436,17 @@ class ScpProtocol:
     Feed received bytes with `receive_data`, then call `next_event` until it returns None; send what
     `data_to_send` returns. Call `handle_timeout` once `deadline()` has passed. Any ScpError raised
     leaves the machine CLOSED, with a CLOSE frame carrying the error code queued when keys allow.
+
+    A client may name a pre-agreed `session` (SIP-017 KEY_EXCHANGE); a server finds it with
+    `session_lookup` and, with `require_session`, admits no client that names none.
     """
 
     def __init__(self, role: Role, identity: Identity, verify_peer: PeerVerifier, *,
                  config: ScpConfig | None = None, clock: Callable[[], float] = time.monotonic,
-                 randbytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+                 randbytes: Callable[[int], bytes] = secrets.token_bytes,
+                 session: SessionKey | None = None, session_lookup: SessionLookup | None = None,
+                 require_session: bool = False) -> None:
+        check_session_settings(role, session, session_lookup, require_session)
         self.role = role
         self.config = config or ScpConfig()
         self.state = State.IDLE if role is Role.CLIENT else State.WAIT_INIT
@@ -386,6 +469,15 @@ class ScpProtocol:
         self._ephemeral: X25519PrivateKey | None = None
         self._prk: bytes | None = None
         self._started = self._last_rx = clock()
+        self.session_id: bytes | None = None  # the KEY_EXCHANGE session this handshake runs under
+        self._session_lookup = session_lookup
+        self._require_session = require_session
+        self._psk: bytes | None = None
+        self._session_peer: str | None = None
+        if session is not None:
+            if not 1 <= len(session.session_id) <= MAX_SESSION_ID:
+                raise ScpConfigError(f"session id must be 1..{MAX_SESSION_ID} bytes")
+            self._use_session(session)
 
     # --- outputs
 
@@ -413,7 +505,7 @@ class ScpProtocol:
         if self.role is not Role.CLIENT or self.state is not State.IDLE:
             raise ScpStateError("only a new client connection can start a handshake")
         self._ephemeral, e_c = x25519_keypair(self._randbytes)
-        init = encode_frame(MsgType.HANDSHAKE_INIT, 0, e_c, INIT_CHECKSUM_KEY)
+        init = encode_frame(MsgType.HANDSHAKE_INIT, 0, encode_init(e_c, self.session_id), INIT_CHECKSUM_KEY)
         self._transcript.update(init)
         self._out.seq = 1
         self._send_buf += init
@@ -490,7 +582,9 @@ class ScpProtocol:
             exc: ScpError = ScpTruncatedError(
                 f"connection ended {self._decoder.buffered} bytes into a frame")
         else:
-            exc = ScpIOError(f"peer ended the TCP connection without CLOSE ({self.state.value})")
+            hint = _SESSION_HINTS.get(self.state) if self.session_id is not None else None
+            exc = ScpIOError(f"peer ended the TCP connection without CLOSE ({self.state.value})"
+                             + (f"; {hint}" if hint else ""))
         self._fail(exc)
         raise exc
 
@@ -542,8 +636,45 @@ class ScpProtocol:
 
     # handshake
 
+    def _use_session(self, session: SessionKey) -> None:
+        if len(session.key) != PSK_LEN:
+            raise ScpSessionError(f"session {session.session_id.hex()} has a {len(session.key)}-byte key, "
+                                  f"not {PSK_LEN}")
+        self._session_peer = _counterpart(session, self._identity.did)
+        self.session_id, self._psk = session.session_id, session.key
+
+    def _take_session(self, session_id: bytes | None) -> None:
+        """Server: take the session the client named, once, through the injected lookup."""
+        if session_id is None:
+            if self._require_session:
+                raise ScpSessionError("client named no KEY_EXCHANGE session; this server admits only "
+                                      "connections under one (require_session)")
+            return
+        if self._session_lookup is None:
+            raise ScpSessionError(f"client named session {session_id.hex()}; this server takes no "
+                                  "KEY_EXCHANGE sessions")
+        try:
+            session = self._session_lookup(session_id)
+        except Exception as exc:  # a lookup that breaks admits nobody (fail closed)
+            code = exc.code if isinstance(exc, AxonError) else type(exc).__name__
+            raise ScpSessionError(f"lookup of session {session_id.hex()} failed: {code}") from exc
+        if session is None:
+            raise ScpSessionError(f"session {session_id.hex()} is unknown, expired or already used")
+        self._use_session(session)
+
+    def _check_session_peer(self) -> None:
+        """The proven peer must be the party the session was agreed with (checked after its signature)."""
+        if self._session_peer is not None and self.peer.did != self._session_peer:
+            raise ScpSessionError(f"session {self.session_id.hex()} was agreed with {self._session_peer!r}, "
+                                  f"but the peer proved {self.peer.did!r}")
+
     def _handshake_secrets(self, shared: bytes) -> tuple[bytes, bytes]:
-        self._prk = hkdf_extract(PROTOCOL_SALT, shared)
+        salt = PROTOCOL_SALT
+        if self._psk is not None:
+            # TLS 1.3 PSK-(EC)DHE: Extract(Derive(Extract(psk)), DH), so the keys need both secrets.
+            salt = hkdf_expand(hkdf_extract(PROTOCOL_SALT, self._psk), b"scp/1 psk salt", 32)
+            self._psk = None
+        self._prk = hkdf_extract(salt, shared)
         th = self._transcript.copy().digest()
         return (hkdf_expand(self._prk, b"scp/1 c hs " + th, 32),
                 hkdf_expand(self._prk, b"scp/1 s hs " + th, 32))
@@ -589,11 +720,10 @@ class ScpProtocol:
         hmac_check(INIT_CHECKSUM_KEY, frame.header + frame.payload, frame.mac)
         if frame.seq != 0:
             raise ScpOrderError(f"HANDSHAKE_INIT must be frame #0, got #{frame.seq}")
-        if len(frame.payload) != X25519_LEN:
-            raise ScpHandshakeError(f"HANDSHAKE_INIT carries {len(frame.payload)} bytes, "
-                                    f"not a {X25519_LEN}-byte X25519 key")
+        e_c, session_id = _parse_init(frame.payload)
         private, e_s = x25519_keypair(self._randbytes)
-        shared = x25519_shared(private, frame.payload)
+        shared = x25519_shared(private, e_c)
+        self._take_session(session_id)  # after the checks, so a malformed INIT does not use a session up
         self._transcript.update(frame.encode())
         self._transcript.update(e_s)
         hs_c2s, hs_s2c = self._handshake_secrets(shared)
@@ -616,9 +746,17 @@ class ScpProtocol:
         hs_c2s, hs_s2c = self._handshake_secrets(shared)
         now = self._clock()
         self._in.epoch = _Epoch(hs_s2c, now)
-        body = self._in.open(frame, clear_len=X25519_LEN)
+        try:
+            body = self._in.open(frame, clear_len=X25519_LEN)
+        except ScpHmacError as exc:
+            if self.session_id is None:
+                raise
+            raise ScpSessionError(f"HANDSHAKE_RESPONSE does not authenticate under session "
+                                  f"{self.session_id.hex()}: the server holds a different key for it, "
+                                  "or the frame was altered") from exc
         self._out.epoch = _Epoch(hs_c2s, now)  # from here a rejection reaches the server as CLOSE
         self._authenticate(*self._absorb_identity(body, SERVER_SIG_CONTEXT))
+        self._check_session_peer()
         self._send_buf += self._out.frame(MsgType.ACK, self._signed_identity(CLIENT_SIG_CONTEXT))
         self._enter_established()
         self._events.append(HandshakeComplete(self.peer))
@@ -627,6 +765,7 @@ class ScpProtocol:
         proof = self._absorb_identity(self._in.open(frame), CLIENT_SIG_CONTEXT)
         self._enter_established()  # keys first, so a rejection below goes out as an authenticated CLOSE
         self._authenticate(*proof)
+        self._check_session_peer()
         self._events.append(HandshakeComplete(self.peer))
 
     # data phase
