@@ -28,8 +28,7 @@ from axon.ledger import ops
 from axon.verify import Verifier
 from synapse.artifacts import load_verified
 from tests.artifact_fixtures import GROUP, NOW, compiled, identity, make_world, wat_module
-
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "wycheproof"
+from tests.vectors import WYCHEPROOF as VECTORS
 
 
 def _wycheproof(name: str) -> list[tuple[dict, dict]]:

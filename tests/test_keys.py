@@ -13,8 +13,9 @@ from eth_account import Account
 
 from axon.keys import KeyFileError, PublicKey, load_identity
 from scc.cli import main as scc
+from tests.vectors import wycheproof_path
 
-WYCHEPROOF = Path("/work/shared/vectors/wycheproof/ecdsa_secp256k1_sha256_bitcoin_test.json")
+WYCHEPROOF = wycheproof_path("ecdsa_secp256k1_sha256_bitcoin_test.json")
 PASSPHRASE = "correct horse battery staple"
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
 from axon.messaging import key_exchange as kx
 from axon.messaging.errors import KeyExchangeError
+from tests.vectors import wycheproof
 
 ALICE, BOB = "did:sopcos:hq#key-1", "did:sopcos:plant-7#key-1"
 T = 1_736_524_000
@@ -77,10 +77,7 @@ def test_accept_must_answer_this_offer_from_its_responder():
 
 
 def _wycheproof_zero_shared() -> list[dict]:
-    path = Path("/work/shared/vectors/wycheproof/x25519_test.json")
-    if not path.exists():
-        path = Path(__file__).resolve().parents[2] / "shared/vectors/wycheproof/x25519_test.json"
-    tests = [t for g in json.loads(path.read_text())["testGroups"] for t in g["tests"]]
+    tests = [t for g in wycheproof("x25519_test.json")["testGroups"] for t in g["tests"]]
     return [t for t in tests if "ZeroSharedSecret" in t["flags"]]
 
 

@@ -8,20 +8,15 @@ our ECDH returns the whole point (spec/crypto.md), so its x is compared. The SPK
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_der_public_key
 
 from axon.keys import InvalidKey, PublicKey, SigningKey
+from tests.vectors import wycheproof
 
-VECTORS = Path("/work/shared/vectors/wycheproof/ecdh_secp256k1_test.json")
-if not VECTORS.exists():  # CI lays shared/ beside the clone
-    VECTORS = Path(__file__).resolve().parents[2] / "shared/vectors/wycheproof/ecdh_secp256k1_test.json"
-DATA = json.loads(VECTORS.read_text())
+DATA = wycheproof("ecdh_secp256k1_test.json")
 TESTS = [t for group in DATA["testGroups"] for t in group["tests"]]
 # DER header of a SubjectPublicKeyInfo for id-ecPublicKey on the named curve secp256k1, with the
 # BIT STRING of an uncompressed (65-byte) or compressed (33-byte) point following it.

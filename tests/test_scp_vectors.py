@@ -1,13 +1,10 @@
 """SCP's primitive wrappers (axon.transports.scp_crypto) against the Wycheproof vectors.
 
-X25519, HMAC-SHA-256, HKDF-SHA256 and AES-GCM, from /work/shared/vectors/wycheproof/ (C2SP/wycheproof).
+X25519, HMAC-SHA-256, HKDF-SHA256 and AES-GCM, from tests/vectors/wycheproof/ (C2SP/wycheproof).
 Every vector runs against the project's own functions, never against `cryptography` directly.
 """
 
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 import pytest
 
@@ -25,12 +22,11 @@ from axon.transports.scp_errors import (
     ScpHmacError,
     ScpKeyError,
 )
-
-VECTORS = Path("/work/shared/vectors/wycheproof")
+from tests.vectors import wycheproof
 
 
 def cases(name: str) -> list[tuple[dict, dict]]:
-    doc = json.loads((VECTORS / name).read_text())
+    doc = wycheproof(name)
     return [(group, test) for group in doc["testGroups"] for test in group["tests"]]
 
 
