@@ -6,9 +6,9 @@ Only constants and pure functions live here, so that `scc` and `synapse` agree o
 from __future__ import annotations
 
 import enum
-import json
 from dataclasses import dataclass
 
+from axon import strictjson
 from axon.errors import AxonError
 
 ABI_VERSION = 1
@@ -91,7 +91,7 @@ class ModuleMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> ModuleMeta:
-        doc = json.loads(data)
+        doc = strictjson.loads(data)
         return cls(
             abi=doc["abi"],
             policy=doc["policy"],
@@ -172,6 +172,8 @@ def read_meta(wasm: bytes) -> ModuleMeta:
         raise ModuleMetaError(f"module has {len(sections)} {META_SECTION!r} custom sections; expected one")
     try:
         meta = ModuleMeta.from_json(sections[0])
+    except strictjson.JsonError as exc:
+        raise ModuleMetaError(f"{META_SECTION!r} section is not strict JSON: {exc}") from None
     except (ValueError, KeyError, TypeError) as exc:
         raise ModuleMetaError(f"{META_SECTION!r} section is malformed: {exc!r}") from None
     if meta.abi != ABI_VERSION:

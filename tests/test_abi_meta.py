@@ -40,9 +40,10 @@ def test_a_large_section_uses_a_multi_byte_length(compiled):
 @pytest.mark.parametrize(("mutate", "words"), [
     (lambda bare, meta: bare, "no 'sopcos.meta'"),
     (lambda bare, meta: bare + custom_section(abi.META_SECTION, meta) * 2, "2 'sopcos.meta'"),
-    (lambda bare, meta: bare + custom_section(abi.META_SECTION, b"{not json"), "malformed"),
+    (lambda bare, meta: bare + custom_section(abi.META_SECTION, b"{not json"), "not strict JSON"),
     (lambda bare, meta: bare + custom_section(abi.META_SECTION, b'{"abi": 1}'), "malformed"),
     (lambda bare, meta: bare + custom_section(abi.META_SECTION, b"[]"), "malformed"),
+    (lambda bare, meta: bare + custom_section(abi.META_SECTION, b'{"abi":1,"abi":1}'), "appears twice"),
     (lambda bare, meta: bare + custom_section(abi.META_SECTION, meta.replace(b'"abi":1', b'"abi":2')),
      "ABI version 2"),
     (lambda bare, meta: (bare + custom_section(abi.META_SECTION, meta))[:-5], "truncated"),
