@@ -194,10 +194,17 @@ class Envelope:
 
     def signing_bytes(self) -> bytes:
         """What is hashed and signed (SIP-009 §5.1): RFC 8785 JSON of the envelope without `signature`."""
-        return canonical_json({k: v for k, v in self.doc.items() if k != "signature"}, blob_is_base64=True)
+        return b"".join(self._signing_parts())
 
     def digest(self) -> bytes:
-        return hashlib.sha256(self.signing_bytes()).digest()
+        """SHA-256 of signing_bytes(), without building them in one piece."""
+        sha = hashlib.sha256()
+        for part in self._signing_parts():
+            sha.update(part)
+        return sha.digest()
+
+    def _signing_parts(self) -> tuple[bytes, ...]:
+        return canonical_parts({k: v for k, v in self.doc.items() if k != "signature"}, blob_is_base64=True)
 
     def content_aad(self) -> bytes:
         return artifact_crypto.content_aad(self.header, self.meta)
@@ -214,20 +221,26 @@ _QUOTED_MARKER = rfc8785.dumps(_MARKER)
 
 
 def canonical_json(doc: Mapping[str, Any], *, blob_is_base64: bool = False) -> bytes:
-    """RFC 8785 canonical JSON of an envelope document (with or without `signature`).
+    """RFC 8785 canonical JSON of an envelope document (with or without `signature`)."""
+    return b"".join(canonical_parts(doc, blob_is_base64=blob_is_base64))
+
+
+def canonical_parts(doc: Mapping[str, Any], *, blob_is_base64: bool = False) -> tuple[bytes, ...]:
+    """canonical_json in pieces whose concatenation is the canonical form (hashed without joining).
 
     With `blob_is_base64` (the caller has strictly decoded `payload.blob`, as `Envelope.parse` does),
-    the blob, the one large string, is put in verbatim where a marker was canonicalised: base64 text
+    the blob, the one large string, goes in verbatim where a marker was canonicalised: base64 text
     holds nothing RFC 8785 escapes, and rfc8785's escaper costs ≈0.4 ms per 100 KB. The result is
     rfc8785's byte for byte (tests/test_envelope.py); if the marker occurs elsewhere, rfc8785 does it all.
     """
     if not blob_is_base64:
-        return rfc8785.dumps(doc)
+        return (rfc8785.dumps(doc),)
     payload = doc["payload"]
     out = rfc8785.dumps({**doc, "payload": {**payload, "blob": _MARKER}})
     if out.count(_QUOTED_MARKER) != 1:
-        return rfc8785.dumps(doc)
-    return out.replace(_QUOTED_MARKER, b'"' + payload["blob"].encode("ascii") + b'"')
+        return (rfc8785.dumps(doc),)
+    head, tail = out.split(_QUOTED_MARKER)
+    return head + b'"', payload["blob"].encode("ascii"), b'"' + tail
 
 
 # -- schema error reporting ----------------------------------------------------------------------

@@ -81,8 +81,11 @@ def test_signature_is_low_s_over_the_canonical_envelope_without_signature(world)
 
 
 def test_the_file_is_canonical_json(world):
-    data = world.package(compiled(), encrypt_for=[GROUP]).to_bytes()
+    envelope = world.package(compiled(), encrypt_for=[GROUP])
+    data = envelope.to_bytes()
     assert rfc8785.dumps(json.loads(data)) == data
+    body = rfc8785.dumps({k: v for k, v in json.loads(data).items() if k != "signature"})
+    assert envelope.signing_bytes() == body and envelope.digest() == hashlib.sha256(body).digest()
 
 
 def test_packaging_is_reproducible(world):
