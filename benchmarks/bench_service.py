@@ -6,7 +6,8 @@
 A real `synapse serve` (uvicorn on loopback, 1 then 2 worker processes) with the boiler-guard policy
 compiled, signed, registered on a fresh ledger and uploaded through Axon; the decision log on (hash
 chain, seals, fsync every second) and the rate limiter on (with a limit far above the load). Load
-comes from wrk in a separate process: 32 connections, one POST body per request (a Lua script).
+comes from wrk in a separate process: one thread (it leaves the server the most CPU of a small
+machine), 32 connections, one POST body per request (a Lua script).
 
 Rows, per worker count:
   - POST /v1/evaluate   checks the request, evaluates in the wasm sandbox, appends the decision to
@@ -50,7 +51,7 @@ end
 
 
 def wrk(url: str, script: Path, seconds: float) -> dict[str, float]:
-    out = subprocess.run(["wrk", "-t2", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), url],
+    out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds:g}s", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     requests, duration_us, p50_us, p99_us, errors, non2xx = map(int, line.split()[1:])

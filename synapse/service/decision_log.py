@@ -26,8 +26,9 @@ many records follow the last seal, and the writer seals every `seal_every` recor
 seconds, and on every clean shutdown.
 
 Durability. Each record is written to the file with one write() before `append` returns, so a killed
-process loses nothing the kernel has; fsync runs at least every `fsync_interval` seconds, at every
-seal and on close (which covers a power loss up to that bound).
+process loses nothing the kernel has; a background thread fsyncs at least every `fsync_interval`
+seconds (outside the append lock), and rotation and close fsync too (a power loss costs at most
+that interval).
 
 Masking. A masked value is written as HMAC-SHA256(mask key, canonical JSON of the value). A plain
 hash would not do: telemetry values come from small domains (a badge number, a setpoint) and a
@@ -202,6 +203,7 @@ class DecisionLog:
         self._randbytes = randbytes
         self._lock = threading.Lock()
         self._canonical = TopLevelCanonicalizer()
+        self._fd_lock = threading.Lock()
         self._fd = -1
         self._size = 0
         self._dirty = False
@@ -244,8 +246,9 @@ class DecisionLog:
             self._append("stop", {})
             self._seal()
             self._fsync()
-            os.close(self._fd)
-            self._fd = -1
+            with self._fd_lock:
+                os.close(self._fd)
+                self._fd = -1
         self._closed.set()
         if self._syncer is not None and self._syncer is not threading.current_thread():
             self._syncer.join(timeout=5)
@@ -311,13 +314,15 @@ class DecisionLog:
         return record
 
     def _after_append(self) -> None:
+        # No fsync here, on the request path: the syncer thread does it (see _sync_loop).
         if self._unsealed >= self._seal_every:
             self._seal()
-            self._fsync()
         if self._size >= self._rotate_bytes:
             self._seal()
             self._fsync()
-            os.close(self._fd)
+            with self._fd_lock:
+                os.close(self._fd)
+                self._fd = -1
             self._start_segment(self._segment + 1)
 
     def _seal(self) -> None:
@@ -352,6 +357,8 @@ class DecisionLog:
         _fsync_dir(self.directory)
 
     def _sync_loop(self) -> None:
+        """Time-based seals, and fsync outside the append lock: an fsync can take tens of
+        milliseconds, and appends (the request path) must not wait for it."""
         period = min(self._fsync_interval, self._seal_interval)
         while not self._closed.wait(period):
             with self._lock:
@@ -359,7 +366,11 @@ class DecisionLog:
                     return
                 if self._unsealed and self._clock() - self._last_seal >= self._seal_interval:
                     self._seal()
-                self._fsync()
+                fd, dirty, self._dirty = self._fd, self._dirty, False
+            if dirty:
+                with self._fd_lock:  # close() and rotation take it before closing the descriptor
+                    if fd == self._fd:
+                        os.fsync(fd)
 
 
 def _fsync_dir(directory: Path) -> None:
