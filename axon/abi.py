@@ -134,6 +134,22 @@ def _read_u32_leb128(data: bytes, pos: int) -> tuple[int, int]:
     raise ModuleMetaError("module has a length field longer than 5 bytes")
 
 
+def custom_section(name: str, payload: bytes) -> bytes:
+    """A custom section (id 0) called `name`, to append to a module: how `sopcos.meta` is written."""
+    encoded = name.encode()
+    body = _u32_leb128(len(encoded)) + encoded + payload
+    return bytes([_CUSTOM_SECTION_ID]) + _u32_leb128(len(body)) + body
+
+
+def _u32_leb128(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
 def read_custom_sections(wasm: bytes, name: str) -> list[bytes]:
     """Payloads of every custom section called `name`, in module order.
 

@@ -43,26 +43,12 @@ def _data_string(data: bytes) -> str:
     return "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\{b:02x}" for b in data)
 
 
-def custom_section(name: str, payload: bytes) -> bytes:
-    body = _uleb128(len(name.encode())) + name.encode() + payload
-    return b"\x00" + _uleb128(len(body)) + body
-
-
-def _uleb128(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def assemble(wat: str, meta_json: bytes) -> bytes:
     try:
         module = bytes(wasmtime.wat2wasm(wat))
     except wasmtime.WasmtimeError as exc:
         raise InternalError(f"the assembler rejected the compiler's output (a bug in scc): {exc}") from None
-    return module + custom_section(abi.META_SECTION, meta_json)
+    return module + abi.custom_section(abi.META_SECTION, meta_json)
 
 
 # Identifiers: globals $t_NAME / $c_NAME (inputs), $let_NAME (a definition's cached value) and

@@ -16,6 +16,7 @@ from pathlib import Path
 import rfc8785
 import wasmtime
 
+from axon import abi
 from axon import envelope as env_mod
 from axon.artifact_crypto import Recipients, resolve_recipients
 from axon.envelope import Envelope, PackageSpec
@@ -93,26 +94,14 @@ def meta(policy: str = "boiler-guard", version: str = "1.2.0", **overrides: obje
     return doc
 
 
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def custom_section(name: str, payload: bytes) -> bytes:
-    body = _leb(len(name)) + name.encode() + payload
-    return b"\x00" + _leb(len(body)) + body
 
 
 def wat_module(wat: str = GOOD_WAT, *, pad: int = 0, **meta_fields: object) -> bytes:
     """A hand-written module with a `sopcos.meta` section (and `pad` bytes of padding before it)."""
     wasm = bytes(wasmtime.wat2wasm(f"(module {wat})"))
     if pad:
-        wasm += custom_section("padding", bytes(random.Random(pad).randbytes(pad)))
-    return wasm + custom_section("sopcos.meta", rfc8785.dumps(meta(**meta_fields)))
+        wasm += abi.custom_section("padding", bytes(random.Random(pad).randbytes(pad)))
+    return wasm + abi.custom_section(abi.META_SECTION, rfc8785.dumps(meta(**meta_fields)))
 
 
 @cache

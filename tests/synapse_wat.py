@@ -75,26 +75,8 @@ def meta(**fields: object) -> dict:
     return doc
 
 
-def _leb128(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def custom_section(name: str, payload: bytes) -> bytes:
-    name_bytes = name.encode()
-    body = _leb128(len(name_bytes)) + name_bytes + payload
-    return b"\x00" + _leb128(len(body)) + body
-
-
 def with_meta(wasm: bytes, doc: dict | None) -> bytes:
-    return wasm if doc is None else wasm + custom_section(abi.META_SECTION, rfc8785.dumps(doc))
+    return wasm if doc is None else wasm + abi.custom_section(abi.META_SECTION, rfc8785.dumps(doc))
 
 
 def policy_module(body: str, doc: dict | None, *, data: str = "", extra: str = "", locals_: str = "",

@@ -22,7 +22,7 @@ from scc import cli as scc_cli
 from scc.commands.package import parse_expiry
 from synapse import artifacts
 from synapse import cli as synapse_cli
-from tests.artifact_fixtures import GROUP, NOW, POLICIES, World, compiled, custom_section, make_world
+from tests.artifact_fixtures import GROUP, NOW, POLICIES, World, compiled, make_world
 from tests.test_verify import _set, _tamper_cases
 
 BOILER = POLICIES / "boiler-guard.json"
@@ -163,7 +163,7 @@ def _with_version(module: bytes, version: str, **meta_changes: object) -> bytes:
     start = module.rindex(b"\x0bsopcos.meta") - 1
     while module[start - 1] & 0x80 or module[start] != 0:  # back over the section's size to its id
         start -= 1
-    return module[:start] + custom_section(abi.META_SECTION, rfc8785.dumps(meta))
+    return module[:start] + abi.custom_section(abi.META_SECTION, rfc8785.dumps(meta))
 
 
 def test_rebuild(world, tmp_path, capsys):
