@@ -6,7 +6,15 @@ from collections.abc import Sequence
 
 from axon.clikit import run_cli
 
-DESCRIPTION = """Verify artifacts, keep the ledger, and exchange SIP-017 messages."""
+DESCRIPTION = """Axon, the trust layer: verify artifacts, keep the ledger, exchange SIP-017 messages.
+
+  axon verify ARTIFACT.sop --ledger L [--key NODEKEY] [--rebuild POLICY.json]
+  axon ledger init --ledger L --root-key ROOT.key     (then register-key, register-artifact, ...)
+  axon msg send --to DID --type CMD --body JSON --key KEYFILE --ledger L
+  axon tx decode HEX                                  fields, hash and sender of a transaction
+
+Exit status: 0 success, 1 verification failed, 2 usage or I/O error.
+"""
 
 # One module per subcommand; each adds itself with register(subparsers).
 COMMANDS = [

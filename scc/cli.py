@@ -8,9 +8,14 @@ from axon.clikit import run_cli
 
 DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
 
-  scc check POLICY.json          report every error in a policy (exit 1 if any)
-  scc compile POLICY.json -o OUT.wasm
-  scc test policies/             run NAME.test.json cases against the compiled modules
+  scc check POLICY.json                      report every error in a policy (exit 1 if any)
+  scc compile POLICY.json -o OUT.wasm        a metered WebAssembly module (--emit wat to read it)
+  scc test policies/                         run NAME.test.json cases against the compiled modules
+  scc keygen -o KEYFILE --name NAME          a secp256k1 signing key (file mode 0600)
+  scc package POLICY.json --key KEYFILE --kid DID -o OUT.sop
+  scc inspect OUT.sop                        what an artifact claims (axon verify checks it)
+
+Exit status: 0 success, 1 the policy/test/artifact failed, 2 usage or I/O error.
 """
 
 # One module per subcommand; each adds itself with register(subparsers).

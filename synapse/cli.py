@@ -6,10 +6,16 @@ from collections.abc import Sequence
 
 from axon.clikit import run_cli
 
-DESCRIPTION = """Run compiled Sopcos policies in a wasmtime sandbox and report decisions.
+DESCRIPTION = """Run Sopcos policies in a wasmtime sandbox and report decisions. Anything that goes
+wrong is a DENY with a reason: nothing fails open.
 
-  synapse eval MODULE --telemetry JSON --context JSON
-  synapse eval MODULE --input FILE.jsonl      one decision per line, in order
+  synapse eval ARTIFACT.sop --ledger L --telemetry JSON --context JSON   (verified by Axon first)
+  synapse eval MODULE.wasm --input FILE.jsonl    one decision per line (raw .wasm: development only)
+  synapse serve --ledger L --artifact A.sop      REST /v1/evaluate, artifact lifecycle, /metrics
+  synapse run --config sidecar.toml              the unattended sidecar beside a PLC
+  synapse decisions verify LOG                   check a tamper-evident decision log
+
+Exit status: 0 success, 1 verification/check failed, 2 usage or I/O error.
 """
 
 # One module per subcommand; each adds itself with register(subparsers).
