@@ -266,3 +266,26 @@ def test_tampered_service_log_is_detected(plant, capsys):
     seg.write_text("\n".join(lines) + "\n")
     assert synapse_main(["decisions", "verify", str(log_dir), *pin]) == 1
     assert "seq jumps" in capsys.readouterr().out
+
+
+def test_a_stored_file_altered_on_disk_is_refused_at_restart(plant):
+    good, _ = plant.artifact("1.0.0")
+    other, other_urn = plant.artifact("1.0.0", policy="kiln-guard", doc=BOILER)
+    cfg = config(plant)
+    first = Server(plant.dir, cfg).wait_ready()
+    try:
+        upload(first, good)
+        upload(first, other)
+    finally:
+        first.stop()
+    index = json.loads((plant.dir / "store" / "index.json").read_text())
+    altered = plant.dir / "store" / "artifacts" / index["artifacts"][other_urn]["file"]
+    altered.write_bytes(altered.read_bytes().replace(b'"LVL_3"', b'"LVL_1"', 1))
+    second = Server(plant.dir, cfg).wait_ready()
+    try:
+        assert second.client.post("/v1/evaluate", json=BODY).json()["verdict"] == "ALLOW"
+        refused = second.client.post("/v1/evaluate", json={**BODY, "policy": "kiln-guard"})
+        assert refused.status_code == 409 and "changed on disk" in refused.json()["message"]
+        assert second.client.get(f"/v1/artifacts/{other_urn}").json()["state"] == "rejected"
+    finally:
+        second.stop()

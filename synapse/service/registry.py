@@ -38,7 +38,7 @@ from synapse.service.errors import (
     RequestInvalid,
 )
 from synapse.service.ledger_link import LedgerLink, LedgerUnreachable, RecordingLedger, SnapshotLedger
-from synapse.service.store import ArtifactStore, Index, PolicyState, StoredArtifact
+from synapse.service.store import ArtifactStore, Index, PolicyState, StoredArtifact, StoreError
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
 
@@ -167,7 +167,7 @@ class Registry:
                 self._unload(urn, "unverifiable")
                 self._events("artifact_unverifiable", urn=urn, policy=entry.policy, reason=str(exc))
                 continue
-            except (AxonError, ArtifactRejected) as exc:
+            except (AxonError, ArtifactRejected, StoreError) as exc:  # StoreError: the file was altered
                 state = self._classify(urn, exc)
                 changes.append((urn, state, f"{exc} [{_code(exc)}]"))
                 self._unload(urn, state)
