@@ -87,33 +87,39 @@ def loggable(value: Any) -> Any:
     return str(value)
 
 
-class TopLevelCanonicalizer:
-    """RFC 8785 for a record, faster: the top-level object is assembled from rfc8785's own encoding of
-    each member, with the encodings of repeated members (field names, the policy, its URN, ...) cached.
+class RecordCanonicalizer:
+    """RFC 8785 for records, faster: objects are assembled from rfc8785's own encoding of each member,
+    and the encodings of repeated names and values (field names, the policy, its URN, telemetry names
+    and readings that recur) are cached.
 
-    RFC 8785 encodes an object as its members sorted by name (UTF-16 code units, which for the ASCII
-    names of a record is plain sorting), each `name:value` in canonical form, joined by commas; so the
-    result is byte-for-byte `rfc8785.dumps(record)` (tests/test_service_decision_log.py checks it on
-    generated records). Nested values (telemetry, context, logs) go to rfc8785 whole. A record with a
-    non-ASCII name is encoded by rfc8785 whole.
+    RFC 8785 encodes an object as its members sorted by name (UTF-16 code units, which for ASCII names
+    is plain sorting), each `name:value` in canonical form, joined by commas, so the result is
+    byte-for-byte `rfc8785.dumps(record)` (tests/test_service_decision_log.py checks it on generated
+    records). Arrays and objects with a non-ASCII name go to rfc8785 whole. Caching a float is safe:
+    the only distinct floats that compare equal, 0.0 and -0.0, have one encoding ("0").
     """
 
     _MAX_CACHED = 4096
-    # Members new in every record: caching them would only evict the ones that repeat.
+    # Top-level members new in every record: caching them would only evict the ones that repeat.
     _UNIQUE = frozenset({"seq", "time", "prev", "decision_id", "signature"})
 
     def __init__(self) -> None:
         self._cache: dict[tuple[type, Any], bytes] = {}
 
     def dumps(self, record: dict[str, Any]) -> bytes:
-        names = sorted(record)
-        if not all(name.isascii() for name in names):
-            return rfc8785.dumps(record)
-        members = [self._scalar(name) + b":" + self._value(name, record[name]) for name in names]
-        return b"{" + b",".join(members) + b"}"
+        return self._object(record, self._UNIQUE)
 
-    def _value(self, name: str, value: Any) -> bytes:
-        if name not in self._UNIQUE and (isinstance(value, str | int | bool) or value is None):
+    def _object(self, obj: dict[str, Any], unique: frozenset[str]) -> bytes:
+        names = sorted(obj)
+        if not all(type(name) is str and name.isascii() for name in names):
+            return rfc8785.dumps(obj)
+        return b"{" + b",".join(self._scalar(name) + b":" + self._value(obj[name], name in unique)
+                                for name in names) + b"}"
+
+    def _value(self, value: Any, unique: bool) -> bytes:
+        if type(value) is dict:
+            return self._object(value, frozenset())
+        if not unique and (value is None or type(value) in (str, int, float, bool)):
             return self._scalar(value)
         return rfc8785.dumps(value)
 
@@ -202,7 +208,7 @@ class DecisionLog:
         self._clock = clock
         self._randbytes = randbytes
         self._lock = threading.Lock()
-        self._canonical = TopLevelCanonicalizer()
+        self._canonical = RecordCanonicalizer()
         self._fd_lock = threading.Lock()
         self._fd = -1
         self._size = 0
