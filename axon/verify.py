@@ -4,7 +4,8 @@
 is one small function raising its own `VerifyError` subclass with a stable code (docs/artifacts.md):
 
      1 check_size           AXON-VERIFY-SIZE              the file is within VerifyConfig.max_artifact_bytes
-     2 check_json           AXON-VERIFY-JSON              strict UTF-8 JSON: no duplicate keys, NaN, floats
+     2 check_json           AXON-VERIFY-JSON              strict JSON (axon.strictjson); no floats,
+                                                        no lone surrogates, nesting <= 16
      3 check_schema         AXON-VERIFY-SCHEMA            SIP-009 §4 v1.1 schema (+ additions), strict base64
      4 check_magic          AXON-VERIFY-MAGIC             header.magic == "SOPC"
        check_version        AXON-VERIFY-VERSION           header.version == "1.1"
@@ -35,13 +36,13 @@ clock is a function. Decrypted modules exist only as bytes in the returned Verif
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from axon import strictjson
 from axon.abi import ModuleMeta
 from axon.artifact_crypto import ArtifactCryptoError, NotARecipient, decrypt_module
 from axon.envelope import (
@@ -183,7 +184,10 @@ class InstalledVersions:
     @classmethod
     def from_json(cls, text: str) -> InstalledVersions:
         """From `{"policy": "MAJOR.MINOR.PATCH", ...}`; ValueError names what is wrong."""
-        doc = json.loads(text)
+        try:
+            doc = strictjson.loads(text, max_depth=1)
+        except strictjson.JsonError as exc:
+            raise ValueError(f"not strict JSON: {exc}") from None
         versions = doc.values() if isinstance(doc, dict) else [None]
         valid = all(isinstance(v, str) and _SEMVER.fullmatch(v) for v in versions)
         if not valid:
@@ -244,63 +248,31 @@ def check_size(run: _Run) -> None:  # 1
         raise TooLarge(f"artifact is {len(run.data)} bytes; the limit is {run.config.max_artifact_bytes}")
 
 
-class _Duplicate(ValueError):
-    pass
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))
-        raise _Duplicate(f"key {duplicate!r} appears twice in one object")
-    return obj
-
-
-def _no_constant(name: str) -> Any:
-    raise _Duplicate(f"{name} is not a JSON number")
-
-
-def _no_float(text: str) -> Any:
-    raise _Duplicate(f"number {text[:40]} is not an integer; an envelope has only whole numbers")
-
-
 def check_json(run: _Run) -> None:  # 2
     try:
-        text = run.data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedJSON(f"artifact is not UTF-8 text (byte {exc.start})") from None
-    if text.startswith("\ufeff"):
-        raise MalformedJSON("artifact starts with a byte-order mark; JSON text must not")
-    try:
-        run.doc = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant,
-                             parse_float=_no_float)
-    except json.JSONDecodeError as exc:
-        raise MalformedJSON(f"not JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}") from None
-    except _Duplicate as exc:
-        raise MalformedJSON(f"not strict JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedJSON("JSON is nested too deeply") from None
-    _check_strings(run.doc, 0)
+        run.doc = strictjson.loads(run.data, max_depth=MAX_JSON_DEPTH, allow_floats=False)
+    except strictjson.JsonError as exc:
+        raise MalformedJSON(f"the artifact is not strict JSON: {exc}") from None
+    if run.data.find(b"\\") != -1:  # lone surrogates come only from \u escapes: no backslash, none
+        _no_lone_surrogates(run.doc)
 
 
-def _check_strings(value: Any, depth: int) -> None:
-    """Depth limit, and no lone UTF-16 surrogates (they have no UTF-8 form, so no canonical JSON)."""
-    if depth > MAX_JSON_DEPTH:
-        raise MalformedJSON(f"JSON is nested more than {MAX_JSON_DEPTH} levels deep")
+def _no_lone_surrogates(value: Any) -> None:
+    """An unpaired UTF-16 surrogate has no UTF-8 form, so the envelope would have no canonical JSON."""
     if isinstance(value, str):
         if not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError:
-                raise MalformedJSON("a string contains an unpaired UTF-16 surrogate escape") from None
+                raise MalformedJSON("the artifact is not strict JSON: a string contains an unpaired "
+                                    "UTF-16 surrogate escape") from None
     elif isinstance(value, dict):
         for key, item in value.items():
-            _check_strings(key, depth + 1)
-            _check_strings(item, depth + 1)
+            _no_lone_surrogates(key)
+            _no_lone_surrogates(item)
     elif isinstance(value, list):
         for item in value:
-            _check_strings(item, depth + 1)
+            _no_lone_surrogates(item)
 
 
 def check_schema(run: _Run) -> None:  # 3
