@@ -272,6 +272,8 @@ def test_retire_and_explicit_rollback(server, plant):
         assert server.client.put("/v1/artifacts", content=sop, headers=ADMIN).status_code == 201
     body = {"policy": "tank-guard", "telemetry": NORMAL, "context": AUTO}
     assert evaluate(server, body).json()["urn"] == new
+    # An older artifact is not served by naming its URN either: that would be a rollback too.
+    assert "not the active" in assert_error(evaluate(server, {**body, "policy": old}), 409)["message"]
     retired = server.client.post(f"/v1/artifacts/{new}/retire", headers=ADMIN)
     assert retired.status_code == 200 and retired.json()["state"] == "retired"
     assert_error(server.client.post(f"/v1/artifacts/{new}/retire", headers=ADMIN), 409)
@@ -282,6 +284,7 @@ def test_retire_and_explicit_rollback(server, plant):
     r = server.client.post("/v1/policies/tank-guard/rollback", json={"urn": old}, headers=ADMIN)
     assert r.status_code == 200 and r.json()["urn"] == old
     assert evaluate(server, body).json()["urn"] == old
+    assert evaluate(server, {**body, "policy": old}).status_code == 200
     policies = {p["policy"]: p for p in server.client.get("/v1/policies", headers=EVAL).json()["policies"]}
     assert policies["tank-guard"]["pinned"] == old and policies["tank-guard"]["floor"] == "1.2.0"
     for policy, urn in (("tank-guard", new), ("boiler-guard", old)):  # retired; another policy's artifact

@@ -2,6 +2,8 @@
 
 Rules (docs/service.md says the same for operators):
 - Only artifacts Axon verified are served; every stored artifact is verified again when loaded.
+- Requests name a policy, or an artifact URN; a URN is served only while it is its policy's active
+  artifact (so a client cannot pick an older version by itself).
 - The active artifact of a policy is its newest servable version (semantic version order; among equal
   versions the latest upload), unless an administrator pinned one (`rollback`).
 - A policy never falls back to an older version by itself: the highest version ever made active is
@@ -118,7 +120,14 @@ class Registry:
         if name.startswith("urn:"):
             served = view.servable.get(name)
             if served is not None:
-                return served
+                active = view.active.get(served.policy)
+                if active is served:
+                    return served
+                # Asking for another artifact by URN would be a rollback (or a preview) nobody authorised.
+                now = f"{active.urn} ({active.version})" if active else "none"
+                raise PolicyNotServed(f"artifact {name} ({served.policy} {served.version}) is not the active "
+                                      f"artifact of its policy (active: {now}); only an administrator's "
+                                      "rollback makes it serve")
             if name in view.known:
                 raise PolicyNotServed(f"artifact {name} is not served: {view.known[name]}")
             raise PolicyUnknown(f"no artifact {name} on this service")
