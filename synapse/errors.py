@@ -33,7 +33,11 @@ class LimitsError(SynapseError, ValueError):
 
 
 class ModuleError(SynapseError):
-    """A policy module cannot be run: unreadable, invalid, or refused by the interface check."""
+    """A policy module cannot be run: unreadable, invalid, or refused by the interface check.
+
+    The interface check is Axon's (axon/module_check.py); the sandbox turns each kind of its refusal
+    into the subclass below with the same message, so the runtime's codes do not depend on Axon's.
+    """
 
     code = "SYNAPSE-MODULE"
 
@@ -45,7 +49,7 @@ class ModuleUnreadable(ModuleError):
 
 
 class ModuleInvalid(ModuleError):
-    """The bytes are not a WebAssembly module this sandbox accepts (wasmtime refused to compile them)."""
+    """Not a WebAssembly module this sandbox accepts (wasmtime would not validate or compile the bytes)."""
 
     code = "SYNAPSE-MODULE-INVALID"
 

@@ -1,11 +1,13 @@
 """The hermetic sandbox (SIP-009 §6): one wasmtime engine, the interface check, stores with limits.
 
 Stages, each a function that raises its own error:
-  1. `compile_module`     wasmtime compiles the bytes (once; the Module is reused for every evaluation)
-  2. `read_module_meta`   the `sopcos.meta` section decodes and speaks our ABI version
-  3. `check_meta`         its rules, default, sites, gas and input declarations are usable
-  4. `check_imports`      only the Sopcos host functions, with their exact signatures (SIP-009 §6.2)
-  5. `check_exports`      exactly `memory` (one page, min = max) and `evaluate` (i64) -> i32
+  1. `check_interface`    Axon's module check (axon/module_check.py, the one set of ABI rules, SIP-009
+                          §6.2): valid wasm with the same features off as this engine, only the Sopcos
+                          host functions with their exact signatures, exactly `memory` (one page,
+                          min = max) and `evaluate` (i64) -> i32, a `sopcos.meta` for our ABI version;
+                          its refusals become ours. It runs first: a refused module is never compiled.
+  2. `check_meta`         the meta's rules, default, sites, gas and input declarations are usable
+  3. `compile_module`     wasmtime compiles the bytes (once; the Module is reused for every evaluation)
 `load_module` runs them in order and returns a `PolicyModule`.
 
 Engine. One per process, shared by every evaluator: fuel on (a second meter beside the module's own
@@ -29,10 +31,10 @@ from dataclasses import dataclass
 
 import wasmtime
 
-from axon import abi
-from axon.abi import ModuleMeta, ModuleMetaError, Verdict, read_meta
+from axon import module_check
+from axon.abi import ModuleMeta, Verdict
 from axon.module_check import FEATURES_OFF
-from synapse.errors import ExportRefused, ImportRefused, LimitsError, MetaRefused, ModuleInvalid
+from synapse.errors import ExportRefused, ImportRefused, LimitsError, MetaRefused, ModuleError, ModuleInvalid
 from synapse.inputs import InputSpecs
 
 EPOCH_TICK_MS = 1.0
@@ -148,7 +150,7 @@ def _tick(target: wasmtime.Engine) -> None:
         target.increment_epoch()
 
 
-# -- loading: meta, compile, interface check -----------------------------------------------------
+# -- loading: interface check, meta, compile ------------------------------------------------------
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,19 +164,39 @@ class PolicyModule:
 
 def load_module(wasm: bytes) -> PolicyModule:
     """Run the loading stages in order; raise the first stage's error."""
-    module = compile_module(wasm)
-    meta = read_module_meta(wasm)
+    meta = check_interface(wasm).meta
     inputs = check_meta(meta)
-    check_imports(module)
-    check_exports(module)
-    return PolicyModule(meta, inputs, module)
+    return PolicyModule(meta, inputs, compile_module(wasm))
 
 
-def read_module_meta(wasm: bytes) -> ModuleMeta:
+def check_interface(wasm: bytes) -> module_check.ModuleInterface:
+    # Before compiling, so that a refused module costs no compilation. wasmtime validates once here and
+    # once more when compiling: ≈0.3 ms of ≈140 ms for 1,000 rules. Checking after compiling instead
+    # would not save it safely: wasmtime-py compiles WAT *text* too, whose bytes are no binary to read.
     try:
-        return read_meta(wasm)
-    except ModuleMetaError as exc:
-        raise MetaRefused(f"module refused: {exc}") from None
+        return module_check.check_module(bytes(wasm))
+    except module_check.ModuleInterfaceError as exc:
+        raise _refused(exc) from None
+
+
+def compile_module(wasm: bytes) -> wasmtime.Module:
+    try:
+        return wasmtime.Module(engine(), bytes(wasm))
+    except wasmtime.WasmtimeError as exc:
+        raise _refused(module_check.WasmInvalid.from_wasmtime(exc)) from None
+
+
+# Axon's refusal -> the runtime's error (and code) for it.
+_REFUSALS: dict[type[module_check.ModuleInterfaceError], type[ModuleError]] = {
+    module_check.WasmInvalid: ModuleInvalid,
+    module_check.ImportMismatch: ImportRefused,
+    module_check.ExportMismatch: ExportRefused,
+    module_check.MetaUnreadable: MetaRefused,
+}
+
+
+def _refused(exc: module_check.ModuleInterfaceError) -> ModuleError:
+    return _REFUSALS.get(type(exc), ModuleError)(f"module refused: {exc}")
 
 
 def check_meta(meta: ModuleMeta) -> InputSpecs:
@@ -192,90 +214,6 @@ def check_meta(meta: ModuleMeta) -> InputSpecs:
     if not all(isinstance(site, str) for site in meta.sites):
         raise MetaRefused("module refused: sopcos.meta sites must be JSON Pointer strings")
     return InputSpecs(meta)
-
-
-def compile_module(wasm: bytes) -> wasmtime.Module:
-    try:
-        return wasmtime.Module(engine(), bytes(wasm))
-    except wasmtime.WasmtimeError as exc:
-        detail = " ".join(str(exc).split())
-        raise ModuleInvalid(
-            f"module refused: not a valid WebAssembly module for this sandbox: {detail}"
-        ) from None
-
-
-def _signature(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
-
-
-def _show(signature: tuple[tuple[str, ...], tuple[str, ...]]) -> str:
-    params, results = signature
-    return f"({', '.join(params)}) -> ({', '.join(results)})"
-
-
-def _kind(ty: object) -> str:
-    return {wasmtime.FuncType: "function", wasmtime.MemoryType: "memory", wasmtime.TableType: "table",
-            wasmtime.GlobalType: "global"}.get(type(ty), type(ty).__name__)
-
-
-def check_imports(module: wasmtime.Module) -> None:
-    """Every import is one of the Sopcos host functions with its exact signature, at most once."""
-    seen: set[str] = set()
-    for item in module.imports:
-        where = f'"{item.module}"."{item.name}"'
-        if item.module != abi.IMPORT_MODULE or item.name not in abi.HOST_FUNCTIONS:
-            raise ImportRefused(
-                f"module refused: it imports {where} ({_kind(item.type)}); a policy module may import "
-                f"only {', '.join(abi.HOST_FUNCTIONS)} from \"{abi.IMPORT_MODULE}\""
-            )
-        if not isinstance(item.type, wasmtime.FuncType):
-            raise ImportRefused(f"module refused: it imports {where} as a {_kind(item.type)}, not a function")
-        expected = abi.HOST_FUNCTIONS[item.name]
-        if _signature(item.type) != expected:
-            raise ImportRefused(
-                f"module refused: it imports {where} with signature {_show(_signature(item.type))}; "
-                f"the host function is {_show(expected)}"
-            )
-        if item.name in seen:
-            raise ImportRefused(f"module refused: it imports {where} twice")
-        seen.add(item.name)
-
-
-def check_exports(module: wasmtime.Module) -> None:
-    """The exports are exactly `memory` (one page, min = max, not shared) and `evaluate` (i64) -> i32."""
-    exports = {item.name: item.type for item in module.exports}
-    allowed = (abi.EXPORT_MEMORY, abi.EXPORT_EVALUATE)
-    for name, ty in exports.items():
-        if name not in allowed:
-            raise ExportRefused(
-                f'module refused: it exports "{name}" ({_kind(ty)}); a policy module exports exactly '
-                f'"{abi.EXPORT_MEMORY}" and "{abi.EXPORT_EVALUATE}"'
-            )
-    for name in allowed:
-        if name not in exports:
-            raise ExportRefused(f'module refused: it does not export "{name}"')
-    memory = exports[abi.EXPORT_MEMORY]
-    if not isinstance(memory, wasmtime.MemoryType):
-        raise ExportRefused(
-            f'module refused: its export "{abi.EXPORT_MEMORY}" is a {_kind(memory)}, not a memory'
-        )
-    limits = memory.limits
-    if memory.is_64 or memory.is_shared or limits.min != abi.MEMORY_PAGES or limits.max != abi.MEMORY_PAGES:
-        raise ExportRefused(
-            f'module refused: its memory must be exactly {abi.MEMORY_PAGES} page (min = max = '
-            f"{abi.MEMORY_PAGES}, 32-bit, not shared); it has min {limits.min}, max {limits.max}"
-            + (", 64-bit" if memory.is_64 else "") + (", shared" if memory.is_shared else "")
-        )
-    evaluate = exports[abi.EXPORT_EVALUATE]
-    if not isinstance(evaluate, wasmtime.FuncType):
-        raise ExportRefused(
-            f'module refused: its export "{abi.EXPORT_EVALUATE}" is a {_kind(evaluate)}, not a function'
-        )
-    if _signature(evaluate) != abi.EVALUATE_SIGNATURE:
-        raise ExportRefused(
-            f'module refused: its "{abi.EXPORT_EVALUATE}" has signature {_show(_signature(evaluate))}; '
-            f"the ABI requires {_show(abi.EVALUATE_SIGNATURE)}"
-        )
 
 
 # -- stores ----------------------------------------------------------------------------------------
