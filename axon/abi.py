@@ -118,7 +118,7 @@ WASM_MAGIC = b"\x00asm\x01\x00\x00\x00"
 _CUSTOM_SECTION_ID = 0
 
 
-def _read_u32_leb128(data: bytes, pos: int) -> tuple[int, int]:
+def read_u32_leb128(data: bytes, pos: int) -> tuple[int, int]:
     """Decode one unsigned LEB128 u32 at `pos`; return (value, next position)."""
     value = 0
     for shift in range(0, 35, 7):
@@ -161,12 +161,12 @@ def read_custom_sections(wasm: bytes, name: str) -> list[bytes]:
     pos = len(WASM_MAGIC)
     while pos < len(wasm):
         section_id = wasm[pos]
-        size, body = _read_u32_leb128(wasm, pos + 1)
+        size, body = read_u32_leb128(wasm, pos + 1)
         end = body + size
         if end > len(wasm):
             raise ModuleMetaError("module is truncated inside a section")
         if section_id == _CUSTOM_SECTION_ID:
-            name_len, name_at = _read_u32_leb128(wasm, body)
+            name_len, name_at = read_u32_leb128(wasm, body)
             if name_at + name_len > end:
                 raise ModuleMetaError("custom section name runs past its section")
             if wasm[name_at : name_at + name_len] == name.encode():

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import wasmtime
 
 from axon import abi
-from axon.abi import ModuleMeta, ModuleMetaError, read_meta
+from axon.abi import ModuleMeta, ModuleMetaError, read_meta, read_u32_leb128
 from axon.errors import AxonError
 
 # Features a policy module never uses; validating without them means a module that needs any of
@@ -189,14 +189,7 @@ class _Sections:
             pos = body + size
 
     def _u32(self, pos: int) -> tuple[int, int]:
-        value = shift = 0
-        while True:
-            byte = self._wasm[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            if not byte & 0x80:
-                return value, pos
-            shift += 7
+        return read_u32_leb128(self._wasm, pos)
 
     def _name(self, pos: int) -> tuple[str, int]:
         size, pos = self._u32(pos)

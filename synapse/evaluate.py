@@ -169,7 +169,7 @@ class Evaluator:
     def from_wasm(
         cls, wasm: bytes, *, limits: Limits | None = None, clock: Callable[[], float] = time.time
     ) -> Evaluator:
-        """Load (meta, compile, interface check) and instantiate a raw module."""
+        """Load (interface check, meta, compile) and instantiate a raw module."""
         return cls(load_module(wasm), limits=limits, clock=clock)
 
     def evaluate(self, telemetry: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Decision:
