@@ -3,6 +3,7 @@ commands through the ledger, and a clean SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import time
@@ -15,7 +16,7 @@ from axon.messaging.inbox import LedgerInbox
 from axon.messaging.inner import Message
 from axon.messaging.receiver import Receiver
 from synapse.cli import main as synapse_main
-from synapse.service.sidecar import parse_line
+from synapse.service.sidecar import FeedReader, parse_line
 from tests.service_support import AUTO, NORMAL, Plant, Server, write_config
 
 HALT = {**NORMAL, "pressure_bar": 99}
@@ -193,3 +194,23 @@ def test_feed_line_forms():
     assert parse_line(b'{"a": 1}', 3).telemetry == {"a": 1}
     full = parse_line(b'{"telemetry": {"a": true}, "context": {"m": "AUTO"}, "policy": "p"}', 1)
     assert (full.telemetry, full.context, full.policy) == ({"a": True}, {"m": "AUTO"}, "p")
+
+
+def test_a_followed_file_is_read_as_it_grows(tmp_path):
+    feed = tmp_path / "feed.jsonl"
+    feed.write_bytes(b'{"a": 1}\n{"a": ')  # the writer is in the middle of line 2
+
+    async def scenario():
+        queue: asyncio.Queue = asyncio.Queue()
+        reader = FeedReader(str(feed), True, asyncio.get_running_loop(), queue)
+        reader.start()
+        first = await asyncio.wait_for(queue.get(), 5)
+        with feed.open("ab") as fh:
+            fh.write(b'2}\n\n{"a": 3}\n')
+        second = await asyncio.wait_for(queue.get(), 5)
+        third = await asyncio.wait_for(queue.get(), 5)
+        reader.stop()
+        return first, second, third
+
+    first, second, third = asyncio.run(scenario())
+    assert first == (1, b'{"a": 1}') and second == (2, b'{"a": 2}') and third == (4, b'{"a": 3}')

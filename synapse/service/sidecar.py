@@ -22,6 +22,7 @@ evaluation and its log record are one synchronous step), then the service seals 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -99,7 +100,8 @@ class FeedReader:
         self._stop.set()
 
     def _put(self, item: Any) -> None:
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+        with contextlib.suppress(RuntimeError):  # the loop is closed: shutting down, nobody listens
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
     def _run(self) -> None:
         # Raw os.read on the descriptor: a daemon thread blocked in a buffered reader's readline would
