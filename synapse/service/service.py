@@ -65,6 +65,10 @@ class PolicyService:
                                rotate_bytes=cfg.rotate_bytes, seal_every=cfg.seal_every,
                                seal_interval=cfg.seal_interval, fsync_interval=cfg.fsync_interval,
                                masker=masker, clock=self._clock).open()
+        if self.config.ledger.path is None:
+            logs.event("no_ledger_configured", logging.WARNING,
+                       reason="without a ledger Axon can verify nothing: only stored artifacts with their "
+                              "last known ledger facts can be served")
         for path in preload or []:
             self.preload(path)
         self.registry.refresh(force=True)
