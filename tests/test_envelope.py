@@ -5,11 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 
 import jsonschema
 import pytest
 import rfc8785
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from axon import envelope as env_mod
@@ -149,3 +150,43 @@ def test_format_errors_carry_a_json_pointer(world, edit, pointer):
     with pytest.raises(EnvelopeFormatError) as info:
         Envelope.parse(doc)
     assert info.value.pointer == pointer and str(info.value).startswith(pointer)
+
+
+# -- strict base64, whichever decoder is installed ----------------------------------------------------
+
+# Strict base64 as a regular expression, independent of any decoder: whole quads, then at most one
+# final quad with one or two `=`.
+_STRICT_B64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+_B64_EDGES = ["", "AAAA", "AA==", "AAA=", "AB==", "AAAA=", "AAAA==", "AAAA====", "AAA=AAAA", "AA=A", "=AAA",
+              "====", "A===", "AAA", "AAAAA", "AAAA\n", " AAAA", "AA-_", "AAAA\x00", "AAé=", "QUJD+/9="]
+
+
+@pytest.fixture(params=sorted(env_mod.BASE64_DECODERS))
+def decoder(request, monkeypatch):
+    monkeypatch.setattr(env_mod, "_decode_base64", env_mod.BASE64_DECODERS[request.param])
+    return request.param
+
+
+def _agrees_with_the_regex(text: str) -> None:
+    decoded = env_mod.strict_b64decode(text)
+    if re.fullmatch(_STRICT_B64, text, re.ASCII):
+        assert decoded == base64.b64decode(text), text
+    else:
+        assert decoded is None, text
+
+
+@pytest.mark.parametrize("text", _B64_EDGES)
+def test_strict_base64_edge_cases(decoder, text):
+    _agrees_with_the_regex(text)
+
+
+@settings(max_examples=300, deadline=None,  # the fixture only picks the decoder: same for every input
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text("AQw/+=-_ \n\x00é", max_size=16))
+def test_strict_base64_is_the_regex(decoder, text):
+    _agrees_with_the_regex(text)
+
+
+def test_the_installed_decoder_is_the_one_parse_uses():
+    preferred = "pybase64" if "pybase64" in env_mod.BASE64_DECODERS else "binascii"
+    assert env_mod._decode_base64 is env_mod.BASE64_DECODERS[preferred]
