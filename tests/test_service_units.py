@@ -51,6 +51,7 @@ def test_config_file_values_and_relative_paths(tmp_path):
     ('[[auth.tokens]]\nname = "x"\nsha256 = "abc"\nscopes = ["admin"]\n', "64 lowercase hex", False),
     (f'[[auth.tokens]]\nname = "x"\nsha256 = "{"a" * 64}"\nscopes = ["root"]\n', "scopes must be", False),
     ('[server]\nhost = "0.0.0.0"\n', "refusing to bind 0.0.0.0", False),
+    ('[server]\nhost = "0.0.0.0"\n[ledger]\npath = "l.db"\n', "evaluation open to the network", False),
 ])
 def test_config_errors_say_what_and_where(tmp_path, text, message, names_file):
     path = tmp_path / "bad.toml"

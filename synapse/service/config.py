@@ -201,6 +201,10 @@ class ServiceConfig:
             raise ConfigError(
                 f"refusing to bind {s.host}: only loopback addresses may be served without authentication; "
                 "configure [[auth.tokens]] or a ledger for signed requests")
+        if not self.is_loopback and not self.auth.tokens and not self.auth.open_evaluate:
+            raise ConfigError(
+                f"refusing to bind {s.host} with evaluation open to the network by default: configure "
+                "[[auth.tokens]] with the evaluate scope, or say auth.open_evaluate = true")
         return self
 
 
