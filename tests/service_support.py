@@ -3,6 +3,7 @@ real `synapse serve` / `synapse run` process on a free loopback port."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import signal
@@ -115,6 +116,18 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]], tokens: list[d
     return path
 
 
+_RUNNING: list[subprocess.Popen] = []
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """A test that failed before stopping its server must not leave the process behind."""
+    for proc in _RUNNING:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 class Server:
     """`synapse serve|run --config ...` in a subprocess; stderr (JSON logs) goes to a file."""
 
@@ -128,6 +141,7 @@ class Server:
         self.proc = subprocess.Popen(cmd + (args or []), cwd=workdir, stdout=subprocess.PIPE,
                                      stderr=self._stderr, stdin=stdin,
                                      env={**os.environ, **(env or {})})
+        _RUNNING.append(self.proc)
         self.base = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.base, timeout=30)
 
