@@ -1,14 +1,18 @@
-"""Axon's exception tree. Every error has a stable machine-readable `code`."""
+"""The shape every package's exception tree shares, and Axon's own root.
+
+Each package roots its errors in one class (`AxonError`, `synapse.errors.SynapseError`,
+`scc.errors.SccError`) built on `CodedError`: a stable machine-readable `code` and a message for people.
+"""
 
 from __future__ import annotations
 
 
-class AxonError(Exception):
-    """Root of every error raised by `axon`. `code` is stable; the message is for people."""
+class CodedError(Exception):
+    """An error with a stable `code` (for scripts and APIs) and a message (for people)."""
 
-    code = "AXON"
+    code = "ERROR"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
         super().__init__(message)
         if code is not None:
             self.code = code
@@ -19,3 +23,9 @@ class AxonError(Exception):
 
     def to_dict(self) -> dict[str, str]:
         return {"code": self.code, "message": self.message}
+
+
+class AxonError(CodedError):
+    """Root of every error raised by `axon`."""
+
+    code = "AXON"

@@ -11,6 +11,8 @@ import enum
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from axon.errors import CodedError
+
 
 class Severity(enum.StrEnum):
     ERROR = "error"
@@ -109,17 +111,10 @@ class Diagnostic:
         return f"{where}: {self.code} {self.message}{at}"
 
 
-class SccError(Exception):
+class SccError(CodedError):
     """Root of every error raised by `scc`. `code` is stable; the message is for people."""
 
     code = "SCC"
-
-    @property
-    def message(self) -> str:
-        return str(self)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
 
 
 class PolicyError(SccError):

@@ -7,23 +7,13 @@ decision path raises them to a caller: `Evaluator.evaluate` turns every failure 
 
 from __future__ import annotations
 
+from axon.errors import CodedError
 
-class SynapseError(Exception):
+
+class SynapseError(CodedError):
     """Root of every error raised by `synapse`. `code` is stable; the message is for people."""
 
     code = "SYNAPSE"
-
-    def __init__(self, message: str, *, code: str | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-    @property
-    def message(self) -> str:
-        return str(self)
-
-    def to_dict(self) -> dict[str, str]:
-        return {"code": self.code, "message": self.message}
 
 
 class LimitsError(SynapseError, ValueError):
