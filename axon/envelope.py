@@ -36,6 +36,10 @@ try:  # optional: a SIMD base64 decoder, see BASE64_DECODERS
     import pybase64
 except ImportError:
     pybase64 = None
+try:  # optional: a compiled validator of the same schema, see _known_valid
+    import jsonschema_rs
+except ImportError:
+    jsonschema_rs = None
 
 from axon import artifact_crypto
 from axon.abi import read_meta
@@ -74,6 +78,25 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(_expand_refs(schema(), schema()["$defs"]))
 
 
+@cache
+def _compiled_validator() -> Any:
+    return None if jsonschema_rs is None else jsonschema_rs.Draft202012Validator(schema())
+
+
+def _known_valid(doc: Any) -> bool:
+    """jsonschema-rs, compiled from the same schema, says "valid" in ~4 µs where jsonschema takes ~140;
+    only that answer is taken from it. Anything else (not installed, invalid, a value it cannot convert)
+    goes to jsonschema, the reference, which also words the error (tests/test_envelope.py checks that
+    the two agree)."""
+    compiled = _compiled_validator()
+    if compiled is None:
+        return False
+    try:
+        return compiled.is_valid(doc)
+    except ValueError:  # e.g. a lone surrogate or a key that is not a string: the reference decides
+        return False
+
+
 def _expand_refs(node: Any, defs: dict[str, Any]) -> Any:
     if isinstance(node, dict):
         if "$ref" in node:
@@ -102,7 +125,8 @@ def _simd_decode(text: str) -> bytes:
 BASE64_DECODERS: dict[str, Callable[[str], bytes]] = {"binascii": _binascii_decode}
 if pybase64 is not None:
     BASE64_DECODERS["pybase64"] = _simd_decode
-_decode_base64 = BASE64_DECODERS.get("pybase64", _binascii_decode)
+BASE64_DECODER = "pybase64" if pybase64 is not None else "binascii"  # the one parse uses
+_decode_base64 = BASE64_DECODERS[BASE64_DECODER]
 
 
 def strict_b64decode(text: str) -> bytes | None:
@@ -154,9 +178,10 @@ class Envelope:
     @classmethod
     def parse(cls, doc: Any) -> Envelope:
         """Check `doc` against the schema and decode its base64 fields; EnvelopeFormatError otherwise."""
-        error = _first_error(list(_validator().iter_errors(doc)))
-        if error is not None:
-            raise EnvelopeFormatError(_pointer(error.absolute_path), _describe(error))
+        if not _known_valid(doc):
+            error = _first_error(list(_validator().iter_errors(doc)))
+            if error is not None:
+                raise EnvelopeFormatError(_pointer(error.absolute_path), _describe(error))
         blob = _b64decode(doc["payload"]["blob"], "/payload/blob", canonical=False)
         signature = _b64decode(doc["signature"], "/signature", canonical=True)
         encryption = doc["encryption"]

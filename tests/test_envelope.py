@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import json
 import re
@@ -187,6 +188,109 @@ def test_strict_base64_is_the_regex(decoder, text):
     _agrees_with_the_regex(text)
 
 
-def test_the_installed_decoder_is_the_one_parse_uses():
+def test_the_fastest_installed_decoder_is_the_one_parse_uses():
     preferred = "pybase64" if "pybase64" in env_mod.BASE64_DECODERS else "binascii"
+    assert preferred == env_mod.BASE64_DECODER
     assert env_mod._decode_base64 is env_mod.BASE64_DECODERS[preferred]
+
+
+# -- the compiled schema validator agrees with jsonschema -------------------------------------------
+
+@pytest.fixture(scope="module")
+def envelopes(tmp_path_factory) -> list[dict]:
+    """A plain envelope, one encrypted for a group and one for a list of recipients (a DID and a key)."""
+    world = make_world(tmp_path_factory.mktemp("schema"))
+    listed = [world.node.did, world.node2.key.public_key.hex()]
+    built = [world.package(wat_module(), register=False),
+             world.package(wat_module(), encrypt_for=[GROUP], expires_at=NOW + 60, register=False),
+             world.package(wat_module(), encrypt_for=listed, register=False)]
+    return [json.loads(envelope.to_bytes()) for envelope in built]
+
+
+def _reference_valid(doc) -> bool:
+    return env_mod._validator().is_valid(doc)
+
+
+def _leaves(node, path=()):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            yield from _leaves(value, (*path, key))
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _leaves(value, (*path, index))
+    yield path, node
+
+
+def _at(doc, path):
+    for step in path:
+        doc = doc[step]
+    return doc
+
+
+def _replaced(doc, path, value):
+    doc = copy.deepcopy(doc)
+    if not path:
+        return value
+    _at(doc, path[:-1])[path[-1]] = value
+    return doc
+
+
+def _near(value) -> list:
+    """Values just inside and just outside whatever the schema says about a field holding `value`."""
+    if isinstance(value, bool):
+        return [not value, int(value), None, str(value).lower()]
+    if isinstance(value, int):
+        return [-1, 0, 1, 65535, 65536, 253402300799, 253402300800, 2**53 - 1, 2**53, 2**64, -(2**70),
+                True, str(value), None]
+    if isinstance(value, str):
+        return [value + "\n", value + " ", value[:-1], value + value[-1:], value.upper(), "", "\n" + value,
+                value.replace("=", "A"), value[:-2] + "==", value + "é", 12, None, [value]]
+    if isinstance(value, list):
+        return [[], value + value, value[:1], {}, "x"]
+    return [{}, {**value, "extra": 1}, [value], None]
+
+
+def test_the_compiled_validator_is_used_for_valid_envelopes(envelopes, monkeypatch):
+    for doc in envelopes:
+        assert env_mod._known_valid(doc)
+    monkeypatch.setattr(env_mod, "_validator", None)  # parse must not need jsonschema for a valid envelope
+    Envelope.parse(envelopes[1])
+
+
+def test_the_compiled_validator_agrees_near_every_field(envelopes):
+    edits = []
+    for doc in envelopes:
+        for path, value in _leaves(doc):
+            edits += [(path, _replaced(doc, path, other)) for other in _near(value)]
+            parent = _at(doc, path[:-1]) if path else None
+            if isinstance(parent, dict):  # the field left out
+                without = {k: v for k, v in parent.items() if k != path[-1]}
+                edits.append((path, _replaced(doc, path[:-1], without)))
+    for path, edited in edits:
+        assert env_mod._known_valid(edited) == _reference_valid(edited), path
+    assert len(edits) > 500 and sum(map(_reference_valid, (e for _, e in edits))) > 20  # both answers seen
+
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.text(max_size=8),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                 max_size=3),
+                     max_leaves=5)
+_chars = "aA0:/+=#._-\n é\x00"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_the_compiled_validator_agrees_on_random_edits(envelopes, data):
+    doc = data.draw(st.sampled_from(envelopes))
+    for _ in range(data.draw(st.integers(1, 3))):
+        path, value = data.draw(st.sampled_from(list(_leaves(doc))))
+        if isinstance(value, str) and value and data.draw(st.booleans()):
+            at = data.draw(st.integers(0, len(value)))
+            cut = data.draw(st.integers(0, 1))
+            value = value[:at] + data.draw(st.text(_chars, max_size=2)) + value[at + cut:]
+        elif isinstance(value, dict) and data.draw(st.booleans()):
+            value = {**value, data.draw(st.text(_chars, max_size=6)): data.draw(_json)}
+        else:
+            value = data.draw(_json)
+        doc = _replaced(doc, path, value)
+    assert env_mod._known_valid(doc) == _reference_valid(doc)
