@@ -128,6 +128,10 @@ if pybase64 is not None:
 BASE64_DECODER = "pybase64" if pybase64 is not None else "binascii"  # the one parse uses
 _decode_base64 = BASE64_DECODERS[BASE64_DECODER]
 
+# The optional packages in use, each under the rules of the reference it stands in for (benchmarks name them).
+ACCELERATORS = tuple(name for name, module in (("pybase64", pybase64), ("jsonschema-rs", jsonschema_rs))
+                     if module is not None)
+
 
 def strict_b64decode(text: str) -> bytes | None:
     """Strict base64, or None: only the RFC 4648 alphabet, a multiple of 4 characters, and `=` only as

@@ -9,6 +9,8 @@ Rows:
   - verify: Axon's whole Verifier.verify, all 18 checks (size, strict JSON, schema, header, signer,
     signature, hashes, authority, ledger registration/revocation/supersession, time, rollback, module
     interface). Target: under 1 ms.
+  - verify without accelerators: the same, with binascii and jsonschema only (what runs when the
+    optional pybase64 and jsonschema-rs are not installed).
   - verify core: what the issue names, signature + hash + ledger look-ups, on an envelope already
     parsed: the signer's key and the artifact's record from the ledger, the RFC 8785 signing bytes,
     SHA-256 and ECDSA verify, SHA-256 of the blob.
@@ -19,7 +21,7 @@ Rows:
   - per-check breakdown of the plain verify, so a regression shows where it is.
 Each figure is the median of many short rounds (the best round is shown too): on a shared machine a
 short round is often not interrupted, so the median is the machine's speed, not its load; the load
-average is printed with the table. The header names the base64 decoder in use (axon.envelope).
+average is printed with the table. The header names the optional accelerators in use (axon.envelope).
 """
 
 from __future__ import annotations
@@ -32,7 +34,8 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,8 +44,9 @@ sys.path.insert(0, str(ROOT))
 import coincurve  # noqa: E402
 
 from axon import abi, verify  # noqa: E402
+from axon import envelope as sop_envelope  # noqa: E402
 from axon.artifact_crypto import resolve_recipients  # noqa: E402
-from axon.envelope import BASE64_DECODER, PackageSpec, build, verify_signature  # noqa: E402
+from axon.envelope import PackageSpec, build, verify_signature  # noqa: E402
 from axon.keys import Identity, SigningKey  # noqa: E402
 from axon.ledger import Ledger, ops  # noqa: E402
 from scc.compiler import compile_policy  # noqa: E402
@@ -155,12 +159,16 @@ def main(argv: list[str] | None = None) -> int:
             ("baseline: Evaluator.from_wasm, no verification", load_unverified, load_n, None),
         ]
         rows = [(name, *per_op_us(fn, count, rounds), target) for name, fn, count, target in measured]
+        with reference_paths():
+            rows.insert(1, ("verify  the same without accelerators", *per_op_us(verify_plain, n, rounds),
+                            TARGET_VERIFY_US))
         breakdown = check_breakdown(verifier, plain_bytes, ledger, samples)
         ledger.close()
 
     print(f"Artifact verification: module {len(module):,} bytes, .sop file {len(plain_bytes):,} bytes "
-          f"(encrypted {len(sealed_bytes):,}); base64 by {BASE64_DECODER}; median of {rounds} rounds; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+          f"(encrypted {len(sealed_bytes):,}); median of {rounds} rounds; load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; accelerators: "
+          f"{', '.join(sop_envelope.ACCELERATORS) or 'none'}\n")
     print(f"{'operation':52} {'us/op':>9} {'best':>9} {'ops/s':>8}  target")
     for name, median, best, target in rows:
         verdict = "" if target is None else f"{'PASS' if median <= target else 'MISS'} (< {target:.0f} us)"
@@ -169,6 +177,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nwhere the plain verify's time goes (median us per check, {total:.0f} in all)")
     print("  " + ", ".join(f"{name} {us:.0f}" for name, us in breakdown if us >= 0.5))
     return 0
+
+
+@contextmanager
+def reference_paths() -> Iterator[None]:
+    """Envelope parsing with binascii and jsonschema only, as without pybase64 and jsonschema-rs."""
+    saved = sop_envelope._decode_base64, sop_envelope._known_valid
+    sop_envelope._decode_base64 = sop_envelope.BASE64_DECODERS["binascii"]
+    sop_envelope._known_valid = lambda doc: False
+    try:
+        yield
+    finally:
+        sop_envelope._decode_base64, sop_envelope._known_valid = saved
 
 
 def check_breakdown(verifier: verify.Verifier, data: bytes, ledger: Ledger,
