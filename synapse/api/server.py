@@ -1,10 +1,11 @@
-"""Running the app: one uvicorn server per worker process on one listening socket.
+"""Running the app: one uvicorn server per worker process.
 
-The socket is bound here, before any worker starts, so a busy port is a clear error (exit 2) rather
+The port is bound here, before any worker starts, so a busy port is a clear error (exit 2) rather
 than a log line from inside uvicorn. With several workers each is its own process (spawned, so no
-state is inherited) with its own `PolicyService` and decision-log stream `w<N>`; SIGTERM or SIGINT to
-the parent is passed on to every worker, and each drains its requests, stops its background tasks and
-seals its log before it exits.
+state is inherited) with its own `PolicyService`, decision-log stream `w<N>` and SO_REUSEPORT listening
+socket (the kernel spreads connections over them); SIGTERM or SIGINT to the parent is passed on to
+every worker, and each drains its requests, stops its background tasks and seals its log before it
+exits.
 """
 
 from __future__ import annotations
@@ -29,19 +30,24 @@ from synapse.service.service import PolicyService
 GRACEFUL_SHUTDOWN_S = 10
 
 
-def bind(config: ServiceConfig) -> socket.socket:
-    host, port = config.server.host, config.server.port
+_REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
+
+
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the listening
     # socket says TCP; without it Nagle and delayed ACKs add ~40 ms to every response.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host.strip("[]"), port))
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.set_inheritable(True)
     return sock
 
@@ -51,37 +57,46 @@ def serve(config: ServiceConfig, *, preload: list[Path] | None = None,
     """Serve until SIGTERM/SIGINT. Raises ConfigError for what an operator must fix first."""
     config.validate()
     load_identity(config.node.key)  # fail now, in the parent, on a missing or locked node key
-    sock = bind(config)
+    workers = config.server.workers
+    # Several workers each listen on their own SO_REUSEPORT socket, so the kernel spreads connections
+    # over them; with one shared socket the first worker to wake accepts a whole burst of connections
+    # and keeps them. The parent's socket only reserves the port (it never listens, so it is given none).
+    shared = workers == 1 or not _REUSE_PORT
+    sock = bind(config.server.host, config.server.port, listen=shared)
     host, port = sock.getsockname()[:2]
+    if not shared:  # the plain bind proved the port free (SO_REUSEPORT would share it with anyone's)
+        sock.close()
+        sock = bind(host, port, reuse_port=True, listen=False)
     logs.setup_logging(log_level)
-    logs.event("listening", host=host, port=port, workers=config.server.workers)
-    if config.server.workers == 1:
+    logs.event("listening", host=host, port=port, workers=workers)
+    if workers == 1:
         _worker(config, 0, sock, preload, background, log_level)
         return 0
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_worker, name=f"synapse-worker-{i}",
-                           args=(config, i, sock, preload if i == 0 else None, background if i == 0 else None,
-                                 log_level))
-               for i in range(config.server.workers)]
-    for proc in workers:
+    procs = [ctx.Process(target=_worker, name=f"synapse-worker-{i}",
+                         args=(config, i, sock if shared else (host, port), preload if i == 0 else None,
+                               background if i == 0 else None, log_level))
+             for i in range(workers)]
+    for proc in procs:
         proc.start()
 
     def forward(signum: int, _frame: FrameType | None) -> None:
-        for proc in workers:
+        for proc in procs:
             if proc.pid is not None and proc.is_alive():
                 os.kill(proc.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    for proc in workers:
+    for proc in procs:
         proc.join()
     sock.close()
-    return 0 if all(proc.exitcode == 0 for proc in workers) else 1
+    return 0 if all(proc.exitcode == 0 for proc in procs) else 1
 
 
-def _worker(config: ServiceConfig, index: int, sock: socket.socket, preload: list[Path] | None,
-            background: list[Background] | None, log_level: str) -> None:
+def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[str, int],
+            preload: list[Path] | None, background: list[Background] | None, log_level: str) -> None:
     logs.setup_logging(log_level)
+    sock = listen_on if isinstance(listen_on, socket.socket) else bind(*listen_on, reuse_port=True)
     identity = load_identity(config.node.key)
     service = PolicyService(config, identity, worker=index)
     app = create_app(service, preload=preload, background=background)
