@@ -32,6 +32,12 @@ from typing import Any
 import rfc8785
 from jsonschema import Draft202012Validator
 
+from axon import artifact_crypto
+from axon.abi import read_meta
+from axon.artifact_crypto import WrappedKey
+from axon.errors import AxonError
+from axon.keys import Identity, PublicKey
+
 try:  # optional: a SIMD base64 decoder, see BASE64_DECODERS
     import pybase64
 except ImportError:
@@ -40,12 +46,6 @@ try:  # optional: a compiled validator of the same schema, see _known_valid
     import jsonschema_rs
 except ImportError:
     jsonschema_rs = None
-
-from axon import artifact_crypto
-from axon.abi import read_meta
-from axon.artifact_crypto import WrappedKey
-from axon.errors import AxonError
-from axon.keys import Identity, PublicKey
 
 MAGIC = "SOPC"
 FORMAT_VERSION = "1.1"

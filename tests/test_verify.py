@@ -112,6 +112,30 @@ def test_strict_json(world, module, mangle):
     assert code_of(world, mangle(data)) == "AXON-VERIFY-JSON"
 
 
+@pytest.mark.parametrize("mangle, says", [
+    (lambda t: t.replace(b'"gas_max":12', b'"gas_max":12.0'), "the number 12.0 is not an integer"),
+    (lambda t: t.replace(b'{"distribution"', b'{"signature":"x","distribution"', 1),
+     "'signature' appears twice"),
+    (lambda t: t[:-1], "at line 1 column"),
+    (lambda t: t.replace(b"file:///", b"file:\\udfff//"), "unpaired UTF-16 surrogate"),
+    (lambda t: t.replace(b"file:///", b"file:\\ud83d\\ude00\\udc00//"), "unpaired UTF-16 surrogate"),
+    (lambda t: b"[" * 17 + b"]" * 17, "nested deeper than 16 levels"),
+])
+def test_strict_json_errors_say_what_is_wrong(world, module, mangle, says):
+    with pytest.raises(VerifyError) as info:
+        verifier(world).verify(mangle(world.package(module).to_bytes()))
+    assert info.value.code == "AXON-VERIFY-JSON" and says in str(info.value)
+    assert str(info.value).startswith("the artifact is not strict JSON: ")
+
+
+def test_a_paired_surrogate_escape_is_not_refused(world, module):
+    """Escapes are fine when they spell real characters; only the schema or signature may object."""
+    data = world.package(module, storage_hint="file:///😀").to_bytes()
+    escaped = data.replace("😀".encode(), b"\\ud83d\\ude00")
+    assert escaped != data
+    assert verifier(world).verify(escaped).envelope["distribution"]["storage_hint"] == "file:///😀"
+
+
 def test_a_pretty_printed_envelope_still_verifies(world, module):
     """The signature covers the canonical form of the values, not the file's whitespace."""
     data = world.package(module).to_bytes()
