@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import io
 import json
 import socket
 
@@ -415,7 +416,8 @@ def test_axon_tx_decode(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.
 
     binary = ConstraintNode(NODE_KEY).handle_provisioning(ProvisioningMessage.parse(DRAFT_PROVISIONING),
                                                           b"\x00\xffraw", 99).transaction
-    monkeypatch.setattr("sys.stdin", __import__("io").StringIO(binary.hex() + "\n"))
+    stdin = io.TextIOWrapper(io.BytesIO(f"{binary.hex()}\n".encode()))
+    monkeypatch.setattr("sys.stdin", stdin)  # a real stdin: the CLI reads its bytes (.buffer)
     assert axon(["tx", "decode", "-", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["data"] == "0x00ff726177" and shown["data_text"] is None and shown["chain_id"] == 99

@@ -106,7 +106,7 @@ def test_a_refused_module_is_exit_2_naming_the_import(tmp_path):
     (["--telemetry", "[1]"], b"--telemetry must be a JSON object"),
     (["--telemetry", "{}", "--context", "nope"], b"--context is not valid JSON"),
     (["--input", "-", "--context", "{}"], b"--context goes with --telemetry"),
-    (["--input", "/nonexistent/readings.jsonl"], b"cannot read '/nonexistent/readings.jsonl'"),
+    (["--input", "/nonexistent/readings.jsonl"], b"cannot read /nonexistent/readings.jsonl: No such file"),
     (["--telemetry", "{}", "--fuel", "-1"], b"fuel must be a whole number"),
     (["--telemetry", "{}", "--deadline-ms", "0"], b"deadline_ms must be a positive number"),
 ])

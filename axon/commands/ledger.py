@@ -4,27 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, help_for, read_text
+from axon.commands.loaders import LEDGER_ENV, ledger_path, load_key, open_ledger_to_check
 from axon.errors import AxonError
-from axon.keys import KEY_ENV, Identity, KeyMaterialError, load_identity
-from axon.ledger import (
-    DEFAULT_CHAIN_ID,
-    ChainBroken,
-    Entry,
-    Ledger,
-    LedgerStorageError,
-    RejectedTransaction,
-    ops,
-)
-
-LEDGER_ENV = "SOPCOS_LEDGER"
+from axon.keys import KEY_ENV
+from axon.ledger import DEFAULT_CHAIN_ID, ChainBroken, Entry, Ledger, RejectedTransaction, ops
 
 HELP = f"""Keep the embedded ledger: keys and their authority levels, groups, artifacts and messages.
 
@@ -40,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("ledger", help="keep the embedded ledger (keys, artifacts, messages)",
                                    description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(title="ledger commands", metavar="COMMAND")
-    parser.set_defaults(run=lambda _args: _usage(parser))
+    parser.set_defaults(run=help_for(parser))
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--ledger", metavar="PATH", help=f"the ledger file (default: ${LEDGER_ENV})")
@@ -99,33 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--by", required=True, metavar="NEW", help="the successor's URN")
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
-# --- edges: paths, keys, clock, output -------------------------------------------------------------------
-
-
-def _ledger_path(args: argparse.Namespace) -> Path:
-    path = args.ledger or os.environ.get(LEDGER_ENV)
-    if not path:
-        raise UsageError(f"no ledger given: pass --ledger PATH or set {LEDGER_ENV}")
-    return Path(path)
-
-
-def _identity(path: str | None) -> Identity:
-    try:
-        return load_identity(path)
-    except KeyMaterialError as exc:
-        raise UsageError(str(exc)) from exc
-
-
-def _open(args: argparse.Namespace) -> Ledger:
-    try:
-        return Ledger.open(_ledger_path(args))
-    except LedgerStorageError as exc:
-        raise UsageError(str(exc)) from exc
+# --- edges: output --------------------------------------------------------------------------------------
 
 
 def _fail(exc: AxonError) -> int:
@@ -156,8 +120,8 @@ def _summary(entry: Entry) -> str:
 
 
 def _init(args: argparse.Namespace) -> int:
-    path = _ledger_path(args)
-    root = _identity(args.root_key)
+    path = ledger_path(args.ledger)
+    root = load_key(args.root_key)
     try:
         ledger = Ledger.init(path, root, args.chain_id, now=int(time.time()))
     except AxonError as exc:  # an existing file, a bad chain id or key: nothing about ledger rules
@@ -171,12 +135,9 @@ def _init(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    path = _ledger_path(args)
     try:
-        with Ledger.open(path) as ledger:
+        with open_ledger_to_check(args.ledger) as ledger:
             report = ledger.verify_chain()
-    except LedgerStorageError as exc:
-        raise UsageError(str(exc)) from exc
     except ChainBroken as exc:
         if args.json:
             print(json.dumps({"ok": False, **exc.to_dict()}, indent=2))
@@ -195,7 +156,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     try:
-        with _open(args) as ledger:
+        with open_ledger_to_check(args.ledger) as ledger:
             entries = ledger.entries(args.after)
     except ChainBroken as exc:
         return _fail(exc)
@@ -212,9 +173,9 @@ def _append(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> in
         op = build()
     except AxonError as exc:  # a malformed DID, level, URN...: the arguments are wrong
         raise UsageError(str(exc)) from exc
-    signer = _identity(args.key)
+    signer = load_key(args.key)
     try:
-        with _open(args) as ledger:
+        with open_ledger_to_check(args.ledger) as ledger:
             entry = ledger.sign_and_submit(signer, op, now=int(time.time()))
     except (RejectedTransaction, ChainBroken) as exc:
         return _fail(exc)
@@ -252,10 +213,8 @@ def _register_artifact(args: argparse.Namespace) -> int:
 
 def _sop_fields(path: Path) -> dict[str, Any]:
     try:
-        envelope = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
-    except (UnicodeDecodeError, ValueError) as exc:
+        envelope = json.loads(read_text(path))
+    except ValueError as exc:
         raise UsageError(f"{path} is not a JSON .sop envelope") from exc
     meta = envelope.get("meta") if isinstance(envelope, dict) else None
     if not isinstance(meta, dict):

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
-from axon.commands.ledger import LEDGER_ENV
-from axon.keys import KEY_ENV, Identity, InvalidKey, KeyMaterialError, PublicKey, load_identity
-from axon.ledger import Ledger, LedgerError, LedgerStorageError, ops
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, help_for, read_bytes, read_text, write_atomic
+from axon.commands.loaders import LEDGER_ENV, load_key, open_ledger
+from axon.keys import KEY_ENV, InvalidKey, PublicKey
+from axon.ledger import LedgerError, ops
 from axon.messaging import envelope
 from axon.messaging.errors import ConfigError, MessagingError, SchemaError
 from axon.messaging.inbox import InboxItem, LedgerInbox
@@ -37,7 +36,7 @@ exit codes: 0 done, 1 a message failed a check (or the ledger refused), 2 bad ar
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("msg", help="seal, open, send and read SIP-017 messages",
                                    description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.set_defaults(run=lambda _args: _usage(parser))
+    parser.set_defaults(run=help_for(parser))
     sub = parser.add_subparsers(title="msg commands", metavar="COMMAND")
 
     content = argparse.ArgumentParser(add_help=False)
@@ -85,19 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=_inbox)
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
 # --- argument helpers -----------------------------------------------------------------------------
-
-
-def _identity(path: str | None) -> Identity:
-    try:
-        return load_identity(path)
-    except KeyMaterialError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def _message(args: argparse.Namespace) -> Message:
@@ -120,16 +107,6 @@ def _config(args: argparse.Namespace) -> ReceiverConfig:
         raise UsageError(str(exc)) from exc
 
 
-def _ledger(args: argparse.Namespace) -> Ledger:
-    path = args.ledger or os.environ.get(LEDGER_ENV)
-    if not path:
-        raise UsageError(f"no ledger given: pass --ledger PATH or set {LEDGER_ENV}")
-    try:
-        return Ledger.open(path)
-    except LedgerStorageError as exc:
-        raise UsageError(str(exc)) from exc
-
-
 def _fail(exc: MessagingError | LedgerError) -> int:
     print(f"axon msg: {exc} [{exc.code}]", file=sys.stderr)
     return EXIT_FAIL
@@ -148,12 +125,9 @@ def _seal(args: argparse.Namespace) -> int:
 
 
 def _open(args: argparse.Namespace) -> int:
-    identity = _identity(args.key)
+    identity = load_key(args.key)
     config = _config(args)
-    try:
-        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.file}: {exc.strerror}") from exc
+    data = read_bytes(args.file, stdin=True)
     receiver = Receiver(identity.key, config)
     try:
         message = envelope.open(identity.key, data, config.max_envelope_bytes)
@@ -167,9 +141,9 @@ def _open(args: argparse.Namespace) -> int:
 
 
 def _send(args: argparse.Namespace) -> int:
-    identity = _identity(args.key)
+    identity = load_key(args.key)
     message = _message(args)
-    with _ledger(args) as ledger:
+    with open_ledger(args.ledger) as ledger:
         record = ledger.key(args.to)
         if record is None or record.revoked:
             raise UsageError(f"--to: {args.to} has no unrevoked key on this ledger")
@@ -183,9 +157,9 @@ def _send(args: argparse.Namespace) -> int:
 
 
 def _inbox(args: argparse.Namespace) -> int:
-    identity = _identity(args.key)
+    identity = load_key(args.key)
     config = _config(args)
-    with _ledger(args) as ledger:
+    with open_ledger(args.ledger) as ledger:
         state_path = Path(args.state or f"{ledger.path}.inbox-{identity.key.address}.json")
         state = _read_state(state_path)
         receiver = Receiver(identity.key, config, did=identity.did)
@@ -195,8 +169,9 @@ def _inbox(args: argparse.Namespace) -> int:
     for item in items:
         print(json.dumps(item.to_dict(), ensure_ascii=False) if args.json else _line(item))
     if not args.peek:
-        _write_state(state_path, {"after_seq": inbox.after_seq, "nonces": receiver.nonces.to_dict(),
-                                  "forgotten_until": receiver.nonces.forgotten_until})
+        state = {"after_seq": inbox.after_seq, "nonces": receiver.nonces.to_dict(),
+                 "forgotten_until": receiver.nonces.forgotten_until}
+        write_atomic(state_path, json.dumps(state).encode("utf-8"), what="inbox state")
     if not items and not args.json:
         print("no new messages", file=sys.stderr)
     return EXIT_FAIL if any(item.error is not None for item in items) else EXIT_OK
@@ -216,20 +191,12 @@ def _line(item: InboxItem) -> str:
 def _read_state(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"after_seq": 0, "nonces": {}, "forgotten_until": -1}
+    text = read_text(path, what="inbox state")
     try:
-        state = json.loads(path.read_text(encoding="utf-8"))
+        state = json.loads(text)
         return {"after_seq": int(state["after_seq"]),
                 "nonces": {str(k): int(v) for k, v in dict(state["nonces"]).items()},
                 "forgotten_until": int(state["forgotten_until"])}
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"inbox state {path} is unreadable ({exc}); move it away to re-read "
                          "everything") from exc
-
-
-def _write_state(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(state), encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise UsageError(f"cannot write inbox state {path}: {exc.strerror}") from exc

@@ -8,7 +8,7 @@ import re
 import sys
 
 from axon import ethtx
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, STDIN, UsageError, help_for, read_text
 from axon.constraint_node import GWEI, data_text
 
 HELP = """Decode a signed legacy Ethereum transaction (ledger operations, constraint-node readings).
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("tx", help="decode Ethereum transactions", description=HELP,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(title="tx commands", metavar="COMMAND")
-    parser.set_defaults(run=lambda _args: _usage(parser))
+    parser.set_defaults(run=help_for(parser))
     p = sub.add_parser("decode", help="decode a signed transaction", description=HELP,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("hex", metavar="HEX", help="the raw transaction in hex, or - for standard input")
@@ -33,13 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _usage(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
-
-
 def _raw(text: str) -> bytes:
-    text = sys.stdin.read() if text == "-" else text
+    text = read_text(STDIN, stdin=True) if text == STDIN else text
     digits = re.sub(r"\s+", "", text).removeprefix("0x").removeprefix("0X")
     if not re.fullmatch(r"([0-9a-fA-F]{2})+", digits):
         raise UsageError("the transaction must be an even number of hex digits (0x prefix optional)")

@@ -9,11 +9,9 @@ import sys
 from pathlib import Path
 
 from axon import artifact_rebuild
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
-from axon.commands.ledger import LEDGER_ENV
-from axon.errors import AxonError
-from axon.keys import KEY_ENV, KeyMaterialError, load_identity
-from axon.ledger import Ledger
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_bytes, read_text
+from axon.commands.loaders import LEDGER_ENV, load_key, open_ledger
+from axon.keys import KEY_ENV, Identity
 from axon.verify import CHECKS, InstalledVersions, VerifiedArtifact, Verifier, VerifyConfig, VerifyError
 
 HELP = f"""Run every Axon check on a .sop artifact, in order, and stop at the first that fails:
@@ -50,13 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        data = Path(args.artifact).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.artifact}: {exc.strerror or exc}") from None
+    data = read_bytes(args.artifact)
     installed = _installed(args.installed) if args.installed else None
     node = _node_key(args.key)
-    ledger = _open_ledger(args.ledger or os.environ.get(LEDGER_ENV))
+    ledger = open_ledger(args.ledger)
     try:
         verified = Verifier(ledger, VerifyConfig(), node).verify(data, installed)
     except VerifyError as exc:
@@ -78,32 +73,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _installed(path: str) -> InstalledVersions:
+    text = read_text(path, what="--installed")
     try:
-        return InstalledVersions.from_json(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+        return InstalledVersions.from_json(text)
+    except ValueError as exc:
         raise UsageError(f"--installed {path}: {exc}") from None
 
 
-def _node_key(path: str | None):
+def _node_key(path: str | None) -> Identity | None:
+    """Only encrypted artifacts need the node's key: none given is not an error here."""
     if path is None and not os.environ.get(KEY_ENV):
         return None
-    try:
-        return load_identity(path)
-    except KeyMaterialError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _open_ledger(path: str | None) -> Ledger:
-    if not path:
-        raise UsageError(f"no ledger given: pass --ledger PATH or set {LEDGER_ENV}")
-    if not Path(path).exists():
-        raise UsageError(f"ledger {path} does not exist")
-    try:
-        return Ledger.open(path)
-    except AxonError as exc:
-        raise UsageError(f"cannot open ledger {path}: {exc} [{exc.code}]") from None
+    return load_key(path)
 
 
 def _refused(args: argparse.Namespace, exc: VerifyError) -> int:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from pathlib import Path
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, STDIN, UsageError, read_bytes, write_atomic
 from scc.compiler import compile_policy
 from scc.errors import InternalError, PolicyError
 
@@ -38,24 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def read_source(path: str) -> tuple[str, bytes]:
     """(display name, bytes) of a policy file or of standard input ("-")."""
-    if path == "-":
-        return "<stdin>", sys.stdin.buffer.read()
-    try:
-        return path, Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
-
-
-def _write(path: str, data: bytes) -> None:
-    """Write through a temporary file and rename, so a failed run never leaves half a module."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return ("<stdin>" if path == STDIN else path), read_bytes(path, stdin=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
         print(diagnostic.format(name), file=sys.stderr)
     if args.emit == "wat":
         if args.output:
-            _write(args.output, result.wat.encode("utf-8"))
+            write_atomic(args.output, result.wat.encode("utf-8"))
         else:
             sys.stdout.write(result.wat)
     else:
-        _write(args.output, result.wasm)
+        write_atomic(args.output, result.wasm)
     meta = result.meta
     where = f" -> {args.output}" if args.output else ""
     warnings = len(result.warnings)

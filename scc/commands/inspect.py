@@ -6,11 +6,10 @@ import argparse
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from axon.abi import ModuleMetaError, read_meta
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, read_bytes
 from axon.envelope import Envelope
 from axon.verify import VerifyError, parse_envelope
 
@@ -32,10 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        data = Path(args.artifact).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {args.artifact}: {exc.strerror or exc}") from None
+    data = read_bytes(args.artifact)
     try:
         envelope = parse_envelope(data)
     except VerifyError as exc:

@@ -9,13 +9,13 @@ import re
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 from axon.artifact_crypto import ArtifactCryptoError, Recipients, resolve_recipients
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, write_atomic
+from axon.commands.loaders import load_key, open_ledger
 from axon.envelope import LEVELS, Envelope, PackageSpec, build
 from axon.errors import AxonError
-from axon.keys import DID_RE, KEY_ENV, Identity, KeyMaterialError, load_identity
+from axon.keys import DID_RE, KEY_ENV, Identity
 from axon.ledger import Ledger, ops
 from scc.commands.compile import read_source
 from scc.compiler import CompileResult, compile_policy
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_FAIL
     level = json.loads(source).get("authority_level") or LEVELS[0]
-    ledger = _open_ledger(args.ledger) if args.ledger else None
+    ledger = open_ledger(args.ledger) if args.ledger else None
     try:
         if ledger is not None:
             check_signer(ledger, signer, level)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
             envelope = build(result.wasm, signer, spec)
         except AxonError as exc:
             raise UsageError(f"cannot package {name}: {exc}") from None
-        _write(args.output, envelope.to_bytes())
+        write_atomic(args.output, envelope.to_bytes())
         if args.register:
             _register(ledger, signer, envelope)
     finally:
@@ -95,10 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _signer(args: argparse.Namespace) -> Identity:
-    try:
-        identity = load_identity(args.key)
-    except KeyMaterialError as exc:
-        raise UsageError(str(exc)) from None
+    identity = load_key(args.key)
     if args.kid is None:
         return identity
     if not DID_RE.match(args.kid):
@@ -153,15 +150,6 @@ def _compile(name: str, source: bytes) -> CompileResult | None:
     return result
 
 
-def _open_ledger(path: str) -> Ledger:
-    if not Path(path).exists():
-        raise UsageError(f"ledger {path} does not exist")
-    try:
-        return Ledger.open(path)
-    except AxonError as exc:
-        raise UsageError(f"cannot open ledger {path}: {exc}") from None
-
-
 def check_signer(ledger: Ledger, signer: Identity, level: str) -> None:
     """Refuse to sign what Axon would refuse for the signer's sake (checks 5 and 9 of axon/verify.py)."""
     record = ledger.key(signer.did)
@@ -181,18 +169,6 @@ def _recipients(names: list[str], ledger: Ledger | None) -> Recipients:
         return resolve_recipients(names, ledger)
     except ArtifactCryptoError as exc:
         raise UsageError(f"--encrypt-for: {exc}") from None
-
-
-def _write(path: str, data: bytes) -> None:
-    """Through a temporary file and a rename, so a failed run never leaves half an artifact."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def _register(ledger: Ledger, signer: Identity, envelope: Envelope) -> None:

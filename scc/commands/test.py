@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, write_atomic
 from scc.testing import DEFAULT_PATHS, RuntimeUnavailable, TestFileError, junit_xml, render_console, run_tests
 
 HELP = "run the NAME.test.json cases of policies against their compiled modules"
@@ -42,8 +42,5 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(str(exc)) from None
     sys.stdout.write(render_console(suites))
     if args.junit is not None:
-        try:
-            args.junit.write_bytes(junit_xml(suites))
-        except OSError as exc:
-            raise UsageError(f"cannot write {args.junit}: {exc.strerror or exc}") from None
+        write_atomic(args.junit, junit_xml(suites))
     return EXIT_FAIL if any(s.failed for s in suites) else EXIT_OK

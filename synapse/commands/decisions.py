@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, io_error
 from axon.keys import InvalidKey, KeyFileError, PublicKey, load_identity
 from synapse.service.decision_log import verify_log
 from synapse.service.errors import DecisionLogError
@@ -49,7 +49,7 @@ def run_verify(args: argparse.Namespace) -> int:
     except (InvalidKey, KeyFileError, DecisionLogError) as exc:
         raise UsageError(str(exc)) from exc
     except OSError as exc:
-        raise UsageError(f"cannot read {args.log}: {exc.strerror}") from exc
+        raise io_error("read", exc.filename or args.log, exc) from None  # the segment that failed
     if args.json:
         print(json.dumps({"ok": all(r.ok for r in reports), "streams": [r.to_dict() for r in reports]},
                          indent=2))

@@ -9,7 +9,7 @@ from typing import IO
 
 import orjson
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_lines
 from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
@@ -85,14 +85,7 @@ def run(args: argparse.Namespace) -> int:
         out.write(orjson.dumps(evaluator.evaluate(telemetry, context).to_dict(), option=_NEWLINE))
         out.flush()
         return EXIT_OK
-    if args.input == "-":
-        replay(evaluator, sys.stdin.buffer, out, line_buffered=args.line_buffered)
-    else:
-        try:
-            with open(args.input, "rb", buffering=1 << 20) as stream:
-                replay(evaluator, stream, out, line_buffered=args.line_buffered)
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.input!r}: {exc.strerror or exc}") from None
+    replay(evaluator, read_lines(args.input, stdin=True), out, line_buffered=args.line_buffered)
     out.flush()
     return EXIT_OK
 
