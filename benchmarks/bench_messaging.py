@@ -19,18 +19,17 @@ measure the other processes (the median is shown beside it). Targets are judged 
 from __future__ import annotations
 
 import argparse
-import gc
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import coincurve  # noqa: E402
+from _table import p50_p99, per_op_us, print_table  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 from axon import ecies  # noqa: E402
@@ -53,20 +52,6 @@ def message_of(size: int, now: float) -> Message:
     message = Message(base.type, base.timestamp, base.nonce, {"command": "set_context", "pad": "x" * pad})
     assert len(message.to_bytes()) == size
     return message
-
-
-def per_op_us(fn: Callable[[], object], n: int, rounds: int) -> tuple[float, float]:
-    """(median, best) microseconds per call over `rounds` rounds of `n` calls."""
-    results = []
-    for _ in range(rounds):
-        gc.collect()
-        gc.disable()
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            fn()
-        results.append((time.perf_counter_ns() - start) / n / 1000)
-        gc.enable()
-    return statistics.median(results), min(results)
 
 
 def crypto_rows(n: int, rounds: int) -> list[tuple[str, float, float, str]]:
@@ -153,8 +138,7 @@ def alert_rows(samples: int) -> list[tuple[str, float, float, float]]:
         ledger.close()
 
     def stats(name: str, xs: list[float]) -> tuple[str, float, float, float]:
-        xs = sorted(xs)
-        return name, xs[len(xs) // 2], xs[min(len(xs) - 1, int(len(xs) * 0.99))], 1000 / statistics.mean(xs)
+        return name, *p50_p99(xs), 1000 / statistics.mean(xs)
 
     return [stats("alert: decision -> recipient's inbox, checked", full),
             stats("baseline: ledger submit + read, no messaging", base)]
@@ -169,13 +153,13 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"SIP-017 messaging, {MESSAGE_BYTES}-byte inner message; best and median of {rounds} rounds "
           f"x {n} ops\n")
-    print(f"{'operation':44} {'us/op':>8} {'median':>8} {'ops/s':>9}  target")
-    for name, median, best, verdict in crypto_rows(n, rounds):
-        print(f"{name:44} {best:8.1f} {median:8.1f} {1e6 / best:9.0f}  {verdict}")
+    print_table(("operation", "us/op", "median", "ops/s", "target"),
+                [(name, f"{best:.1f}", f"{median:.1f}", f"{1e6 / best:,.0f}", verdict)
+                 for name, median, best, verdict in crypto_rows(n, rounds)], right={1, 2, 3})
     print(f"\nalert latency over {samples} alerts (embedded SQLite ledger in a temporary directory)\n")
-    print(f"{'path':48} {'p50 ms':>8} {'p99 ms':>8} {'per s':>8}")
-    for name, p50, p99, rate in alert_rows(samples):
-        print(f"{name:48} {p50:8.2f} {p99:8.2f} {rate:8.0f}")
+    print_table(("path", "p50 ms", "p99 ms", "per s"),
+                [(name, f"{p50:.2f}", f"{p99:.2f}", f"{rate:,.0f}")
+                 for name, p50, p99, rate in alert_rows(samples)], right={1, 2, 3})
     return 0
 
 

@@ -36,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _table import print_table, seconds_per_call  # noqa: E402
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 from axon.keys import Identity, SigningKey, did_for  # noqa: E402
@@ -73,15 +74,6 @@ TO_SERVER, TO_CLIENT = PinnedPeer(CLIENT.key.public_key), PinnedPeer(SERVER.key.
 
 def median_of(rounds: int, fn: Callable[[], float]) -> float:
     return statistics.median(fn() for _ in range(rounds))
-
-
-def timed(fn: Callable[[], object], n: int) -> float:
-    """Seconds per call over n calls."""
-    gc.collect()
-    start = time.perf_counter()
-    for _ in range(n):
-        fn()
-    return (time.perf_counter() - start) / n
 
 
 # --- handshake -----------------------------------------------------------------------------------
@@ -133,7 +125,7 @@ def scp_seal_us_per_kb(size: int, n: int) -> float:
         client.data_to_send()
         client._outstanding.clear()  # nobody acknowledges in this loop; keep the window empty
 
-    return timed(seal, n) * 1e6 / (size / 1024)
+    return seconds_per_call(seal, n) * 1e6 / (size / 1024)
 
 
 def scp_open_us_per_kb(size: int, n: int) -> float:
@@ -151,18 +143,18 @@ def scp_open_us_per_kb(size: int, n: int) -> float:
         server.data_to_send()
         server._outstanding.clear()
 
-    return timed(open_one, n) * 1e6 / (size / 1024)
+    return seconds_per_call(open_one, n) * 1e6 / (size / 1024)
 
 
 def p2p_seal_us_per_kb(size: int, n: int) -> float:
     writer = Session(os.urandom(96), "top").writer
     message = os.urandom(size)
-    return timed(lambda: writer.frame(message), n) * 1e6 / (size / 1024)
+    return seconds_per_call(lambda: writer.frame(message), n) * 1e6 / (size / 1024)
 
 
 def bare_gcm_us_per_kb(n: int) -> float:
     aead, nonce, message = AESGCM(os.urandom(32)), os.urandom(12), os.urandom(1024)
-    return timed(lambda: aead.encrypt(nonce, message, b"header"), n) * 1e6
+    return seconds_per_call(lambda: aead.encrypt(nonce, message, b"header"), n) * 1e6
 
 
 # --- memory --------------------------------------------------------------------------------------
@@ -297,7 +289,7 @@ def main() -> int:
         limit = "" if target is None else f"< {target:g} {unit}"
         rows.append((name, f"{value:,.3f} {unit}", limit, verdict))
 
-    row("SCP handshake, in memory, both ends", median_of(r, lambda: timed(handshake_in_memory,
+    row("SCP handshake, in memory, both ends", median_of(r, lambda: seconds_per_call(handshake_in_memory,
                                                                           sizes.handshakes)) * 1e3, "ms", 10)
     row("SCP connect() over loopback TCP", median_of(r, lambda: asyncio.run(
         tcp_handshake_ms(sizes.tcp_handshakes))), "ms", 10)
@@ -318,10 +310,7 @@ def main() -> int:
     row(f"P2P loopback throughput, {sizes.megabytes} MiB", median_of(r, lambda: asyncio.run(
         p2p_mbps(total))), "MB/s")
 
-    widths = [max(len(x[i]) for x in rows + [("figure", "measured", "seed 002", "")]) for i in range(4)]
-    print(f"{'figure':<{widths[0]}}  {'measured':>{widths[1]}}  {'seed 002':<{widths[2]}}  verdict")
-    for name, value, limit, verdict in rows:
-        print(f"{name:<{widths[0]}}  {value:>{widths[1]}}  {limit:<{widths[2]}}  {verdict}")
+    print_table(("figure", "measured", "seed 002", "verdict"), rows, right={1})
     print(f"(median of {r} rounds; python {sys.version.split()[0]}; {os.cpu_count()} CPUs, shared)")
     return 1 if any(v == "MISSES" for *_, v in rows) else 0
 

@@ -18,7 +18,6 @@ implementations that disagree would measure nothing.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import subprocess
 import sys
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import cedarpy  # noqa: E402
+from _table import gc_paused, p50_p99, print_table, seconds_per_call  # noqa: E402
 from workloads import cedar_verdict, inputs, many_rule_policy, ten_rule_policy, to_cedar  # noqa: E402
 
 from scc.compiler import compile_policy  # noqa: E402
@@ -71,9 +71,7 @@ def latency(decide: Callable[[dict, dict], object], cases: list[tuple[dict, dict
     timings = [0] * n
     clock = time.perf_counter_ns
     count = len(cases)
-    gc.collect()
-    gc.disable()
-    try:
+    with gc_paused():
         start = clock()
         for i in range(n):
             tel, ctx = cases[i % count]
@@ -81,19 +79,12 @@ def latency(decide: Callable[[dict, dict], object], cases: list[tuple[dict, dict
             decide(tel, ctx)
             timings[i] = clock() - t0
         total = clock() - start
-    finally:
-        gc.enable()
-    timings.sort()
-    return Latency(timings[n // 2] / 1e3, timings[min(n - 1, (n * 99) // 100)] / 1e3, n / (total / 1e9))
+    p50, p99 = p50_p99(timings)
+    return Latency(p50 / 1e3, p99 / 1e3, n / (total / 1e9))
 
 
 def best_seconds(fn: Callable[[], object], repeats: int) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
+    return min(seconds_per_call(fn, 1) for _ in range(repeats))
 
 
 class Contestants:
@@ -216,16 +207,11 @@ def main(argv: list[str] | None = None) -> int:
          fmt(replay_p, "/s") + " (in-proc)", fmt(replay_c, "/s") + " (in-proc)", ">= 30,000/s",
          replay_s >= 30_000),
     ]
-    header = ("metric", "Sopcos (wasm)", "plain Python", "cedarpy", "target", "")
-    table = [header] + [(m, s, p, c, t, "" if ok is None else ("met" if ok else "MISSED"))
-                        for m, s, p, c, t, ok in rows]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     print(f"Sopcos Edge benchmarks{' (--quick: rough figures)' if args.quick else ''}; "
           f"Python {sys.version.split()[0]}, wasmtime {version('wasmtime')}, cedarpy {version('cedarpy')}")
-    for i, row in enumerate(table):
-        print("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row)).rstrip())
-        if i == 0:
-            print("  ".join("-" * w for w in widths))
+    print_table(("metric", "Sopcos (wasm)", "plain Python", "cedarpy", "target", ""),
+                [(m, s, p, c, t, "" if ok is None else ("met" if ok else "MISSED"))
+                 for m, s, p, c, t, ok in rows])
     print(f"verdicts compared on {len(checked)} + 30 inputs: "
           f"{'all three implementations agree' if not disagreements else f'{disagreements} DISAGREEMENTS'}")
     print(f"samples: {sizes.samples_10:,} decisions (10 rules), {sizes.samples_1000:,} (1,000 rules; cedarpy "
