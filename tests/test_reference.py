@@ -11,34 +11,9 @@ import math
 import pytest
 
 from tests.reference import SEVERITY, Decision, evaluate
+from tests.scc_policies import SPEC_EXAMPLE
 
-# SIP-001 §1, verbatim.
-BOILER = {
-    "sip": "001",
-    "policy": "boiler-guard",
-    "version": "1.2.0",
-    "description": "Keeps boiler B1 inside its pressure envelope",
-    "authority_level": "LVL_3",
-    "inputs": {
-        "telemetry": {
-            "pressure_bar": {"type": "number", "min": 0, "max": 250, "unit": "bar"},
-            "temp_c": {"type": "number", "default": 20},
-            "valve_open": {"type": "bool"},
-        },
-        "context": {"mode": {"type": "enum", "values": ["AUTO", "MANUAL", "MAINTENANCE"]}},
-    },
-    "let": {"overpressure": {"gt": [{"telemetry": "pressure_bar"}, 95]}},
-    "combine": "first-match",
-    "rules": [
-        {"id": "halt-overpressure", "when": {"ref": "overpressure"}, "then": "HALT",
-         "log": {"level": "error", "message": "pressure above 95 bar"}},
-        {"id": "maintenance", "when": {"eq": [{"context": "mode"}, "MAINTENANCE"]}, "then": "DENY"},
-        {"id": "high-open", "when": {"all": [{"gt": [{"telemetry": "pressure_bar"}, 80]},
-                                              {"telemetry": "valve_open"}]}, "then": "WARN"},
-        {"id": "normal", "when": {"le": [{"telemetry": "pressure_bar"}, 80]}, "then": "ALLOW"},
-    ],
-    "default": "DENY",
-}
+BOILER = SPEC_EXAMPLE  # SIP-001 §1, verbatim (shared with scc's tests)
 
 
 def boiler(pressure, valve_open=True, mode="AUTO"):
