@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from axon.clikit import EXIT_FAIL, EXIT_OK, STDIN, UsageError, read_bytes, write_atomic
-from scc.compiler import compile_policy
+from scc.compiler import CompileResult, compile_policy
 from scc.errors import InternalError, PolicyError
 
 HELP = """Compile a SIP-001 policy into a policy module (docs/abi.md): a deterministic WebAssembly
@@ -39,11 +39,9 @@ def read_source(path: str) -> tuple[str, bytes]:
     return ("<stdin>" if path == STDIN else path), read_bytes(path, stdin=True)
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.emit == "wasm" and not args.output:
-        raise UsageError("say where to write the module with -o OUT.wasm "
-                         "(or use --emit wat to print the text)")
-    name, source = read_source(args.policy)
+def compile_reporting(name: str, source: bytes, not_done: str) -> CompileResult | None:
+    """Compile, printing errors and warnings to standard error; None when the policy does not compile
+    (the last line then says `NAME: NOT_DONE: N error(s)`)."""
     try:
         result = compile_policy(source)
     except PolicyError as exc:
@@ -51,13 +49,24 @@ def run(args: argparse.Namespace) -> int:
             print(diagnostic.format(name), file=sys.stderr)
         if exc.hidden:
             print(f"{name}: {exc.hidden} more errors not shown", file=sys.stderr)
-        print(f"{name}: not compiled: {len(exc.errors) + exc.hidden} error(s)", file=sys.stderr)
-        return EXIT_FAIL
+        print(f"{name}: {not_done}: {len(exc.errors) + exc.hidden} error(s)", file=sys.stderr)
+        return None
     except InternalError as exc:
         print(f"scc: internal error: {exc}", file=sys.stderr)
-        return EXIT_FAIL
+        return None
     for diagnostic in result.warnings:
         print(diagnostic.format(name), file=sys.stderr)
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.emit == "wasm" and not args.output:
+        raise UsageError("say where to write the module with -o OUT.wasm "
+                         "(or use --emit wat to print the text)")
+    name, source = read_source(args.policy)
+    result = compile_reporting(name, source, "not compiled")
+    if result is None:
+        return EXIT_FAIL
     if args.emit == "wat":
         if args.output:
             write_atomic(args.output, result.wat.encode("utf-8"))

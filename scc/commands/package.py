@@ -17,9 +17,7 @@ from axon.envelope import LEVELS, Envelope, PackageSpec, build
 from axon.errors import AxonError
 from axon.keys import DID_RE, KEY_ENV, Identity
 from axon.ledger import Ledger, ops
-from scc.commands.compile import read_source
-from scc.compiler import CompileResult, compile_policy
-from scc.errors import InternalError, PolicyError
+from scc.commands.compile import compile_reporting, read_source
 
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 
@@ -70,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     created_at = _created_at()
     expires_at = parse_expiry(args.expires, created_at) if args.expires else None
     name, source = read_source(args.policy)
-    result = _compile(name, source)
+    result = compile_reporting(name, source, "not packaged")
     if result is None:
         return EXIT_FAIL
     level = json.loads(source).get("authority_level") or LEVELS[0]
@@ -132,22 +130,6 @@ def parse_expiry(text: str, created_at: int) -> int:
     if expires_at <= created_at:
         raise UsageError(f"--expires {text!r} is not after the artifact's creation time")
     return expires_at
-
-
-def _compile(name: str, source: bytes) -> CompileResult | None:
-    try:
-        result = compile_policy(source)
-    except PolicyError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic.format(name), file=sys.stderr)
-        print(f"{name}: not packaged: {len(exc.errors) + exc.hidden} error(s)", file=sys.stderr)
-        return None
-    except InternalError as exc:
-        print(f"scc: internal error: {exc}", file=sys.stderr)
-        return None
-    for diagnostic in result.warnings:
-        print(diagnostic.format(name), file=sys.stderr)
-    return result
 
 
 def check_signer(ledger: Ledger, signer: Identity, level: str) -> None:
