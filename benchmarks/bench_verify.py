@@ -27,7 +27,6 @@ average is printed with the table. The header names the optional accelerators in
 from __future__ import annotations
 
 import argparse
-import gc
 import hashlib
 import os
 import statistics
@@ -42,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import coincurve  # noqa: E402
+from _table import per_op_us  # noqa: E402
 
 from axon import abi, verify  # noqa: E402
 from axon import envelope as sop_envelope  # noqa: E402
@@ -58,41 +58,15 @@ TARGET_VERIFY_US = 1000.0
 GROUP = "did:sopcos:group:bench"
 
 
-def _leb(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
 def padded_module(size: int) -> bytes:
     """boiler-guard's module with a `padding` custom section before `sopcos.meta`, `size` bytes long."""
     wasm = compile_policy((ROOT / "policies" / "boiler-guard.json").read_bytes()).wasm
-    meta = abi.read_custom_sections(wasm, abi.META_SECTION)[0]
-    name = abi.META_SECTION.encode()
-    meta_body = _leb(len(name)) + name + meta
-    meta_section = b"\x00" + _leb(len(meta_body)) + meta_body
+    meta_section = abi.custom_section(abi.META_SECTION, abi.read_custom_sections(wasm, abi.META_SECTION)[0])
     code = wasm[: len(wasm) - len(meta_section)]
     assert code + meta_section == wasm
     fill = size - len(wasm) - 16
-    body = _leb(7) + b"padding" + bytes(range(256)) * (fill // 256) + b"\x00" * (fill % 256)
-    return code + b"\x00" + _leb(len(body)) + body + meta_section  # within a few bytes of `size`
-
-
-def per_op_us(fn: Callable[[], object], n: int, rounds: int) -> tuple[float, float]:
-    """(median, best) microseconds per call over `rounds` rounds of `n` calls."""
-    results = []
-    for _ in range(rounds):
-        gc.collect()
-        gc.disable()
-        start = time.perf_counter_ns()
-        for _ in range(n):
-            fn()
-        results.append((time.perf_counter_ns() - start) / n / 1000)
-        gc.enable()
-    return statistics.median(results), min(results)
+    padding = bytes(range(256)) * (fill // 256) + b"\x00" * (fill % 256)
+    return code + abi.custom_section("padding", padding) + meta_section  # within a few bytes of `size`
 
 
 def main(argv: list[str] | None = None) -> int:
