@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 import os
 import re
 import secrets
@@ -49,9 +50,11 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import orjson
 import rfc8785
 
 from axon.keys import Identity, InvalidKey, PublicKey, sha256
@@ -59,79 +62,74 @@ from synapse.service.errors import DecisionLogError
 
 GENESIS = "sha256:" + "0" * 64
 SEGMENT_RE = re.compile(r"^(?P<stream>w\d{1,3})-(?P<index>\d{6})\.jsonl$")
+KINDS = frozenset({"segment", "start", "decision", "event", "seal", "stop"})
 _MAX_SAFE_INT = 2**53 - 1
-
-
-def record_hash(record: dict[str, Any]) -> str:
-    """`hash` of a record: SHA-256 over the RFC 8785 canonical JSON of the record without `hash`."""
-    body = {k: v for k, v in record.items() if k != "hash"}
-    return "sha256:" + hashlib.sha256(rfc8785.dumps(body)).hexdigest()
-
-
-def seal_digest(record: dict[str, Any]) -> bytes:
-    """What a seal signs: SHA-256 of the canonical seal record without `signature` and `hash`."""
-    body = {k: v for k, v in record.items() if k not in ("hash", "signature")}
-    return sha256(rfc8785.dumps(body))
+_INF = math.inf
+_SCALARS = frozenset({str, int, bool})
+# Anything orjson would write differently from loggable() raises, and the record goes through loggable():
+# integers beyond 2**53, non-string keys, strings that are not Unicode text. Datetimes and dataclasses
+# go to str() as loggable() does (orjson would format them itself).
+_OPTIONS = orjson.OPT_STRICT_INTEGER | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+# The last member of every line, and of a seal's line without it the one before (see the module doc).
+# Neither can match inside a JSON string: a `"` in a string is always written as `\"`.
+_HASH_MEMBER = re.compile(rb',"hash":"sha256:([0-9a-f]{64})"\}\n')
+_SIGNATURE_MEMBER = re.compile(rb',"signature":"([0-9a-f]{128})"\}')
+_HASH_MEMBER_LEN = len(b',"hash":"sha256:"}\n') + 64
+_SIGNATURE_MEMBER_LEN = len(b',"signature":""}') + 128
 
 
 def loggable(value: Any) -> Any:
-    """JSON the canonicaliser accepts: integers beyond 2**53 become the doubles the runtime sees anyway."""
-    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+    """What the log writes for a value: JSON as is, except that integers beyond 2**53 become the
+    doubles the runtime sees anyway (±Infinity beyond the double range), NaN and ±infinity become the
+    strings "NaN", "Infinity", "-Infinity" (JSON has no such numbers), keys become strings, a lone
+    surrogate in a string becomes its backslash escape, an enum member its value, anything else str()."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        return value if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT else float(value)
+        if -_MAX_SAFE_INT <= value <= _MAX_SAFE_INT:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            return "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, float):
+        if -_INF < value < _INF:
+            return value
+        return "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
     if isinstance(value, dict):
-        return {str(k): loggable(v) for k, v in value.items()}
+        return {loggable(str(k)): loggable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [loggable(v) for v in value]
+    if isinstance(value, Enum):
+        return loggable(value.value)
     return str(value)
 
 
-class RecordCanonicalizer:
-    """RFC 8785 for records, faster: objects are assembled from rfc8785's own encoding of each member,
-    and the encodings of repeated names and values (field names, the policy, its URN, telemetry names
-    and readings that recur) are cached.
+def _plain(values: dict[str, Any]) -> bool:
+    """True when `values` are strings, integers, bools and finite floats: what telemetry and context
+    are. orjson writes those as loggable() would (or, for an integer beyond 2**53, refuses), but it
+    writes NaN and infinity as null, so only these may skip loggable()."""
+    for v in values.values():
+        t = type(v)
+        if t is float:
+            if not -_INF < v < _INF:
+                return False
+        elif t not in _SCALARS:
+            return False
+    return True
 
-    RFC 8785 encodes an object as its members sorted by name (UTF-16 code units, which for ASCII names
-    is plain sorting), each `name:value` in canonical form, joined by commas, so the result is
-    byte-for-byte `rfc8785.dumps(record)` (tests/test_service_decision_log.py checks it on generated
-    records). Arrays and objects with a non-ASCII name go to rfc8785 whole. Caching a float is safe:
-    the only distinct floats that compare equal, 0.0 and -0.0, have one encoding ("0").
-    """
 
-    _MAX_CACHED = 4096
-    # Top-level members new in every record: caching them would only evict the ones that repeat.
-    _UNIQUE = frozenset({"seq", "time", "prev", "decision_id", "signature"})
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[type, Any], bytes] = {}
-
-    def dumps(self, record: dict[str, Any]) -> bytes:
-        return self._object(record, self._UNIQUE)
-
-    def _object(self, obj: dict[str, Any], unique: frozenset[str]) -> bytes:
-        names = sorted(obj)
-        if not all(type(name) is str and name.isascii() for name in names):
-            return rfc8785.dumps(obj)
-        return b"{" + b",".join(self._scalar(name) + b":" + self._value(obj[name], name in unique)
-                                for name in names) + b"}"
-
-    def _value(self, value: Any, unique: bool) -> bytes:
-        if type(value) is dict:
-            return self._object(value, frozenset())
-        if not unique and (value is None or type(value) in (str, int, float, bool)):
-            return self._scalar(value)
-        return rfc8785.dumps(value)
-
-    def _scalar(self, value: Any) -> bytes:
-        key = (type(value), value)
-        encoded = self._cache.get(key)
-        if encoded is None:
-            encoded = rfc8785.dumps(value)
-            if len(self._cache) >= self._MAX_CACHED:
-                self._cache.clear()
-            self._cache[key] = encoded
-        return encoded
+def _dumps(record: dict[str, Any]) -> bytes:
+    try:
+        return orjson.dumps(record, default=str, option=_OPTIONS)
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return orjson.dumps(loggable(record), default=str, option=_OPTIONS)
+    except orjson.JSONEncodeError as exc:
+        raise DecisionLogError(f"cannot write a {record.get('kind')} record: {exc}") from exc
 
 
 class Masker:
@@ -208,7 +206,6 @@ class DecisionLog:
         self._clock = clock
         self._randbytes = randbytes
         self._lock = threading.Lock()
-        self._canonical = RecordCanonicalizer()
         self._fd_lock = threading.Lock()
         self._fd = -1
         self._size = 0
@@ -267,11 +264,14 @@ class DecisionLog:
         if self._masker is not None:
             telemetry = self._masker.mask("telemetry", telemetry)
             context = self._masker.mask("context", context)
+        if not (_plain(telemetry) and _plain(context)):
+            telemetry, context = loggable(telemetry), loggable(context)
         with self._lock:
-            decision_id = f"{self.stream_id}-{self._seq + 1}"
-            body = {**fields, **decision, "decision_id": decision_id,
-                    "telemetry": loggable(telemetry), "context": loggable(context)}
-            self._append("decision", body)
+            seq = self._seq + 1
+            decision_id = f"{self.stream_id}-{seq}"
+            self._write({"seq": seq, "time": self._clock(), "kind": "decision", "prev": self._prev,
+                         **fields, **decision, "decision_id": decision_id, "telemetry": telemetry,
+                         "context": context})
             self._after_append()
         return decision_id
 
@@ -297,27 +297,28 @@ class DecisionLog:
 
     # internals (called with the lock held)
 
-    def _append(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
+    def _append(self, kind: str, body: dict[str, Any]) -> None:
+        self._write({"seq": self._seq + 1, "time": self._clock(), "kind": kind, "prev": self._prev, **body})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        """Serialise once; the hash (and a seal's signature) cover exactly the bytes written."""
         if self._fd < 0:
             raise DecisionLogError("the decision log is closed")
-        record = {"seq": self._seq + 1, "time": round(self._clock(), 6), "kind": kind, "prev": self._prev,
-                  **body}
-        if kind == "seal":
-            record["signature"] = self._identity.key.sign(seal_digest(record)).hex()
-        canonical = self._canonical.dumps(record)
-        digest = "sha256:" + hashlib.sha256(canonical).hexdigest()
-        # The line is the canonical record with `hash` appended last, so one canonicalisation suffices.
-        line = canonical[:-1] + b',"hash":"' + digest.encode() + b'"}\n'
+        data = _dumps(record)
+        if record["kind"] == "seal":
+            signature = self._identity.key.sign(sha256(data)).hex().encode()
+            data = data[:-1] + b',"signature":"' + signature + b'"}'
+        digest = hashlib.sha256(data).hexdigest()
+        line = data[:-1] + b',"hash":"sha256:' + digest.encode() + b'"}\n'
         try:
             os.write(self._fd, line)
         except OSError as exc:
             raise DecisionLogError(f"cannot write the decision log: {exc.strerror}") from exc
-        self._seq, self._prev = record["seq"], digest
+        self._seq, self._prev = record["seq"], "sha256:" + digest
         self._size += len(line)
         self._dirty = True
-        self._unsealed = 0 if kind == "seal" else self._unsealed + 1
+        self._unsealed = 0 if record["kind"] == "seal" else self._unsealed + 1
         self.records_written += 1
-        return record
 
     def _after_append(self) -> None:
         # No fsync here, on the request path: the syncer thread does it (see _sync_loop).
@@ -409,28 +410,69 @@ def find_tail(directory: Path, stream: str) -> _Tail:
     tail = _Tail(segment=index)
     lines = _last_lines(path, 2)
     for n, raw in enumerate(reversed(lines)):
-        record = _parse(raw)
-        if record is not None and record.get("hash") == record_hash(record):
-            tail.seq, tail.hash = record["seq"], record["hash"]
-            break
-        if n == 0:
-            tail.damaged = f"{path.name}: last line is not a complete record (interrupted write?)"
+        try:
+            record = read_record(raw)[0]
+        except _Damaged:
+            if n == 0:
+                tail.damaged = f"{path.name}: last line is not a complete record (interrupted write?)"
+            continue
+        tail.seq, tail.hash = record["seq"], record["hash"]
+        break
     else:
         raise DecisionLogError(f"{path}: cannot find a good record at its end; move the stream aside "
                                "and run 'synapse decisions verify' on it")
-    first = _parse(_first_line(path))
-    if first is None or not isinstance(first.get("stream_id"), str):
+    try:
+        first = read_record(_first_line(path))[0]
+    except _Damaged as exc:
+        raise DecisionLogError(f"{path}: first line is not a segment record: {exc}") from None
+    if first["kind"] != "segment" or not isinstance(first.get("stream_id"), str):
         raise DecisionLogError(f"{path}: first line is not a segment record")
     tail.stream_id = first["stream_id"]
     return tail
 
 
-def _parse(raw: bytes) -> dict[str, Any] | None:
+class _Damaged(Exception):
+    """A line that is not an intact record: why, and its seq when it has one."""
+
+    def __init__(self, reason: str, seq: int | None = None) -> None:
+        super().__init__(reason)
+        self.seq = seq
+
+
+def read_record(raw: bytes) -> tuple[dict[str, Any], bytes]:
+    """One line (with its newline) checked against its own hash: the record, and the bytes the hash
+    covers (the line without its hash member). Raises _Damaged."""
+    if not raw.endswith(b"\n"):
+        raise _Damaged("last line is incomplete (interrupted write?)")
     try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return doc if isinstance(doc, dict) else None
+        record = json.loads(raw, object_pairs_hook=_object, parse_constant=_not_json)
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise _Damaged(f"not valid JSON: {exc}") from None
+    if not isinstance(record, dict):
+        raise _Damaged("not a JSON object")
+    seq = record.get("seq") if type(record.get("seq")) is int else None
+    # With the whole line valid JSON without repeated names, a match here is the object's last member.
+    member = _HASH_MEMBER.fullmatch(raw[-_HASH_MEMBER_LEN:])
+    if member is None:
+        raise _Damaged('the line does not end with its hash member ,"hash":"sha256:<64 lowercase hex>"}',
+                       seq)
+    body = raw[:-_HASH_MEMBER_LEN] + b"}"
+    if hashlib.sha256(body).hexdigest().encode() != member[1]:
+        raise _Damaged("hash mismatch: the record was altered after it was written", seq)
+    if seq is None or record.get("kind") not in KINDS or not isinstance(record.get("prev"), str):
+        raise _Damaged("not a decision-log record (an integer seq, a known kind and prev are required)", seq)
+    return record, body
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        raise ValueError("a member name occurs twice in one object")
+    return obj
+
+
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _first_line(path: Path) -> bytes:
@@ -439,7 +481,7 @@ def _first_line(path: Path) -> bytes:
 
 
 def _last_lines(path: Path, count: int) -> list[bytes]:
-    """The last `count` lines of a file (the final one possibly without its newline), read backwards."""
+    """The last `count` lines of a file with their newlines (the final one may lack it), read backwards."""
     with path.open("rb") as fh:
         pos = fh.seek(0, os.SEEK_END)
         buf = b""
@@ -448,8 +490,9 @@ def _last_lines(path: Path, count: int) -> list[bytes]:
             pos -= step
             fh.seek(pos)
             buf = fh.read(step) + buf
-    lines = buf.split(b"\n")
-    if lines and lines[-1] == b"":
+    lines = [line + b"\n" for line in buf.split(b"\n")]
+    lines[-1] = lines[-1][:-1]  # what follows the last newline: nothing, or an incomplete line
+    if not lines[-1]:
         lines.pop()
     if pos > 0:
         lines = lines[1:]
@@ -542,8 +585,8 @@ def _verify_stream(name: str, segments: list[tuple[int, Path]], pinned: PublicKe
             return report
         expected_index += 1
         try:
-            for lineno, record in _records(seg):
-                _check_record(record, seg.name, lineno, index, state, report, anchor=not whole)
+            for lineno, record, body in _records(seg):
+                _check_record(record, body, seg.name, lineno, index, state, report, anchor=not whole)
         except _Bad as bad:
             report.first_bad = bad.args[0]
             return report
@@ -553,50 +596,41 @@ def _verify_stream(name: str, segments: list[tuple[int, Path]], pinned: PublicKe
     return report
 
 
-def _records(seg: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def _records(seg: Path) -> Iterator[tuple[int, dict[str, Any], bytes]]:
     with seg.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
-            if not raw.endswith(b"\n"):
-                raise _Bad(BadRecord(seg.name, lineno, None, "last line is incomplete (interrupted write?)"))
-            record = _parse(raw)
-            if record is None:
-                raise _Bad(BadRecord(seg.name, lineno, None, "not a JSON object"))
-            yield lineno, record
+            try:
+                record, body = read_record(raw)
+            except _Damaged as exc:
+                raise _Bad(BadRecord(seg.name, lineno, exc.seq, str(exc))) from None
+            yield lineno, record, body
 
 
-def _check_record(record: dict[str, Any], file: str, line: int, index: int, state: dict[str, Any],
-                  report: StreamReport, anchor: bool) -> None:
-    seq = record.get("seq") if isinstance(record.get("seq"), int) else None
+def _check_record(record: dict[str, Any], body: bytes, file: str, line: int, index: int,
+                  state: dict[str, Any], report: StreamReport, anchor: bool) -> None:
+    seq = record["seq"]
 
     def bad(reason: str) -> _Bad:
         return _Bad(BadRecord(file, line, seq, reason))
 
-    try:
-        computed = record_hash(record)
-    except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
-        raise bad(f"record cannot be canonicalised: {exc}") from exc
-    if record.get("hash") != computed:
-        raise bad("hash mismatch: the record was altered after it was written")
-    if seq is None:
-        raise bad("record has no integer seq")
     first_of_stream = state["seq"] is None
     if first_of_stream and anchor:
         pass
     elif first_of_stream:
-        if seq != 1 or record.get("prev") != GENESIS:
+        if seq != 1 or record["prev"] != GENESIS:
             raise bad("the stream does not start at seq 1 from the genesis hash: its beginning is missing")
     else:
         if seq != state["seq"] + 1:
             raise bad(f"seq jumps from {state['seq']} to {seq}: records were removed or reordered")
-        if record.get("prev") != state["prev"]:
+        if record["prev"] != state["prev"]:
             raise bad("prev does not match the previous record's hash: the chain is broken here")
-    kind = record.get("kind")
+    kind = record["kind"]
     if kind == "segment":
         _check_segment_record(record, index, state, report, bad)
     elif line == 1:
         raise bad("the first line of a segment must be a segment record")
     if kind == "seal":
-        _check_seal(record, report, bad)
+        _check_seal(record, body, report, bad)
         report.seals += 1
         report.after_last_seal = 0
     else:
@@ -623,14 +657,18 @@ def _check_segment_record(record: dict[str, Any], index: int, state: dict[str, A
         raise bad("segment declares a different node key than the one the log is checked against")
 
 
-def _check_seal(record: dict[str, Any], report: StreamReport, bad: Callable[[str], _Bad]) -> None:
+def _check_seal(record: dict[str, Any], body: bytes, report: StreamReport,
+                bad: Callable[[str], _Bad]) -> None:
     if record.get("public_key") != report.public_key:
         raise bad("seal is signed by a different key than the log's node key")
+    member = _SIGNATURE_MEMBER.fullmatch(body[-_SIGNATURE_MEMBER_LEN:])
+    if member is None:
+        raise bad('seal does not end with its signature member ,"signature":"<128 lowercase hex>"')
     try:
         pub = PublicKey.from_hex(str(record.get("public_key")))
-        signature = bytes.fromhex(str(record.get("signature")))
     except (ValueError, InvalidKey) as exc:
-        raise bad("seal has a malformed public key or signature") from exc
-    if not pub.verify(signature, seal_digest(record)):
+        raise bad("seal has a malformed public key") from exc
+    signed = body[:-_SIGNATURE_MEMBER_LEN] + b"}"
+    if not pub.verify(bytes.fromhex(member[1].decode()), sha256(signed)):
         raise bad("seal signature does not verify: the chain before it was rewritten")
     report.signer = record.get("signer") or report.signer
