@@ -4,23 +4,34 @@ Layout. A log is a directory. Each writer (one per worker process) owns a *strea
 whose records are spread over numbered segment files `<stream>-000001.jsonl`, `-000002`, ...; a new
 segment starts when the current one reaches `rotate_bytes`.
 
-Records. Every record is a JSON object with `seq` (1, 2, 3, ... across the stream's segments), `time`
-(Unix seconds), `kind`, `prev` (the previous record's `hash`; the first record of a stream has
-`GENESIS`), its own fields, and `hash` = "sha256:" + SHA-256 of the RFC 8785 canonical JSON of the
-record without `hash`. Kinds:
+Records. Every record is one line: a JSON object (UTF-8, no whitespace, written once by orjson) with
+`seq` (1, 2, 3, ... across the stream's segments), `time` (Unix seconds), `kind`, `prev` (the
+previous record's `hash`; the first record of a stream has `GENESIS`), its own fields, and last `hash`.
+The hash covers the bytes as written, not a re-encoding: with BODY the record's JSON without `hash`,
+    line = BODY[:-1] + ',"hash":"sha256:' + hex(SHA-256(BODY)) + '"}' + "\n"      (hex: 64 lowercase)
+so a verifier takes the fixed-length suffix ,"hash":"sha256:<64 hex>"} off the line, puts back the
+`}` and hashes that. The suffix cannot be mistaken for part of a string (a `"` inside a JSON string is
+always written `\"`), and the line must still parse as one JSON object without repeated names.
+Lines end at b"\n" only (U+2028 and other separators inside strings are written as they are).
+Kinds:
   segment   first record of every segment file: stream, stream_id, segment index, node DID and key
   start     a writer (re)opened the stream; notes a damaged tail left by a crash
   decision  one evaluation: decision_id, policy, urn, version, verdict, code, rule, reason, gas_used,
             logs, telemetry and context (masked fields as {"hmac-sha256": hex})
   event     {"event": name, "data": {...}}: an artifact lifecycle event (uploaded, loaded, retired,
             revoked, pinned, ...), an alert sent, a command handled
-  seal      `signature` = ECDSA (node key) over SHA-256 of the canonical record without `signature`
-            and `hash`; it covers `prev`, so it vouches for the whole chain before it
+  seal      with UNSIGNED the seal's JSON without `signature` and `hash`,
+                BODY = UNSIGNED[:-1] + ',"signature":"' + hex(ECDSA) + '"}'      (hex: 128 lowercase)
+            where ECDSA is the node key's 64-byte r‖s signature of SHA-256(UNSIGNED); it covers
+            `prev`, so it vouches for the whole chain before it
   stop      a clean shutdown (always followed by a final seal)
+Values are written as loggable() says: JSON has no NaN, no infinity and (for most readers) no
+integers beyond 2**53.
 
-What this detects. Editing any record breaks its hash; recomputing the hashes breaks every later
-seal's signature (which needs the node key); deleting records breaks `seq` and `prev`; deleting a
-whole segment leaves a gap in the segment numbers. Records written after the last seal and then
+What this detects. Changing any byte of a record (a value, a name, whitespace, its hash) breaks it;
+recomputing the hashes breaks every later seal's signature (which needs the node key); deleting,
+reordering or repeating records breaks `seq` and `prev`; deleting a whole segment leaves a gap in the
+segment numbers. Records written after the last seal and then
 removed from the end of the stream cannot be told from records never written: `verify` reports how
 many records follow the last seal, and the writer seals every `seal_every` records or `seal_interval`
 seconds, and on every clean shutdown.
@@ -104,13 +115,13 @@ def loggable(value: Any) -> Any:
         return [loggable(v) for v in value]
     if isinstance(value, Enum):
         return loggable(value.value)
-    return str(value)
+    return loggable(str(value))
 
 
 def _plain(values: dict[str, Any]) -> bool:
     """True when `values` are strings, integers, bools and finite floats: what telemetry and context
-    are. orjson writes those as loggable() would (or, for an integer beyond 2**53, refuses), but it
-    writes NaN and infinity as null, so only these may skip loggable()."""
+    are. orjson writes those as loggable() would, or refuses them (an integer beyond 2**53, a lone
+    surrogate), but it writes NaN and infinity as null: only such values may skip loggable()."""
     for v in values.values():
         t = type(v)
         if t is float:
@@ -411,7 +422,7 @@ def find_tail(directory: Path, stream: str) -> _Tail:
     lines = _last_lines(path, 2)
     for n, raw in enumerate(reversed(lines)):
         try:
-            record = read_record(raw)[0]
+            record = _read_record(raw)[0]
         except _Damaged:
             if n == 0:
                 tail.damaged = f"{path.name}: last line is not a complete record (interrupted write?)"
@@ -422,7 +433,7 @@ def find_tail(directory: Path, stream: str) -> _Tail:
         raise DecisionLogError(f"{path}: cannot find a good record at its end; move the stream aside "
                                "and run 'synapse decisions verify' on it")
     try:
-        first = read_record(_first_line(path))[0]
+        first = _read_record(_first_line(path))[0]
     except _Damaged as exc:
         raise DecisionLogError(f"{path}: first line is not a segment record: {exc}") from None
     if first["kind"] != "segment" or not isinstance(first.get("stream_id"), str):
@@ -439,7 +450,7 @@ class _Damaged(Exception):
         self.seq = seq
 
 
-def read_record(raw: bytes) -> tuple[dict[str, Any], bytes]:
+def _read_record(raw: bytes) -> tuple[dict[str, Any], bytes]:
     """One line (with its newline) checked against its own hash: the record, and the bytes the hash
     covers (the line without its hash member). Raises _Damaged."""
     if not raw.endswith(b"\n"):
@@ -600,7 +611,7 @@ def _records(seg: Path) -> Iterator[tuple[int, dict[str, Any], bytes]]:
     with seg.open("rb") as fh:
         for lineno, raw in enumerate(fh, 1):
             try:
-                record, body = read_record(raw)
+                record, body = _read_record(raw)
             except _Damaged as exc:
                 raise _Bad(BadRecord(seg.name, lineno, exc.seq, str(exc))) from None
             yield lineno, record, body
