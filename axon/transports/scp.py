@@ -33,6 +33,7 @@ from axon.transports.scp_errors import (
     ScpIOError,
     ScpRemoteClose,
 )
+from axon.transports.scp_limits import Admission
 from axon.transports.scp_peers import PeerIdentity, PeerVerifier
 from axon.transports.scp_protocol import (
     CLOSE_OK,
@@ -284,11 +285,14 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
     (`Sessions.lookup()`); with `require_session` a client that names none is refused (SCP-E-SESSION).
 
     Handshake failures and errors escaping `on_connection` go to `on_error(error, peername)` (default:
-    a log line with the code, never key material).
+    a log line with the code, never key material). So do connections refused by the admission limits
+    in `config` (`max_connections`, `max_handshakes`: SCP-E-BUSY; `connect_rate`/`connect_burst` per
+    source IP, timed by `clock`: SCP-E-RATE); those are dropped before any crypto work.
     """
     config = config or ScpConfig()
     check_session_settings(Role.SERVER, None, session_lookup, require_session)
     server = Server()
+    admission = Admission(config, clock)
 
     def report(exc: ScpError, peername: object) -> None:
         if on_error is not None:
@@ -298,24 +302,35 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
-        proto = ScpProtocol(Role.SERVER, identity, peer_verifier, config=config, clock=clock,
-                            randbytes=randbytes, session_lookup=session_lookup,
-                            require_session=require_session)
-        conn = Connection(proto, reader, writer, clock)
         try:
-            await conn._start()
-        except ScpError as exc:
+            ticket = admission.admit(peername[0] if isinstance(peername, tuple) else peername)
+        except ScpError as exc:  # over a limit: drop it before any key is made or anything is read
+            writer.transport.abort()
             report(exc, peername)
             return
-        server._connections.add(conn)
         try:
-            await on_connection(conn)
-        except ScpError as exc:
-            if not isinstance(exc, ScpConnectionClosed):
+            proto = ScpProtocol(Role.SERVER, identity, peer_verifier, config=config, clock=clock,
+                                randbytes=randbytes, session_lookup=session_lookup,
+                                require_session=require_session)
+            conn = Connection(proto, reader, writer, clock)
+            try:
+                await conn._start()
+            except ScpError as exc:
                 report(exc, peername)
+                return
+            finally:
+                ticket.handshake_done()
+            server._connections.add(conn)
+            try:
+                await on_connection(conn)
+            except ScpError as exc:
+                if not isinstance(exc, ScpConnectionClosed):
+                    report(exc, peername)
+            finally:
+                server._connections.discard(conn)
+                await conn.close()
         finally:
-            server._connections.discard(conn)
-            await conn.close()
+            ticket.release()
 
     server._server = await asyncio.start_server(handle, host, port)
     return server

@@ -106,6 +106,18 @@ class ScpAckError(ScpError):
     code = "SCP-E-ACK"
 
 
+class ScpBusyError(ScpError):
+    """The server refused a new connection: too many open or too many handshakes in progress."""
+
+    code = "SCP-E-BUSY"
+
+
+class ScpRateLimited(ScpError):
+    """The server refused a new connection: its source opened new connections too fast."""
+
+    code = "SCP-E-RATE"
+
+
 class ScpIOError(ScpError):
     code = "SCP-E-IO"
 

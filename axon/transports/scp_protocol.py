@@ -178,16 +178,24 @@ class ScpConfig:
     max_message: int = 16 << 20
     max_unacked: int = 64
     max_queued_messages: int = 64
+    # Server admission (seed: "rate limiting" against denial of service); checked before any crypto.
+    max_connections: int = 256  # open at once, handshaking or established
+    max_handshakes: int = 32  # accepted but not yet authenticated
+    connect_rate: float = 10.0  # new connections per second per source IP (token bucket refill)
+    connect_burst: int = 20  # token bucket size per source IP
+    max_rate_sources: int = 4096  # source IPs remembered; the least recently seen is forgotten first
 
     def __post_init__(self) -> None:
-        for name in ("idle_timeout", "handshake_timeout", "close_timeout", "rekey_after_seconds"):
+        for name in ("idle_timeout", "handshake_timeout", "close_timeout", "rekey_after_seconds",
+                     "connect_rate"):
             if not getattr(self, name) > 0:
                 raise ScpConfigError(f"ScpConfig.{name} must be positive")
         if self.rekey_grace_seconds < 0:
             raise ScpConfigError("ScpConfig.rekey_grace_seconds must not be negative")
         if not MIN_FRAME_PAYLOAD <= self.max_frame_payload <= 2**32 - 1:
             raise ScpConfigError(f"ScpConfig.max_frame_payload must be {MIN_FRAME_PAYLOAD}..{2**32 - 1}")
-        for name in ("rekey_after_bytes", "max_unacked", "max_queued_messages"):
+        for name in ("rekey_after_bytes", "max_unacked", "max_queued_messages", "max_connections",
+                     "max_handshakes", "connect_burst", "max_rate_sources"):
             if getattr(self, name) < 1:
                 raise ScpConfigError(f"ScpConfig.{name} must be at least 1")
         if self.max_message < 0:
