@@ -253,13 +253,19 @@ async def connect(host: str, port: int, identity: Identity, peer_verifier: PeerV
 class Server:
     """A listening SCP endpoint; `close()` stops listening and closes every open connection."""
 
-    def __init__(self) -> None:
+    def __init__(self, admission: Admission) -> None:
         self._server: asyncio.Server | None = None
         self._connections: set[Connection] = set()
+        self._admission = admission
 
     @property
     def port(self) -> int:
         return self._server.sockets[0].getsockname()[1]
+
+    @property
+    def admission(self) -> Admission:
+        """The admission limits' live counters (connections open, handshakes in progress)."""
+        return self._admission
 
     async def close(self) -> None:
         self._server.close()
@@ -291,8 +297,8 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
     """
     config = config or ScpConfig()
     check_session_settings(Role.SERVER, None, session_lookup, require_session)
-    server = Server()
     admission = Admission(config, clock)
+    server = Server(admission)
 
     def report(exc: ScpError, peername: object) -> None:
         if on_error is not None:
