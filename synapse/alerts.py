@@ -11,7 +11,11 @@ returns the envelopes to send. Per policy it alerts when the verdict is in `Aler
 and at most `max_per_window` alerts per `rate_window_s` go out per policy, so a stuck or flapping
 sensor cannot flood the channel. What was held back is counted and reported in the next alert's
 `suppressed`. The body names the policy, URN, verdict, rule, reason, decision id and time, never
-telemetry unless `include_telemetry` is set.
+telemetry unless `include_telemetry` is set. `observe` is `decide` (which message, if any) then `seal`
+(one envelope per recipient).
+
+Recipients are keys, key DIDs or group DIDs (`resolve_recipients`); `RecipientBook` resolves them
+again whenever the ledger changes, so the sidecar seals each alert for the group members of the moment.
 
 `AlertSender` is the I/O edge: each envelope becomes an OpCode 9 MESSAGE on the ledger, signed by the
 node's key (which is how recipients know who raised it).
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,22 +84,94 @@ class AlertPolicy:
 
 
 def resolve_recipients(specs: Iterable[str], ledger: Any | None) -> tuple[Recipient, ...]:
-    """Recipients from configuration: a DID (looked up on the ledger, must be unrevoked) or a public
-    key in hex (65-byte uncompressed or 33-byte compressed)."""
-    recipients = []
+    """Recipients from configuration, each one of
+
+    - a key's DID, looked up on the ledger (must be unrevoked);
+    - a group's DID (GROUP_DEFINE), expanded into its members' unrevoked keys (must have at least one);
+    - a public key in hex (65-byte uncompressed or 33-byte compressed), sent to its address.
+
+    A key named twice (directly and through a group, or in two groups) is one recipient. Raises
+    AlertConfigError naming the first spec that cannot be resolved."""
+    recipients, problems = _resolve(specs, ledger)
+    if problems:
+        raise AlertConfigError(problems[0])
+    return recipients
+
+
+def _resolve(specs: Iterable[str], ledger: Any | None) -> tuple[tuple[Recipient, ...], list[str]]:
+    """The recipients that resolve, and what is wrong with the DIDs that do not (those can come right
+    as the ledger changes). A spec that is neither a DID nor a key is never right: it raises."""
+    found: dict[str, Recipient] = {}  # by key address: one envelope per key, the first naming wins
+    problems: list[str] = []
+
+    def add(recipient: Recipient) -> None:
+        found.setdefault(recipient.public_key.address, recipient)
+
     for spec in specs:
-        if spec.startswith("did:"):
-            record = ledger.key(spec) if ledger is not None else None
-            if record is None or record.revoked:
-                raise AlertConfigError(f"alert recipient {spec} has no unrevoked key on the ledger")
-            recipients.append(Recipient(record.public_key, record.did))
+        if not spec.startswith("did:"):
+            add(Recipient(_public_key(spec)))
             continue
-        try:
-            recipients.append(Recipient(PublicKey.from_hex(spec)))
-        except InvalidKey as exc:
-            raise AlertConfigError(f"alert recipient {spec[:20]!r}... is neither a DID nor a public key "
-                                   "in hex") from exc
-    return tuple(recipients)
+        record = ledger.key(spec) if ledger is not None else None
+        if record is not None:
+            if record.revoked:
+                problems.append(f"alert recipient {spec} is revoked on the ledger")
+            else:
+                add(Recipient(record.public_key, record.did))
+            continue
+        if ledger is None or ledger.group(spec) is None:
+            problems.append(f"alert recipient {spec} is neither a key nor a group on the ledger")
+            continue
+        members = ledger.group_members(spec)
+        if not members:
+            problems.append(f"alert recipient group {spec} has no unrevoked member on the ledger")
+        for member in members:
+            add(Recipient(member.public_key, member.did))
+    return tuple(found.values()), problems
+
+
+def _public_key(spec: str) -> PublicKey:
+    try:
+        return PublicKey.from_hex(spec)
+    except InvalidKey as exc:
+        raise AlertConfigError(f"alert recipient {spec[:20]!r}... is neither a DID nor a public key "
+                               "in hex") from exc
+
+
+class RecipientBook:
+    """The configured recipients, resolved again whenever the ledger's head moves, so a key revoked or a
+    member added to a group after start counts from the next alert on.
+
+    Built strictly (`resolve_recipients`: a configuration error raises). Afterwards a DID that stops
+    resolving (a group whose members were all revoked...) is left out and logged once, until it
+    resolves again; the rest still get their alerts. If the ledger cannot be read, the last resolution
+    stands. Thread-safe: the sidecar sends from worker threads."""
+
+    def __init__(self, specs: Iterable[str], ledger: Any) -> None:
+        self.specs = tuple(specs)
+        self._head = _head(ledger)
+        self.latest = resolve_recipients(self.specs, ledger)
+        self._reported: set[str] = set()
+        self._lock = threading.Lock()
+
+    def current(self, ledger: Any) -> tuple[Recipient, ...]:
+        with self._lock:
+            try:
+                head = _head(ledger)
+                if head != self._head:
+                    self.latest, problems = _resolve(self.specs, ledger)
+                    self._head = head
+                    for problem in problems:
+                        if problem not in self._reported:
+                            log.warning("%s: left out of alerts until it resolves again", problem)
+                    self._reported = set(problems)  # a problem that clears and comes back is told again
+            except LedgerError as exc:
+                log.warning("alert recipients not re-resolved (the last ones stand): %s: %s", exc.code, exc)
+            return self.latest
+
+
+def _head(ledger: Any) -> tuple[int, bytes]:
+    # The head is read before the state is resolved: a change in between only means one more refresh.
+    return ledger.head_seq, ledger.head_hash
 
 
 @dataclass(frozen=True)
@@ -127,21 +204,28 @@ class Alerter:
 
     def observe(self, decision: Mapping[str, Any], policy: str, urn: str, decision_id: str, now: float,
                 telemetry: Mapping[str, Any] | None = None) -> list[OutboundAlert]:
+        """`decide`, then `seal` for the policy's recipients."""
+        message = self.decide(decision, policy, urn, decision_id, now, telemetry)
+        return [] if message is None else self.seal(message, self.policy.recipients)
+
+    def decide(self, decision: Mapping[str, Any], policy: str, urn: str, decision_id: str, now: float,
+               telemetry: Mapping[str, Any] | None = None) -> Message | None:
+        """The ALERT this decision raises, or None (not alerting, a duplicate, or over the rate limit)."""
         verdict = _verdict_name(decision.get("verdict"))
         state = self._state.setdefault(policy, _PolicyState())
         previous, state.last_verdict = state.last_verdict, verdict
         if verdict not in self.policy.verdicts:
-            return []
+            return None
         changed = verdict != previous or verdict != state.last_alerted
         if not changed and now - (state.last_alert_at or 0.0) < self.policy.repeat_after_s:
             self.counts["suppressed_duplicate"] += 1
-            return []
+            return None
         while state.sent and now - state.sent[0] >= self.policy.rate_window_s:
             state.sent.popleft()
         if len(state.sent) >= self.policy.max_per_window:
             state.suppressed += 1
             self.counts["suppressed_rate"] += 1
-            return []
+            return None
         body = {"policy": policy, "urn": urn, "verdict": verdict, "previous_verdict": previous,
                 "rule": decision.get("rule"), "reason": decision.get("reason"), "decision_id": decision_id,
                 "time": int(now), "node": self.node_did, "suppressed": state.suppressed}
@@ -150,9 +234,11 @@ class Alerter:
         state.suppressed, state.last_alerted, state.last_alert_at = 0, verdict, now
         state.sent.append(now)
         self.counts["sent"] += 1
-        message = Message.new("ALERT", body, now, self.randbytes)
-        return [OutboundAlert(r, message, seal(r.public_key, message, self.randbytes))
-                for r in self.policy.recipients]
+        return Message.new("ALERT", body, now, self.randbytes)
+
+    def seal(self, message: Message, recipients: Iterable[Recipient]) -> list[OutboundAlert]:
+        """One envelope per recipient, each with its own ephemeral key."""
+        return [OutboundAlert(r, message, seal(r.public_key, message, self.randbytes)) for r in recipients]
 
 
 def _verdict_name(value: object) -> str:

@@ -35,7 +35,8 @@ from typing import Any
 
 import orjson
 
-from synapse.alerts import Alerter, AlertPolicy, AlertSender, resolve_recipients
+from axon.messaging.inner import Message
+from synapse.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
 from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
 from synapse.service import logs
 from synapse.service.config import SidecarConfig
@@ -144,6 +145,7 @@ class Sidecar:
         self._clock = clock
         self._overrides: dict[str, tuple[Any, float]] = {}  # set_context: name -> (value, expires_at)
         self._alerter: Alerter | None = None
+        self._recipients: RecipientBook | None = None
         self._pending: set[asyncio.Task] = set()
         self.evaluations = 0
 
@@ -234,9 +236,9 @@ class Sidecar:
             return
         now = self._clock()
         decision_id = result["decision_id"]
-        alerts = alerter.observe(result, result["policy"], result["urn"], decision_id, now, telemetry)
-        if alerts:
-            sending = asyncio.to_thread(self._send, alerts, now, decision_id)
+        message = alerter.decide(result, result["policy"], result["urn"], decision_id, now, telemetry)
+        if message is not None:
+            sending = asyncio.to_thread(self._send, message, now, decision_id)
             task = asyncio.get_running_loop().create_task(sending)
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -245,21 +247,25 @@ class Sidecar:
         cfg = self.config.alerts
         assert cfg is not None
         try:
-            ledger = self.service.link.ledger()
-            policy = AlertPolicy(resolve_recipients(cfg.recipients, ledger), frozenset(cfg.verdicts),
+            recipients = RecipientBook(cfg.recipients, self.service.link.ledger())
+            policy = AlertPolicy(recipients.latest, frozenset(cfg.verdicts),
                                  cfg.repeat_after, cfg.max_per_window, cfg.rate_window, cfg.include_telemetry)
         except Exception as exc:  # the ledger or a recipient is not there yet: try again next time
             code = getattr(exc, "code", type(exc).__name__)
             logs.event("alerts_not_ready", logging.WARNING, reason=f"{code}: {exc}")
             return None
-        self._alerter = Alerter(policy, self.service.identity.did)
+        self._alerter, self._recipients = Alerter(policy, self.service.identity.did), recipients
         return self._alerter
 
-    def _send(self, alerts: list, now: float, decision_id: str) -> None:
+    def _send(self, message: Message, now: float, decision_id: str) -> None:
+        # Sealed here, for the recipients of the moment: the book re-resolves them if the ledger changed.
+        assert self._alerter is not None and self._recipients is not None
         try:
-            results = AlertSender(self.service.link.ledger(), self.service.identity).send(alerts, now)
+            ledger = self.service.link.ledger()
+            alerts = self._alerter.seal(message, self._recipients.current(ledger))
+            results = AlertSender(ledger, self.service.identity).send(alerts, now)
         except ServiceError as exc:
-            results = [{"to": a.recipient.to, "error": exc.to_dict()} for a in alerts]
+            results = [{"to": r.to, "error": exc.to_dict()} for r in self._recipients.latest]
         for result in results:
             level = logging.WARNING if "error" in result else logging.INFO
             logs.event("alert", level, decision_id=decision_id, **result)
