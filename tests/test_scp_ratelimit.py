@@ -10,7 +10,7 @@ import contextlib
 import pytest
 
 from axon.transports.scp import Connection, connect, serve
-from axon.transports.scp_errors import ScpBusyError, ScpConfigError, ScpError, ScpRateLimited
+from axon.transports.scp_errors import ScpBusyError, ScpConfigError, ScpError, ScpIOError, ScpRateLimited
 from axon.transports.scp_limits import Admission, SourceBuckets
 from axon.transports.scp_peers import PinnedPeer
 from axon.transports.scp_protocol import ScpConfig
@@ -191,7 +191,7 @@ def test_connection_over_the_limit_is_refused_while_the_others_work() -> None:
             conns = [await connect(HOST, server.port, CLIENT, peer) for _ in range(3)]
             spent = rand.calls
             assert spent >= 3
-            with pytest.raises(ScpError):
+            with pytest.raises(ScpIOError):  # the client only sees the TCP connection dropped
                 await connect(HOST, server.port, CLIENT, peer)
             assert await raw_reply(server.port) == b""
             assert errors.codes == ["SCP-E-BUSY", "SCP-E-BUSY"]
@@ -219,7 +219,7 @@ def test_too_many_handshakes_in_progress_are_refused() -> None:
             silent = [await asyncio.open_connection(HOST, server.port) for _ in range(2)]
             await until(lambda: server.admission.handshakes == 2)
             peer = PinnedPeer(SERVER.key.public_key)
-            with pytest.raises(ScpError):
+            with pytest.raises(ScpIOError):  # the client only sees the TCP connection dropped
                 await connect(HOST, server.port, CLIENT, peer)
             assert errors.codes == ["SCP-E-BUSY"]
             for _, writer in silent:
@@ -251,14 +251,14 @@ def test_burst_from_one_address_is_refused_until_the_bucket_refills() -> None:
             for _ in range(3):
                 await round_trip()
             spent = rand.calls
-            with pytest.raises(ScpError):
+            with pytest.raises(ScpIOError):  # the client only sees the TCP connection dropped
                 await round_trip()
             assert await raw_reply(server.port) == b""  # no HANDSHAKE_RESPONSE, no byte at all
             assert errors.codes == ["SCP-E-RATE", "SCP-E-RATE"]
             assert rand.calls == spent
             clock.advance(0.5)  # one token back
             await round_trip()
-            with pytest.raises(ScpError):
+            with pytest.raises(ScpIOError):  # the client only sees the TCP connection dropped
                 await round_trip()
             assert errors.codes == ["SCP-E-RATE"] * 3
             clock.advance(10)  # full again: a whole burst
