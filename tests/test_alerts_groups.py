@@ -3,11 +3,13 @@ ledger changes (a member revoked stops receiving, a member added starts)."""
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
 
 import pytest
 
-from axon.ledger import ops
+from axon.ledger import Ledger, ops
 from axon.messaging.inbox import LedgerInbox
 from axon.messaging.receiver import Receiver
 from synapse.alerts import (
@@ -19,6 +21,8 @@ from synapse.alerts import (
     resolve_recipients,
 )
 from tests.messaging_fixtures import T0, plant
+from tests.service_support import AUTO, NORMAL, Plant, Server
+from tests.test_service_sidecar import HALT, sidecar_config, wait_for
 
 ROOM = "did:sopcos:group:control-room"
 
@@ -134,3 +138,40 @@ def test_group_emptied_at_run_time_is_logged_once_and_the_others_still_alerted(t
     with caplog.at_level(logging.WARNING, logger="synapse.alerts"):
         assert [r.did for r in book.current(p.ledger)] == [p.admin.did]
     assert len([r for r in caplog.records if ROOM in r.getMessage()]) == 1
+
+
+def test_sidecar_alerts_the_group_members_of_the_moment(tmp_path):
+    """`synapse run` with a group recipient: a member revoked after start stops receiving, one added
+    starts, from the next alert on."""
+    plant = Plant(tmp_path)
+    plant.submit(plant.root, ops.define_group(ROOM, [plant.admin.did, plant.operator.did]))
+    sop, _ = plant.artifact("1.0.0")
+    (plant.dir / "boiler.sop").write_bytes(sop)
+    cfg = sidecar_config(plant, plant.dir / "boiler.sop", source="-", interval=0.0, context=AUTO,
+                         policies=["boiler-guard"], alerts={"recipients": [ROOM], "verdicts": ["HALT"]})
+    server = Server(plant.dir, cfg, command="run", stdin=subprocess.PIPE).wait_ready()
+
+    def feed(telemetry: dict) -> None:
+        server.proc.stdin.write(json.dumps(telemetry).encode() + b"\n")
+        server.proc.stdin.flush()
+
+    def alerts(who) -> list:
+        with Ledger.open(plant.ledger_path) as ledger:
+            got = LedgerInbox(ledger, Receiver(who.key, did=who.did)).poll()
+            return [i.received.message.body["decision_id"] for i in got if i.received is not None]
+
+    try:
+        feed(HALT)
+        first = wait_for(lambda: alerts(plant.operator), 20, "the first ALERT to the operator")
+        assert alerts(plant.admin) == first and alerts(plant.author) == []
+        plant.submit(plant.root, ops.revoke_key(plant.operator.did))
+        plant.submit(plant.root, ops.define_group(ROOM, [plant.admin.did, plant.author.did]))
+        feed(NORMAL)
+        feed(HALT)  # a new HALT episode: alerted again
+        second = wait_for(lambda: alerts(plant.author), 20, "an ALERT to the member added")
+        assert second != first
+        wait_for(lambda: len(alerts(plant.admin)) == 2, 20, "the second ALERT to the admin")
+        assert alerts(plant.admin) == first + second
+        assert alerts(plant.operator) == first  # revoked: nothing more
+    finally:
+        assert server.stop() == 0
