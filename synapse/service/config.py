@@ -106,7 +106,8 @@ class LimitsConfig:
 class AlertsConfig:
     """SIP-017 ALERTs (synapse/alerts.py) posted on the ledger, signed by the node key."""
 
-    # DIDs (looked up on the ledger) or public keys in hex.
+    # Key DIDs or group DIDs (looked up on the ledger, groups expanded to their live members), or
+    # public keys in hex.
     recipients: list[str] = field(default_factory=list)
     verdicts: list[str] = field(default_factory=lambda: ["DENY", "HALT"])
     repeat_after: float = 300.0
