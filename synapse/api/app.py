@@ -4,9 +4,9 @@ Nothing here decides anything. What it guarantees is the shape of failure: every
 body {"code", "message", "errors"} with a 4xx status (or 503 when the decision log cannot be
 written), never a stack trace; see docs/service.md for the endpoints and codes.
 
-The evaluation routes are plain Starlette routes (orjson in, pydantic-core validation, orjson out):
-measured, FastAPI's request/response machinery costs more than the evaluation itself. They are still
-in the OpenAPI document, added from the same pydantic models by `_openapi`.
+The evaluation routes are bare ASGI apps (`_JsonEndpoint`: pydantic-core validation, orjson out):
+measured, Starlette's and FastAPI's request/response objects cost more than the evaluation itself.
+They are still in the OpenAPI document, added from the same pydantic models by `_openapi`.
 """
 
 from __future__ import annotations
