@@ -141,6 +141,9 @@ MALFORMED = [
     (b'{"policy": "boiler-guard", "telemetry": {"p": NaN}}', 422, "/telemetry/p"),
     (b'{"policy": "boiler-guard", "telemetry": {}, "extra": 1}', 422, "/extra"),
     (b'{"policy": "boiler-guard", "telemetry": {"a/b": [], "c~d": {}}}', 422, "/telemetry/a~1b"),
+    # a reading sent twice is ambiguous (which one did the policy see?): refused, not "last one wins"
+    (b'{"policy": "boiler-guard", "telemetry": {"p": 1, "p": 99}}', 400, ""),
+    (b'{"policy": "boiler-guard", "policy": "other", "telemetry": {}}', 400, ""),
 ]
 
 
@@ -150,6 +153,8 @@ def test_malformed_requests_get_structured_4xx(server, body, status, pointer):
     errors = assert_error(r, status)["errors"]
     if status == 422:
         assert pointer in [e["pointer"] for e in errors]
+    if b'"p": 99' in body or b'"other"' in body:
+        assert "appears twice" in r.json()["message"]
 
 
 def test_wrong_media_type_and_method_and_path(server):
