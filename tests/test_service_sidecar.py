@@ -184,6 +184,9 @@ def test_commands_from_the_ledger(plant):
     (b'{"telemetry": {"a": null}}', "telemetry.a"),
     (b'{"telemetry": {}, "context": {"m": [1]}}', "context.m"),
     (b'{"telemetry": {}, "policy": ""}', "policy"),
+    (b'{"a": 1, "a": 2}', "'a' appears twice"),
+    (b'{"telemetry": {"a": 1, "a": 2}, "context": {}}', "'a' appears twice"),
+    (b'{"telemetry": {}, "context": {"m": "AUTO"}, "context": {}}', "'context' appears twice"),
 ])
 def test_feed_lines_are_checked(line, error):
     with pytest.raises(ValueError, match=error):
@@ -194,6 +197,7 @@ def test_feed_line_forms():
     assert parse_line(b'{"a": 1}', 3).telemetry == {"a": 1}
     full = parse_line(b'{"telemetry": {"a": true}, "context": {"m": "AUTO"}, "policy": "p"}', 1)
     assert (full.telemetry, full.context, full.policy) == ({"a": True}, {"m": "AUTO"}, "p")
+    assert parse_line(b'{"telemetry": {"a": "x:y"}, "policy": "urn:a:b"}', 1).telemetry == {"a": "x:y"}
 
 
 def test_a_followed_file_is_read_as_it_grows(tmp_path):

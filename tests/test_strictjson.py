@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from axon import strictjson
 from axon.errors import AxonError
-from axon.strictjson import JsonError, loads
+from axon.strictjson import JsonError, loads, refuse_repeated_keys
 
 
 def refused(data: bytes | str, **options) -> JsonError:
@@ -138,3 +138,18 @@ def test_no_floats_on_request(number):
 def test_no_floats_still_reads_integers():
     assert loads('{"a": [0, -1, 12, 9007199254740993]}', allow_floats=False) == {
         "a": [0, -1, 12, 9007199254740993]}
+
+
+@pytest.mark.parametrize(("raw", "kept", "refused"), [
+    (b'{"a": 1, "b": 2}', 2, False),
+    (b'{"a": 1, "a": 2}', 1, True),  # one colon more than the keys kept: read again, refused
+    (b'{"t": {"p": 1, "p": 2}}', 2, True),
+    (b'{"policy": "urn:sopcos:x", "t": {}}', 2, False),  # colons in a value: read again, accepted
+    (b'{"a": NaN}', 1, False),  # as many colons as keys: not read again (the lenient reader decided)
+])
+def test_refuse_repeated_keys(raw, kept, refused):
+    if refused:
+        with pytest.raises(JsonError, match="appears twice"):
+            refuse_repeated_keys(raw, kept)
+    else:
+        refuse_repeated_keys(raw, kept)

@@ -70,16 +70,20 @@ def test_replay_from_stdin_survives_malformed_lines(module_file):
         b'{"telemetry": {}, "extra": 1}',
         b"",
         b'{"telemetry": {"pressure_bar": 99, "valve_open": true}, "context": {"mode": "AUTO"}}',
+        b'{"telemetry": {"pressure_bar": 99, "valve_open": true, "pressure_bar": 50}, '
+        b'"context": {"mode": "AUTO"}}',
     ]) + b"\n"
     result = synapse("eval", str(module_file), "--input", "-", stdin=stdin)
     assert result.returncode == 0, result.stderr
     decisions = lines(result.stdout)
-    assert [d["verdict"] for d in decisions] == ["ALLOW", "DENY", "DENY", "DENY", "DENY", "HALT"]
+    assert [d["verdict"] for d in decisions] == ["ALLOW", "DENY", "DENY", "DENY", "DENY", "HALT", "DENY"]
     assert decisions[1]["reason"].startswith("line 2: not valid JSON")
     assert decisions[2]["reason"].startswith("line 3: expected an object")
     assert decisions[3]["reason"].startswith("line 4: expected an object")
     assert decisions[4]["reason"].startswith("line 5: not valid JSON")
     assert decisions[5]["reason"] is None
+    # a reading sent twice is ambiguous (was it 99 or 50 bar?): DENY, not "the last one wins"
+    assert decisions[6]["reason"].startswith("line 7: not strict JSON: key 'pressure_bar' appears twice")
 
 
 def test_a_missing_module_is_exit_2_without_a_traceback(tmp_path):

@@ -142,13 +142,10 @@ def _parse(model: type[BaseModel], body: bytes) -> Any:
         raise RequestInvalid(f"the request body does not match {model.__name__}",
                              errors=_error_details(errors)) from None
     # pydantic keeps the last of two equal keys; a reading sent twice is ambiguous, so it is refused.
-    # Every key in the body is followed by a colon, so when the body has no more colons than the
-    # request has keys, no key can repeat and the strict second reading is skipped (the hot path).
-    if body.count(b":") > _key_count(parsed):
-        try:
-            strictjson.loads(body)
-        except strictjson.JsonError as exc:
-            raise _not_json(str(exc)) from None
+    try:
+        strictjson.refuse_repeated_keys(body, _key_count(parsed))
+    except strictjson.JsonError as exc:
+        raise _not_json(str(exc)) from None
     return parsed
 
 

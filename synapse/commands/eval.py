@@ -10,6 +10,7 @@ from typing import IO
 import orjson
 
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_lines
+from axon.strictjson import JsonError, refuse_repeated_keys
 from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
@@ -41,6 +42,11 @@ file were unusable.
 
 _RECORD_KEYS = frozenset(("telemetry", "context"))
 _EMPTY: dict = {}
+
+
+def _size(value: object) -> int:
+    """Keys an input object holds (0 for anything else, which the evaluator refuses anyway)."""
+    return len(value) if type(value) is dict else 0
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
@@ -113,7 +119,13 @@ def replay(
             decision = Decision.deny(f"line {count}: not valid JSON: {exc}")
         else:
             if type(record) is dict and record.keys() <= _RECORD_KEYS:
-                decision = evaluate(record.get("telemetry", _EMPTY), record.get("context", _EMPTY))
+                telemetry, context = record.get("telemetry", _EMPTY), record.get("context", _EMPTY)
+                try:  # a reading sent twice on one line is ambiguous: which did the plant mean?
+                    refuse_repeated_keys(line, len(record) + _size(telemetry) + _size(context))
+                except JsonError as exc:
+                    decision = Decision.deny(f"line {count}: not strict JSON: {exc}")
+                else:
+                    decision = evaluate(telemetry, context)
             else:
                 decision = Decision.deny(
                     f'line {count}: expected an object with "telemetry" and "context" (and nothing else)'

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from axon import strictjson
 from axon.messaging.inner import Message
 from synapse.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
 from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
@@ -80,6 +81,11 @@ def parse_line(raw: bytes, line: int) -> Update:
                 raise ValueError(f"{name}.{key} must be a number, a boolean or a string")
     if policy is not None and (not isinstance(policy, str) or not policy):
         raise ValueError("policy must be a non-empty string")
+    nested = len(telemetry) + len(context) if "telemetry" in doc else 0
+    try:  # a reading sent twice on one line is ambiguous: which did the plant mean?
+        strictjson.refuse_repeated_keys(raw, len(doc) + nested)
+    except strictjson.JsonError as exc:
+        raise ValueError(f"not strict JSON: {exc}") from None
     return Update(line, telemetry, context, policy)
 
 
