@@ -19,7 +19,7 @@ from scc import COMPILER_ID, schema
 from scc.ast import Policy, build
 from scc.checker import check
 from scc.emit import assemble, emit_wat
-from scc.errors import CheckError, Diagnostic, PolicyError, ReadError, StructureError
+from scc.errors import CheckError, Diagnostic, Findings, PolicyError, ReadError, StructureError
 from scc.gas import gas_max
 from scc.ir import Program
 from scc.limits import LIMITS, Limits
@@ -28,7 +28,7 @@ from scc.reader import Document, read
 
 
 @dataclass(frozen=True)
-class CheckResult:
+class CheckResult(Findings):
     """Every finding about one source, in document order. `policy` is set when there are no errors."""
 
     diagnostics: tuple[Diagnostic, ...]
@@ -37,14 +37,6 @@ class CheckResult:
     stage: type[PolicyError] = CheckError  # the stage that produced the errors, if any
     hidden_errors: int = 0  # errors beyond Limits.max_errors_shown, counted, not listed
     hidden_warnings: int = 0
-
-    @property
-    def errors(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.diagnostics if d.is_error)
-
-    @property
-    def warnings(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.diagnostics if not d.is_error)
 
     @property
     def valid(self) -> bool:

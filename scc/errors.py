@@ -117,7 +117,21 @@ class SccError(CodedError):
     code = "SCC"
 
 
-class PolicyError(SccError):
+class Findings:
+    """Errors and warnings of anything holding `diagnostics` (a check result, a rejected policy)."""
+
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def errors(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if d.is_error)
+
+    @property
+    def warnings(self) -> tuple[Diagnostic, ...]:
+        return tuple(d for d in self.diagnostics if not d.is_error)
+
+
+class PolicyError(Findings, SccError):
     """The policy is wrong. `diagnostics` holds every finding (errors first, then warnings)."""
 
     code = "SCC-POLICY"
@@ -130,14 +144,6 @@ class PolicyError(SccError):
         summary = f"{first.pointer}: {first.code} {first.message}" if first else "policy rejected"
         more = len(errors) - 1 + hidden
         super().__init__(summary + (f" (and {more} more)" if more else ""))
-
-    @property
-    def errors(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.diagnostics if d.is_error)
-
-    @property
-    def warnings(self) -> tuple[Diagnostic, ...]:
-        return tuple(d for d in self.diagnostics if not d.is_error)
 
 
 class ReadError(PolicyError):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 
 from axon.keys import Identity, SigningKey, did_for, sha256
+from axon.transports.scp_errors import ScpError
 from axon.transports.scp_peers import PinnedPeer
 from axon.transports.scp_protocol import Event, Role, ScpConfig, ScpProtocol
 
@@ -59,3 +61,14 @@ def handshake(client: ScpProtocol, server: ScpProtocol) -> None:
     pump(client, server)
     pump(server, client)
     pump(client, server)
+
+
+class Errors(list):
+    """A server's `on_error` hook that keeps what it is told, for a test to wait on."""
+
+    def __call__(self, exc: ScpError, peername: object) -> None:
+        self.append(exc)
+
+    async def wait(self, n: int = 1) -> None:
+        while len(self) < n:
+            await asyncio.sleep(0.01)

@@ -26,7 +26,7 @@ from axon.transports.scp_errors import (
 )
 from axon.transports.scp_peers import LedgerPeer, PinnedPeer
 from axon.transports.scp_protocol import HEADER, HEADER_LEN, MAC_LEN, MsgType, ScpConfig
-from tests.scp_fixtures import CLIENT, MALLORY, SERVER
+from tests.scp_fixtures import CLIENT, MALLORY, SERVER, Errors
 
 HOST = "127.0.0.1"
 pytestmark = pytest.mark.timeout(60)
@@ -39,15 +39,6 @@ def run(coro):
 async def echo(conn: Connection) -> None:
     async for message in conn:
         await conn.send(message[::-1])
-
-
-class Errors(list):
-    def __call__(self, exc: ScpError, peername: object) -> None:
-        self.append(exc)
-
-    async def wait(self, n: int = 1) -> None:
-        while len(self) < n:
-            await asyncio.sleep(0.01)
 
 
 def test_connect_send_receive_close() -> None:

@@ -47,7 +47,7 @@ from axon.transports.scp_protocol import (
 )
 from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
 from tests.messaging_fixtures import T0, plant
-from tests.scp_fixtures import CLIENT, MALLORY, SERVER, Clock, deliver, pump
+from tests.scp_fixtures import CLIENT, MALLORY, SERVER, Clock, Errors, deliver, pump
 
 HOST = "127.0.0.1"
 E_C_PRIVATE = bytes(range(1, 33))
@@ -300,15 +300,6 @@ def test_session_settings_are_checked() -> None:
 
 
 # --- end to end: KEY_EXCHANGE over the embedded ledger, then SCP over loopback TCP -----------------
-
-
-class Errors(list):
-    def __call__(self, exc: ScpError, peername: object) -> None:
-        self.append(exc)
-
-    async def wait(self, n: int = 1) -> None:
-        while len(self) < n:
-            await asyncio.sleep(0.01)
 
 
 async def echo(conn: Connection) -> None:
