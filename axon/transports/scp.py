@@ -30,6 +30,7 @@ from axon.keys import Identity
 from axon.transports.scp_errors import (
     ScpConnectionClosed,
     ScpError,
+    ScpHandshakeTimeout,
     ScpIOError,
     ScpRemoteClose,
 )
@@ -148,13 +149,20 @@ class Connection:
 
     # --- internals
 
-    async def _start(self) -> None:
-        """Run the reader and wait for the handshake's end."""
+    async def _start(self, deadline: float | None = None) -> None:
+        """Run the reader and wait for the handshake's end; at `deadline` (clock units) abandon it,
+        whatever the connection is doing (reading, or stuck writing to a peer that does not read)."""
         self._task = asyncio.create_task(self._read_loop())
         waiter = asyncio.create_task(self._established.wait())
-        await asyncio.wait({self._task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        timeout = None if deadline is None else max(0.0, deadline - self._clock())
+        await asyncio.wait({self._task, waiter}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         waiter.cancel()
         if not self._established.is_set():
+            if not self._task.done():
+                self._finish(ScpHandshakeTimeout("handshake not complete by the server's deadline"))
+                self._writer.transport.abort()  # not close(): that would wait for unsent data to drain
+                self._task.cancel()
+                await asyncio.wait({self._task})
             await self._shutdown()
             raise self._end or ScpIOError("handshake did not complete")
 
@@ -292,8 +300,10 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
 
     Handshake failures and errors escaping `on_connection` go to `on_error(error, peername)` (default:
     a log line with the code, never key material). So do connections refused by the admission limits
-    in `config` (`max_connections`, `max_handshakes`: SCP-E-BUSY; `connect_rate`/`connect_burst` per
-    source IP, timed by `clock`: SCP-E-RATE); those are dropped before any crypto work.
+    in `config` (`max_connections`, `max_handshakes`: SCP-E-BUSY; `max_handshakes_per_source`,
+    `connect_rate`/`connect_burst` per source IP, timed by `clock`: SCP-E-RATE); those are dropped before
+    any crypto work. A handshake still running `handshake_timeout` after admission is abandoned and its
+    slot given back.
     """
     config = config or ScpConfig()
     check_session_settings(Role.SERVER, None, session_lookup, require_session)
@@ -320,7 +330,7 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
                                 require_session=require_session)
             conn = Connection(proto, reader, writer, clock)
             try:
-                await conn._start()
+                await conn._start(ticket.deadline)
             except ScpError as exc:
                 report(exc, peername)
                 return

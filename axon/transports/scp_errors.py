@@ -113,7 +113,8 @@ class ScpBusyError(ScpError):
 
 
 class ScpRateLimited(ScpError):
-    """The server refused a new connection: its source opened new connections too fast."""
+    """The server refused a new connection: its source opened new connections too fast, or already has
+    `max_handshakes_per_source` handshakes in progress."""
 
     code = "SCP-E-RATE"
 

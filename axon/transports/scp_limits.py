@@ -5,7 +5,7 @@ connection before it builds a protocol object, so a refused connection costs no 
 
     admission = Admission(config, clock)
     ticket = admission.admit(source_ip)   # raises ScpBusyError / ScpRateLimited
-    ...handshake...
+    ...handshake, abandoned at ticket.deadline...
     ticket.handshake_done()
     ...application...
     ticket.release()
@@ -70,10 +70,16 @@ class SourceBuckets:
 
 
 class Ticket:
-    """One admitted connection's hold on the server's counters; each step counts once."""
+    """One admitted connection's hold on the server's counters; each step counts once.
 
-    def __init__(self, admission: Admission) -> None:
+    `deadline` (clock units) is when its handshake slot must be given back, finished or not: the I/O
+    shell abandons the handshake then, whatever the connection is doing.
+    """
+
+    def __init__(self, admission: Admission, source: Hashable, deadline: float) -> None:
         self._admission = admission
+        self.source = source
+        self.deadline = deadline
         self._handshaking = True
         self._open = True
 
@@ -81,7 +87,7 @@ class Ticket:
         """The handshake ended (either way): the connection no longer counts as a handshake."""
         if self._handshaking:
             self._handshaking = False
-            self._admission._handshakes -= 1
+            self._admission._handshake_ended(self.source)
 
     def release(self) -> None:
         """The connection is gone."""
@@ -92,14 +98,19 @@ class Ticket:
 
 
 class Admission:
-    """A server's limits on connections: how many at once, how many handshaking, how fast per source."""
+    """A server's limits on connections: how many at once, how many handshaking (in all and per source),
+    how fast per source, and how long a handshake may hold its slot."""
 
     def __init__(self, config: ScpConfig, clock: Callable[[], float]) -> None:
         self._config = config
+        self._clock = clock
         self._buckets = SourceBuckets(config.connect_rate, config.connect_burst, config.max_rate_sources,
                                       clock)
         self._connections = 0
         self._handshakes = 0
+        # source -> handshakes in progress; a source leaves the table when its count is back to 0, so the
+        # table never holds more than max_handshakes entries.
+        self._handshakes_by_source: dict[Hashable, int] = {}
 
     @property
     def connections(self) -> int:
@@ -109,6 +120,9 @@ class Admission:
     def handshakes(self) -> int:
         return self._handshakes
 
+    def handshakes_from(self, source: Hashable) -> int:
+        return self._handshakes_by_source.get(source, 0)
+
     def admit(self, source: Hashable) -> Ticket:
         """Admit one new connection from `source` or raise; checks that change nothing come first, so a
         connection refused as busy does not spend its source's token."""
@@ -116,9 +130,19 @@ class Admission:
             raise ScpBusyError(f"server at its limit of {self._config.max_connections} connections")
         if self._handshakes >= self._config.max_handshakes:
             raise ScpBusyError(f"server at its limit of {self._config.max_handshakes} handshakes in progress")
+        if self.handshakes_from(source) >= self._config.max_handshakes_per_source:
+            raise ScpRateLimited(f"this source already has {self._config.max_handshakes_per_source} "
+                                 "handshakes in progress")
         if not self._buckets.take(source):
             raise ScpRateLimited(f"new connections from this source exceed {self._config.connect_rate:g}/s "
                                  f"(burst {self._config.connect_burst})")
         self._connections += 1
         self._handshakes += 1
-        return Ticket(self)
+        self._handshakes_by_source[source] = self.handshakes_from(source) + 1
+        return Ticket(self, source, self._clock() + self._config.handshake_timeout)
+
+    def _handshake_ended(self, source: Hashable) -> None:
+        self._handshakes -= 1
+        left = self._handshakes_by_source.pop(source) - 1
+        if left:
+            self._handshakes_by_source[source] = left

@@ -181,6 +181,7 @@ class ScpConfig:
     # Server admission (seed: "rate limiting" against denial of service); checked before any crypto.
     max_connections: int = 256  # open at once, handshaking or established
     max_handshakes: int = 32  # accepted but not yet authenticated
+    max_handshakes_per_source: int = 8  # of those, from one source IP (one address cannot hold them all)
     connect_rate: float = 10.0  # new connections per second per source IP (token bucket refill)
     connect_burst: int = 20  # token bucket size per source IP
     max_rate_sources: int = 4096  # source IPs remembered; the least recently seen is forgotten first
@@ -195,7 +196,7 @@ class ScpConfig:
         if not MIN_FRAME_PAYLOAD <= self.max_frame_payload <= 2**32 - 1:
             raise ScpConfigError(f"ScpConfig.max_frame_payload must be {MIN_FRAME_PAYLOAD}..{2**32 - 1}")
         for name in ("rekey_after_bytes", "max_unacked", "max_queued_messages", "max_connections",
-                     "max_handshakes", "connect_burst", "max_rate_sources"):
+                     "max_handshakes", "max_handshakes_per_source", "connect_burst", "max_rate_sources"):
             if getattr(self, name) < 1:
                 raise ScpConfigError(f"ScpConfig.{name} must be at least 1")
         if self.max_message < 0:
