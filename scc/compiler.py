@@ -1,4 +1,4 @@
-"""The pipeline: read -> schema -> build + check -> lower -> gas -> emit (-> assemble).
+"""The pipeline: read -> structure (JSON Schema) -> build + check -> lower -> gas -> emit (-> assemble).
 
 `check_policy` runs the front end and returns every finding; `compile_policy` also produces the
 module, or raises the PolicyError of the stage that rejected the policy. The same source and the
@@ -15,7 +15,7 @@ from typing import Any
 import rfc8785
 
 from axon import abi
-from scc import COMPILER_ID, schema
+from scc import COMPILER_ID, structure
 from scc.ast import Policy, build
 from scc.checker import check
 from scc.emit import assemble, emit_wat
@@ -77,7 +77,7 @@ def check_policy(source: bytes, limits: Limits = LIMITS) -> CheckResult:
     except ReadError as exc:
         return _result(list(exc.diagnostics), limits, stage=ReadError)
     try:
-        structural = schema.validate(document.value)
+        structural = structure.validate(document.value)
     except RecursionError:  # cannot happen below Limits.max_json_depth; kept as a fail-safe
         structural = [Diagnostic("SCC-E008", "", "the JSON is nested too deeply to check")]
     if structural:

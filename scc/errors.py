@@ -31,7 +31,7 @@ CODES: dict[str, str] = {
     "SCC-E007": "there is more text after the JSON document",
     "SCC-E008": "the JSON is nested too deeply",
     "SCC-E009": "a string escapes half of a UTF-16 surrogate pair",
-    # document structure (scc/schema.py, scc/schema/sip-001.schema.json)
+    # document structure (scc/structure.py, scc/schema/sip-001.schema.json)
     "SCC-E010": "unknown key",
     "SCC-E011": "a required key is missing",
     "SCC-E012": "a value has the wrong JSON type",
@@ -153,7 +153,7 @@ class ReadError(PolicyError):
 
 
 class StructureError(PolicyError):
-    """The JSON does not have the shape SIP-001 prescribes (scc/schema.py)."""
+    """The JSON does not have the shape SIP-001 prescribes (scc/structure.py)."""
 
     code = "SCC-STRUCTURE"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from jsonschema import ValidationError
 
-from scc import schema
+from scc import structure
 from scc.compiler import check_policy, compile_policy
 from scc.errors import CODES, CheckError, Diagnostic
 from tests.scc_policies import MODE, SPEC_EXAMPLE, P, V, base, dumps, policy, rule
@@ -127,7 +127,7 @@ def test_structure_fallback():
     """A schema keyword without a dedicated explanation still gives a located E017."""
     error = ValidationError("[1, 1] has non-unique elements", validator="uniqueItems", path=["rules", 0],
                             schema={}, instance=[1, 1], validator_value=True)
-    (diagnostic,) = schema._explain(error)
+    (diagnostic,) = structure._explain(error)
     assert (diagnostic.code, diagnostic.pointer) == ("SCC-E017", "/rules/0")
     assert "non-unique" in diagnostic.message
 

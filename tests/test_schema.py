@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from scc import schema
+from scc import structure
 from tests.scc_policies import MODE, SPEC_EXAMPLE, P, V, policy, rule
 
 RAW_JSONSCHEMA_PHRASES = ("is not valid under", "Additional properties", "was unexpected",
@@ -20,17 +20,17 @@ POLICIES = sorted(p for p in (Path(__file__).parent.parent / "policies").glob("*
 
 
 def _found(doc) -> list[tuple[str, str]]:
-    diagnostics = schema.validate(doc)
+    diagnostics = structure.validate(doc)
     for d in diagnostics:
         assert not any(phrase in d.message for phrase in RAW_JSONSCHEMA_PHRASES), d.message
     return [(d.code, d.pointer) for d in diagnostics]
 
 
 def test_schema_is_draft_2020_12_and_shipped_with_the_package():
-    document = schema.load_schema()
+    document = structure.load_schema()
     assert document["$schema"] == "https://json-schema.org/draft/2020-12/schema"
     Draft202012Validator.check_schema(document)
-    assert isinstance(schema._validator(), Draft202012Validator)
+    assert isinstance(structure._validator(), Draft202012Validator)
 
 
 def test_spec_example_is_structurally_valid():
@@ -68,7 +68,7 @@ def test_unknown_keys_anywhere(path, code):
 
 
 def test_unknown_key_suggests_the_near_one():
-    (d,) = schema.validate(_edit(["rules", 1, "wen"], True))
+    (d,) = structure.validate(_edit(["rules", 1, "wen"], True))
     assert d.code == "SCC-E010" and "did you mean `when`?" in d.message
 
 
@@ -144,12 +144,12 @@ def test_expression_structure(when, expected):
 
 
 def test_not_with_a_list_gets_a_hint():
-    (d,) = schema.validate(policy(rule({"not": [V]})))
+    (d,) = structure.validate(policy(rule({"not": [V]})))
     assert "`not` takes one expression, written without [ ]" in d.message
 
 
 def test_verdict_case_hint():
-    (d,) = schema.validate(policy(rule(V, then="halt")))
+    (d,) = structure.validate(policy(rule(V, then="halt")))
     assert "did you mean `HALT`?" in d.message
 
 
@@ -161,5 +161,5 @@ def test_text_is_structurally_allowed_in_expressions():
 def test_schema_and_tree_know_the_same_operators():
     from scc.ast import OPERATORS
 
-    operators = set(schema.load_schema()["$defs"]["expression"]["properties"])
+    operators = set(structure.load_schema()["$defs"]["expression"]["properties"])
     assert operators == {*OPERATORS, "telemetry", "context", "ref"}

@@ -1,4 +1,4 @@
-"""Stage 2: check the document's structure against the SIP-001 JSON Schema (Draft 2020-12).
+"""Stage 2, the structure check: the document against the SIP-001 JSON Schema (Draft 2020-12).
 
 The schema (scc/schema/sip-001.schema.json) says which keys exist, which are required, what JSON
 type each value has, the formats of names, ids and versions, the arity of every operator, and that
