@@ -1,6 +1,6 @@
 """The typed syntax tree of a SIP-001 policy.
 
-`build` turns a document that passed the schema stage into these nodes; every node keeps `site`, the
+`build` turns a document that passed the structure stage into these nodes; every node keeps `site`, the
 JSON Pointer of the source value it came from. The checker then resolves each name (`InputRef.decl`,
 `LetRef.definition`) and sets each expression's `type`; lowering accepts only a checked tree.
 Nodes compare by identity, so a node can key a dict.
@@ -8,44 +8,12 @@ Nodes compare by identity, so a node can key a dict.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 from axon.abi import Verdict
+from scc.operators import OPERATORS, Evaluation, Kind, Type
 from scc.reader import join_pointer
-
-
-class Kind(enum.Enum):
-    NUMBER = "number"
-    BOOL = "bool"
-    ENUM = "enum"  # an enum input's value: only eq/ne/in may use it (SIP-001 §4)
-    TEXT = "text"  # a string literal: only the value side of eq/ne/in
-
-
-@dataclass(frozen=True)
-class Type:
-    kind: Kind
-    values: tuple[str, ...] = ()  # an enum's declared values; enums are compatible when equal
-
-    def __str__(self) -> str:
-        return self.kind.value
-
-
-NUMBER = Type(Kind.NUMBER)
-BOOL = Type(Kind.BOOL)
-TEXT = Type(Kind.TEXT)
-
-
-# Operator families (SIP-001 §4).
-COMPARE_EQ = ("eq", "ne")
-COMPARE_ORDER = ("lt", "le", "gt", "ge")
-LOGIC = ("all", "any")
-ARITH_NARY = ("add", "mul", "min", "max")
-ARITH_BINARY = ("sub", "div")
-ARITH_UNARY = ("abs", "neg")
-OPERATORS = (*COMPARE_EQ, *COMPARE_ORDER, "between", "in", *LOGIC, "not", *ARITH_NARY, *ARITH_BINARY,
-             *ARITH_UNARY, "if")
 
 
 @dataclass(eq=False)
@@ -102,7 +70,7 @@ class LetRef(Expr):
 
 @dataclass(eq=False)
 class Call(Expr):
-    """Every operator form. `in` has args (x, literal, literal, ...); not/abs/neg have one arg."""
+    """Every operator (scc/operators.py). `in` has args (x, literal, literal, ...)."""
 
     op: str = ""
     args: tuple[Expr, ...] = ()
@@ -152,7 +120,7 @@ class Policy:
 
 
 def build(doc: dict[str, Any]) -> Policy:
-    """The tree of a document that passed the schema stage (structure is trusted, meaning is not)."""
+    """The tree of a document that passed the structure stage (structure is trusted, meaning is not)."""
     inputs = doc.get("inputs", {})
     # Inputs are numbered by name, not by declaration order, so that the module depends only on the
     # RFC 8785 canonical source that meta.source_hash names (names are ASCII: str order = JCS order).
@@ -210,9 +178,10 @@ def build_expr(value: Any, site: str) -> Expr:
         return InputRef(site, group=op, name=operand)
     if op == "ref":
         return LetRef(site, name=operand)
-    if op in ("not", "abs", "neg"):
+    operator = OPERATORS[op]
+    if operator.bare:
         return Call(site, op=op, args=(build_expr(operand, at),))
-    if op == "in":
+    if operator.evaluation is Evaluation.MEMBER:
         x, values = operand
         literals = tuple(build_expr(v, f"{at}/1/{i}") for i, v in enumerate(values))
         return Call(site, op=op, args=(build_expr(x, at + "/0"), *literals))

@@ -9,31 +9,10 @@ compilation. Diagnostics come back unsorted; the pipeline puts them in document 
 from __future__ import annotations
 
 from scc import findings
-from scc.ast import (
-    ARITH_BINARY,
-    ARITH_NARY,
-    ARITH_UNARY,
-    BOOL,
-    COMPARE_EQ,
-    COMPARE_ORDER,
-    LOGIC,
-    NUMBER,
-    TEXT,
-    Boolean,
-    Call,
-    Expr,
-    InputDecl,
-    InputRef,
-    Kind,
-    LetDef,
-    LetRef,
-    Number,
-    Policy,
-    Text,
-    Type,
-)
+from scc.ast import Boolean, Call, Expr, InputDecl, InputRef, LetDef, LetRef, Number, Policy, Text
 from scc.errors import Diagnostic
 from scc.limits import LIMITS, Limits
+from scc.operators import BOOL, NUMBER, OPERATORS, TEXT, Kind, Operands, Type
 from scc.reader import join_pointer
 
 
@@ -245,30 +224,25 @@ class _Checker:
         if isinstance(expr, LetRef):
             return self.reference(expr)
         assert isinstance(expr, Call)
-        op, args, inner = expr.op, expr.args, depth + 1
-        if op in COMPARE_EQ:
+        operator, inner = OPERATORS[expr.op], depth + 1
+        rule = operator.operands
+        if rule is Operands.COMPARABLE:
             self.equality(expr, inner)
-            return BOOL
-        if op in (*COMPARE_ORDER, "between"):
-            for arg in args:
-                self.expect(arg, NUMBER, inner)
-            return BOOL
-        if op == "in":
+        elif rule is Operands.MEMBER:
             self.membership(expr, inner)
-            return BOOL
-        if op in (*LOGIC, "not"):
-            for arg in args:
-                self.expect(arg, BOOL, inner)
-            return BOOL
-        if op in (*ARITH_NARY, *ARITH_BINARY, *ARITH_UNARY):
-            for arg in args:
-                self.expect(arg, NUMBER, inner)
-            return NUMBER
-        assert op == "if", op
-        condition, then, otherwise = args
-        self.expect(condition, BOOL, inner)
-        then_type = self.value(then, inner)
-        else_type = self.value(otherwise, inner)
+        elif rule is Operands.BRANCHES:
+            return self.branches(expr, inner)
+        else:
+            want = NUMBER if rule is Operands.NUMBERS else BOOL
+            for arg in expr.args:
+                self.expect(arg, want, inner)
+        return operator.result
+
+    def branches(self, expr: Call, depth: int) -> Type | None:
+        condition, then, otherwise = expr.args
+        self.expect(condition, BOOL, depth)
+        then_type = self.value(then, depth)
+        else_type = self.value(otherwise, depth)
         if then_type is not None and else_type is not None and then_type != else_type:
             self.error("SCC-E024", otherwise.site,
                        f"both branches of `if` must have one type, but {describe(then, then_type)} and "

@@ -13,8 +13,9 @@ import json
 import math
 from dataclasses import dataclass
 
-from scc.ast import Boolean, Call, Expr, InputRef, Kind, LetDef, LetRef, Number, Policy, Text, children
+from scc.ast import Boolean, Call, Expr, InputRef, LetDef, LetRef, Number, Policy, Text, children
 from scc.errors import Diagnostic
+from scc.operators import Kind
 
 YES = frozenset({True})
 NO = frozenset({False})

@@ -32,7 +32,7 @@ def worst(node: Node, let_cost: list[int]) -> int:
     memo: dict[int, int] = {}
     for current in reversed(list(walk(node))):
         cost = current.gas + sum(memo[id(a)] for a in current.unconditional)
-        if current.op == "if":
+        if current.branches:
             cost += max(memo[id(current.args[1])], memo[id(current.args[2])])
         else:
             cost += sum(memo[id(a)] for a in current.conditional)

@@ -4,7 +4,7 @@ A `Program` is the whole policy as the module will run it: the inputs fetched at
 definitions some rule reaches (each compiled once and cached per evaluation), the rules in order,
 and `sites`, the JSON Pointers of the operations that can fault. Each expression is a tree of
 `Node`s with a wasm value type (f64 for numbers and enum indices, i32 for bools), its own gas, and
-for faultable operations (add, sub, mul, div) the index of its site.
+for operations that can fault (scc/operators.py: `faults`) the index of its site.
 """
 
 from __future__ import annotations
@@ -12,21 +12,19 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from scc.operators import OPERATORS, Evaluation, Operator
+
 
 class ValType(enum.StrEnum):
     F64 = "f64"
     I32 = "i32"  # bools: 0 or 1
 
 
-# Ops: "const" (value: the constant, a float for f64, 0/1 for i32), "input" (value: index into
-# Program.inputs), "let" (value: index into Program.lets); eq ne lt le gt ge (on f64; eq/ne also
-# on i32 bools), between, in (args: x, then f64 constants), all any not, add sub mul div min max
-# (n-ary ones fold left to right), abs neg, and if (args: condition, then, else).
-FAULTABLE = frozenset({"add", "sub", "mul", "div"})
-
-
 @dataclass(frozen=True, eq=False)
 class Node:
+    # "const" (value: the constant, a float for f64, 0/1 for i32), "input" (value: index into
+    # Program.inputs), "let" (value: index into Program.lets), or an operator of scc/operators.py
+    # with its operands as args (`in`: x, then f64 constants).
     op: str
     type: ValType
     args: tuple[Node, ...] = ()
@@ -37,15 +35,28 @@ class Node:
     note: str = ""  # for comments too: an enum literal's text
 
     @property
+    def operator(self) -> Operator | None:
+        return OPERATORS.get(self.op)
+
+    @property
     def unconditional(self) -> tuple[Node, ...]:
         """Operands that always run when this node runs (charged with it, in one block)."""
-        return self.args[:1] if self.op in ("all", "any", "if") else self.args
+        return self.args[:1] if self.op in _CONDITIONAL else self.args
 
     @property
     def conditional(self) -> tuple[Node, ...]:
         """Operands that run only sometimes; each is charged in a block of its own.
         all/any: operands after the first (short-circuit); if: the two branches (one runs)."""
-        return self.args[1:] if self.op in ("all", "any", "if") else ()
+        return self.args[1:] if self.op in _CONDITIONAL else ()
+
+    @property
+    def branches(self) -> bool:
+        """Whether exactly one of the conditional operands runs (`if`), not any number of them."""
+        return self.op in _BRANCHING
+
+
+_CONDITIONAL = frozenset(name for name, op in OPERATORS.items() if op.conditional)
+_BRANCHING = frozenset(name for name, op in OPERATORS.items() if op.evaluation is Evaluation.BRANCH)
 
 
 @dataclass(frozen=True)

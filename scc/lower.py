@@ -9,9 +9,10 @@ the order they are lowered (definitions first, then rules).
 from __future__ import annotations
 
 from axon.abi import GAS_PER_NODE, LOG_LEVELS, RESULT_SIZE
-from scc.ast import Boolean, Call, Expr, InputRef, Kind, LetDef, LetRef, Number, Policy, Text, children
+from scc.ast import Boolean, Call, Expr, InputRef, LetDef, LetRef, Number, Policy, Text, children
 from scc.findings import used_names
-from scc.ir import FAULTABLE, InputSlot, LetCode, LogCode, Node, Program, RuleCode, ValType
+from scc.ir import InputSlot, LetCode, LogCode, Node, Program, RuleCode, ValType
+from scc.operators import OPERATORS, Kind
 
 DATA_OFFSET = RESULT_SIZE  # log messages follow the result block
 
@@ -72,9 +73,6 @@ def _refs(expr: Expr) -> set[str]:
     return set().union(*(_refs(child) for child in children(expr)))
 
 
-_BOOL_RESULT = {"eq", "ne", "lt", "le", "gt", "ge", "between", "in", "all", "any", "not"}
-
-
 class _Lowering:
     def __init__(self, inputs: dict[tuple[str, str], int], lets: dict[str, int]) -> None:
         self.inputs = inputs
@@ -101,12 +99,12 @@ class _Lowering:
         enum_values = next((a.type.values for a in expr.args if a.type.kind is Kind.ENUM), ())
         args = tuple(self.expr(arg, enum_values) for arg in expr.args)
         site = None
-        if expr.op in FAULTABLE:
+        if OPERATORS[expr.op].faults:
             site = len(self.sites)
             self.sites.append(expr.site)
-        result = ValType.I32 if expr.op in _BOOL_RESULT else args[1].type if expr.op == "if" else ValType.F64
-        return Node(expr.op, result, args, site=site, gas=GAS_PER_NODE, pointer=expr.site)
+        return Node(expr.op, _valtype(expr), args, site=site, gas=GAS_PER_NODE, pointer=expr.site)
 
 
 def _valtype(expr: Expr) -> ValType:
+    """The wasm type of a checked expression's value (an `if` has its branches' type)."""
     return ValType.I32 if expr.type.kind is Kind.BOOL else ValType.F64

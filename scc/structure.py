@@ -17,6 +17,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, ValidationError
 
 from scc.errors import Diagnostic
+from scc.operators import OPERATORS, Evaluation, Operator
 from scc.reader import join_pointer
 
 SCHEMA_RESOURCE = "sip-001.schema.json"
@@ -43,26 +44,27 @@ def _validator() -> Draft202012Validator:
     return Draft202012Validator(load_schema())
 
 
+def _expression() -> dict[str, Any]:
+    return load_schema()["$defs"]["expression"]
+
+
 def validate(document: Any) -> list[Diagnostic]:
     """Every structural problem in `document` (unsorted; the pipeline sorts by position)."""
+    errors = list(_validator().iter_errors(document))
+    # An expression object with an unknown operator also has "too many keys"; say it once.
+    unknown_operator_at = {tuple(e.absolute_path) for e in errors
+                           if e.validator == "additionalProperties" and e.schema is _expression()}
     out: list[Diagnostic] = []
     seen: set[tuple[str, str]] = set()
-    for error in _validator().iter_errors(document):
+    for error in errors:
+        if error.validator == "maxProperties" and tuple(error.absolute_path) in unknown_operator_at:
+            continue
         for diagnostic in _explain(error):
             key = (diagnostic.pointer, diagnostic.message)
             if key not in seen:
                 seen.add(key)
                 out.append(diagnostic)
-    return _drop_redundant(out)
-
-
-def _drop_redundant(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    """An expression object with an unknown operator also has "too many keys"; say it once."""
-    unknown_at = {d.pointer.rsplit("/", 1)[0] for d in diagnostics
-                  if d.code == "SCC-E016" and "not an expression operator" in d.message}
-    return [d for d in diagnostics
-            if not (d.code == "SCC-E016" and d.message.startswith("an expression has")
-                    and d.pointer in unknown_at)]
+    return out
 
 
 def describe(value: Any) -> str:
@@ -109,7 +111,7 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
     if keyword == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))
         extras = [k for k in instance if k not in schema.get("properties", {})]
-        if title == "an expression":
+        if schema is _expression():
             return [Diagnostic("SCC-E016", join_pointer(pointer, k),
                                f"`{k}` is not an expression operator{_suggest(k, allowed)} "
                                f"(operators: {', '.join(allowed)})") for k in extras]
@@ -123,7 +125,7 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
         return [Diagnostic("SCC-E011", pointer, f"{title} needs the key `{k}`, which is missing")
                 for k in missing]
 
-    if keyword in ("minProperties", "maxProperties") and title == "an expression":
+    if keyword in ("minProperties", "maxProperties") and schema is _expression():
         if not instance:
             return [Diagnostic("SCC-E016", pointer, "an empty object is not an expression; write an operator "
                                                     "such as {\"gt\": [a, b]}")]
@@ -136,7 +138,8 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
         types = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
         expected = title if "title" in schema else " or ".join(_TYPE_NAMES[t] for t in types)
         hint = ""
-        if path and path[-1] in ("not", "abs", "neg") and isinstance(instance, list):
+        operator = OPERATORS.get(path[-1]) if path else None
+        if operator is not None and operator.bare and isinstance(instance, list):
             hint = f" (`{path[-1]}` takes one expression, written without [ ])"
         return [Diagnostic("SCC-E012", pointer,
                            f"expected {expected} here, found {describe(instance)}{hint}")]
@@ -156,9 +159,9 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
     if keyword in ("minItems", "maxItems"):
         found = f"found {len(instance)}"
         operator = path[-1] if path else None
-        if isinstance(operator, str) and operator in _operators():
+        if operator in OPERATORS:
             return [Diagnostic("SCC-E015", pointer, f"`{operator}` takes {title}; {found}")]
-        if title == "the rules":
+        if schema is load_schema()["properties"]["rules"]:
             return [Diagnostic("SCC-E015", pointer, "a policy needs at least one rule; the list is empty")]
         bound = "at least" if keyword == "minItems" else "at most"
         return [Diagnostic("SCC-E015", pointer,
@@ -167,6 +170,30 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
     return [Diagnostic("SCC-E017", pointer, f"does not fit the SIP-001 structure: {error.message}")]
 
 
-@functools.cache
-def _operators() -> frozenset[str]:
-    return frozenset(load_schema()["$defs"]["expression"]["properties"])
+def operator_schemas() -> dict[str, dict[str, Any]]:
+    """The operators of the schema's `expression`, as the table (scc/operators.py) defines them; the
+    shipped schema lists exactly these (tests/test_schema.py). The `title` names the operand count
+    in messages: "`gt` takes two operands"."""
+    return {name: _operator_schema(operator) for name, operator in OPERATORS.items()}
+
+
+_EXPRESSION_REF = {"$ref": "#/$defs/expression"}
+_COUNT = {2: "two", 3: "three"}
+
+
+def _operator_schema(operator: Operator) -> dict[str, Any]:
+    low, high = operator.arity
+    if operator.bare:
+        return dict(_EXPRESSION_REF)
+    if operator.evaluation is Evaluation.MEMBER:
+        literals = {"type": "array", "title": f"a list of {low} to {high} values", "minItems": low,
+                    "maxItems": high,
+                    "items": {"type": ["number", "string"], "title": "a number or an enum value"}}
+        return {"type": "array", "title": "[x, [value, ...]]", "minItems": 2, "maxItems": 2,
+                "prefixItems": [dict(_EXPRESSION_REF), literals]}
+    if low == high:
+        title = f"{_COUNT[low]} operands" + (f" [{', '.join(operator.names)}]" if operator.names else "")
+    else:
+        title = f"{low} to {high} operands"
+    return {"type": "array", "title": title, "items": dict(_EXPRESSION_REF), "minItems": low,
+            "maxItems": high}

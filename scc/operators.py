@@ -1,0 +1,113 @@
+"""The SIP-001 value types and operators (§4), each operator defined once.
+
+A row says how the operator is written, which operands it takes and what it gives, how it is
+evaluated, the WebAssembly it becomes and the faults it can raise. Every stage reads the table: the
+tree builder (scc/ast.py), the structure stage (scc/structure.py: the JSON Schema's operator list
+is generated from the table, and tests hold scc/schema/sip-001.schema.json to it), the checker, the
+warnings' analysis, lowering, the IR, gas and emission. An analysis of what a policy means
+reads the same rows: operand and result types, which operands run only sometimes, and what faults.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from axon.abi import Fault
+
+
+class Kind(enum.Enum):
+    NUMBER = "number"
+    BOOL = "bool"
+    ENUM = "enum"  # an enum input's value: only eq/ne/in may use it (SIP-001 §4)
+    TEXT = "text"  # a string literal: only the value side of eq/ne/in
+
+
+@dataclass(frozen=True)
+class Type:
+    kind: Kind
+    values: tuple[str, ...] = ()  # an enum's declared values; enums are compatible when equal
+
+    def __str__(self) -> str:
+        return self.kind.value
+
+
+NUMBER = Type(Kind.NUMBER)
+BOOL = Type(Kind.BOOL)
+TEXT = Type(Kind.TEXT)
+
+
+class Operands(enum.Enum):
+    """The type rule for an operator's operands (scc/checker.py)."""
+
+    NUMBERS = "numbers"
+    BOOLS = "bools"
+    COMPARABLE = "comparable"  # two numbers, two bools, an enum and one of its values, two like enums
+    MEMBER = "member"  # a number or an enum, then literals of its type
+    BRANCHES = "branches"  # a bool condition, then two branches of one type (number or bool)
+
+
+class Evaluation(enum.Enum):
+    """How the operands run, and so how the operator's WebAssembly is built (scc/emit.py)."""
+
+    APPLY = "apply"  # every operand, then `wasm` once
+    FOLD = "fold"  # left to right: `wasm` after each operand from the second on
+    MEMBER = "member"  # the operand once, compared with each literal; the results or-ed
+    SHORT_CIRCUIT = "short-circuit"  # the first operand, then each next one until one is `decisive`
+    BRANCH = "branch"  # the condition, then only the branch it chooses
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    operands: Operands
+    result: Type | None  # None: the type of its branches
+    arity: tuple[int, int]  # fewest and most operands (`in`: literals); (1, 1) is written without [ ]
+    evaluation: Evaluation
+    # Instructions for the operator itself, its operands already on the stack. "{type}" is the
+    # operands' wasm type, "{site}" the fault site; `call $x` uses emit.py's helper $x.
+    wasm: tuple[str, ...] = ()
+    faults: tuple[Fault, ...] = ()  # what it can raise (docs/abi.md); each use gets a fault site
+    decisive: bool | None = None  # SHORT_CIRCUIT: the operand value that decides the result
+    names: tuple[str, ...] = ()  # what each operand is, where the position matters
+
+    @property
+    def conditional(self) -> bool:
+        """Whether operands after the first run only sometimes."""
+        return self.evaluation in (Evaluation.SHORT_CIRCUIT, Evaluation.BRANCH)
+
+    @property
+    def bare(self) -> bool:
+        """Written with its one operand alone, `{"not": e}`, not in a list."""
+        return self.arity == (1, 1)
+
+
+MAX_OPERANDS = 256
+_N, _B, _ANY = Operands.NUMBERS, Operands.BOOLS, (1, MAX_OPERANDS)
+_NAN = (Fault.NAN,)
+
+OPERATORS: dict[str, Operator] = {op.name: op for op in (
+    Operator("eq", Operands.COMPARABLE, BOOL, (2, 2), Evaluation.APPLY, ("{type}.eq",)),
+    Operator("ne", Operands.COMPARABLE, BOOL, (2, 2), Evaluation.APPLY, ("{type}.ne",)),
+    Operator("lt", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.lt",)),
+    Operator("le", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.le",)),
+    Operator("gt", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.gt",)),
+    Operator("ge", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.ge",)),
+    Operator("between", _N, BOOL, (3, 3), Evaluation.APPLY, ("call $between",), names=("x", "lo", "hi")),
+    Operator("in", Operands.MEMBER, BOOL, _ANY, Evaluation.MEMBER, ("f64.eq", "i32.or")),
+    Operator("all", _B, BOOL, _ANY, Evaluation.SHORT_CIRCUIT, decisive=False),
+    Operator("any", _B, BOOL, _ANY, Evaluation.SHORT_CIRCUIT, decisive=True),
+    Operator("not", _B, BOOL, (1, 1), Evaluation.APPLY, ("i32.eqz",)),
+    Operator("add", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD,
+             ("f64.add", "i32.const {site}", "call $nan"), _NAN),
+    Operator("mul", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD,
+             ("f64.mul", "i32.const {site}", "call $nan"), _NAN),
+    Operator("min", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD, ("f64.min",)),
+    Operator("max", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD, ("f64.max",)),
+    Operator("sub", _N, NUMBER, (2, 2), Evaluation.FOLD, ("f64.sub", "i32.const {site}", "call $nan"), _NAN),
+    Operator("div", _N, NUMBER, (2, 2), Evaluation.FOLD, ("i32.const {site}", "call $div"),
+             (Fault.DIVISION_BY_ZERO, Fault.NAN)),
+    Operator("abs", _N, NUMBER, (1, 1), Evaluation.APPLY, ("f64.abs",)),
+    Operator("neg", _N, NUMBER, (1, 1), Evaluation.APPLY, ("f64.neg",)),
+    Operator("if", Operands.BRANCHES, None, (3, 3), Evaluation.BRANCH, names=("condition", "then", "else")),
+)}
