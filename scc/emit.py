@@ -24,6 +24,7 @@ from axon import abi
 from scc.errors import InternalError
 from scc.gas import block_cost, entry_cost
 from scc.ir import LetCode, Node, Program, RuleCode, ValType, walk
+from scc.operators import OPERATORS, Evaluation, Operator
 
 _SEVERITY = {v.value: v.severity for v in abi.Verdict}
 
@@ -100,7 +101,7 @@ class _Function:
 
     def expr(self, node: Node) -> None:
         """Code that leaves the value of `node` on the stack (its block was charged already)."""
-        op, args = node.op, node.args
+        op = node.op
         if op == "const":
             if node.type is ValType.I32:
                 self(f"i32.const {node.value}", "true" if node.value else "false")
@@ -114,70 +115,70 @@ class _Function:
             self(f"call $let_{let.name}", let.pointer)
             if self.faulting[node.value]:
                 self.fault_check()
-        elif op in ("eq", "ne", "lt", "le", "gt", "ge"):
-            self.expr(args[0])
-            self.expr(args[1])
-            self(f"{args[0].type}.{op}", node.pointer)
-        elif op == "between":
+        else:
+            self.operation(node, OPERATORS[op])
+
+    def operation(self, node: Node, operator: Operator) -> None:
+        args, evaluation = node.args, operator.evaluation
+        if evaluation is Evaluation.APPLY:
             for arg in args:
                 self.expr(arg)
-            self.helpers.add("between")
-            self("call $between", node.pointer)
-        elif op == "in":
-            self.uses_scratch = True
-            self.expr(args[0])
-            self("local.set $scratch", node.pointer)
-            for i, literal in enumerate(args[1:]):
-                self("local.get $scratch")
-                self(f"f64.const {f64(literal.value)}", literal.note)
-                self("f64.eq")
-                if i:
-                    self("i32.or")
-        elif op in ("all", "any"):
-            self.short_circuit(node)
-        elif op == "not":
-            self.expr(args[0])
-            self("i32.eqz", node.pointer)
-        elif op in ("add", "sub", "mul"):
+            self.instructions(node, operator)
+        elif evaluation is Evaluation.FOLD:
             self.expr(args[0])
             for arg in args[1:]:
                 self.expr(arg)
-                self(f"f64.{op}")
-                self(f"i32.const {node.site}", node.pointer)
-                self.helpers.add("nan")
-                self("call $nan")
-                self.fault_check()
-        elif op == "div":
-            self.expr(args[0])
-            self.expr(args[1])
-            self(f"i32.const {node.site}", node.pointer)
-            self.helpers.update(("div", "nan"))
-            self("call $div")
-            self.fault_check()
-        elif op in ("min", "max"):
-            self.expr(args[0])
-            for arg in args[1:]:
-                self.expr(arg)
-                self(f"f64.{op}")
-        elif op in ("abs", "neg"):
-            self.expr(args[0])
-            self(f"f64.{op}")
+                self.instructions(node, operator)
+        elif evaluation is Evaluation.MEMBER:
+            self.membership(node, operator)
+        elif evaluation is Evaluation.SHORT_CIRCUIT:
+            self.short_circuit(node, operator)
         else:
-            assert op == "if", op
-            self.expr(args[0])
-            self.open(f"if (result {node.type})", node.pointer)
-            self.charge(block_cost(args[1]), "gas for the `then` branch")
-            self.expr(args[1])
-            self.depth -= 1
-            self("else")
-            self.depth += 1
-            self.charge(block_cost(args[2]), "gas for the `else` branch")
-            self.expr(args[2])
-            self.close()
+            assert evaluation is Evaluation.BRANCH, evaluation
+            self.branch(node)
 
-    def short_circuit(self, node: Node) -> None:
-        """all: leave 0 at the first false operand; any: leave 1 at the first true one."""
-        decided = 0 if node.op == "all" else 1
+    def instructions(self, node: Node, operator: Operator) -> None:
+        """The operator's own instructions (scc/operators.py), its operands on the stack; the first
+        names the source expression."""
+        for i, template in enumerate(operator.wasm):
+            instruction = template.format(type=node.args[0].type, site=node.site)
+            if instruction.startswith("call $"):
+                helper = instruction.removeprefix("call $")
+                self.helpers.update((helper, *_HELPER_CALLS.get(helper, ())))
+            self(instruction, "" if i else node.pointer)
+        if operator.faults:
+            self.fault_check()
+
+    def membership(self, node: Node, operator: Operator) -> None:
+        """`in`: x is computed once and compared with each constant; the results are combined."""
+        compare, combine = operator.wasm
+        self.uses_scratch = True
+        self.expr(node.args[0])
+        self("local.set $scratch", node.pointer)
+        for i, literal in enumerate(node.args[1:]):
+            self("local.get $scratch")
+            self(f"f64.const {f64(literal.value)}", literal.note)
+            self(compare)
+            if i:
+                self(combine)
+
+    def branch(self, node: Node) -> None:
+        """`if`: the condition, then one branch, each branch charged in a block of its own."""
+        condition, then, otherwise = node.args
+        self.expr(condition)
+        self.open(f"if (result {node.type})", node.pointer)
+        self.charge(block_cost(then), "gas for the `then` branch")
+        self.expr(then)
+        self.depth -= 1
+        self("else")
+        self.depth += 1
+        self.charge(block_cost(otherwise), "gas for the `else` branch")
+        self.expr(otherwise)
+        self.close()
+
+    def short_circuit(self, node: Node, operator: Operator) -> None:
+        """Leave the decisive value (all: false, any: true) at the first operand that has it."""
+        decided = int(operator.decisive)
         label = self.label()
         self.open(f"block {label} (result i32)", f"{node.op} {node.pointer}")
         last = len(node.args) - 1
@@ -189,7 +190,7 @@ class _Function:
                 break
             self(f"i32.const {decided}")
             self.expr(arg)
-            if node.op == "all":
+            if not decided:
                 self("i32.eqz")
             self(f"br_if {label}")
             self("drop")
@@ -342,6 +343,8 @@ def _finish_call(fn: _Function, fault: str, site: str, rule: str = "i32.const -1
     fn("call $finish")
 
 
+# Helpers the operators call (scc/operators.py: `call $name`), and the helpers each one calls.
+_HELPER_CALLS = {"div": ("nan",)}
 _HELPERS = {
     "nan": f"""\
   ;; a NaN result is a fault (code 2) at `site`; the caller branches on $fault
