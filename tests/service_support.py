@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -132,7 +133,8 @@ class Server:
     """`synapse serve|run --config ...` in a subprocess; stderr (JSON logs) goes to a file."""
 
     def __init__(self, workdir: Path, config: Path, *, command: str = "serve", args: list[str] | None = None,
-                 env: dict[str, str] | None = None, stdin: Any = None) -> None:
+                 env: dict[str, str] | None = None, stdin: Any = None, nofile: int | None = None) -> None:
+        """`nofile`: the server's RLIMIT_NOFILE (soft and hard), to show what happens at that limit."""
         self.port = free_port()
         self.workdir = workdir
         self.stderr_path = workdir / f"server-{self.port}.log"
@@ -140,7 +142,9 @@ class Server:
         self._stderr = self.stderr_path.open("wb")
         self.proc = subprocess.Popen(cmd + (args or []), cwd=workdir, stdout=subprocess.PIPE,
                                      stderr=self._stderr, stdin=stdin,
-                                     env={**os.environ, **(env or {})})
+                                     env={**os.environ, **(env or {})},
+                                     preexec_fn=None if nofile is None else lambda: resource.setrlimit(
+                                         resource.RLIMIT_NOFILE, (nofile, nofile)))
         _RUNNING.append(self.proc)
         self.base = f"http://127.0.0.1:{self.port}"
         self.client = httpx.Client(base_url=self.base, timeout=30)

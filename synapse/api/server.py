@@ -5,13 +5,15 @@ than a log line from inside uvicorn. With several workers each is its own proces
 state is inherited) with its own `PolicyService`, decision-log stream `w<N>` and SO_REUSEPORT listening
 socket (the kernel spreads connections over them); SIGTERM or SIGINT to the parent is passed on to
 every worker, and each drains its requests, stops its background tasks and seals its log before it
-exits.
+exits. Each worker bounds its connections (synapse/api/connections.py); the parent checks first that
+the file-descriptor limit leaves room for them and for the worker's own files.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 import socket
 import sys
@@ -22,12 +24,16 @@ import uvicorn
 
 from axon.keys import load_identity
 from synapse.api.app import Background, create_app
+from synapse.api.connections import ConnectionLimits, guarded_protocol
 from synapse.service import logs
 from synapse.service.config import ServiceConfig
 from synapse.service.errors import ConfigError
 from synapse.service.service import PolicyService
 
 GRACEFUL_SHUTDOWN_S = 10
+# Descriptors a worker keeps beyond its client connections: listening socket, event loop, ledger,
+# store, decision log, threads' files. A worker at its connection cap can still open all of them.
+FD_RESERVE = 256
 
 
 _REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
@@ -56,6 +62,7 @@ def serve(config: ServiceConfig, *, preload: list[Path] | None = None,
           background: list[Background] | None = None, log_level: str = "info") -> int:
     """Serve until SIGTERM/SIGINT. Raises ConfigError for what an operator must fix first."""
     config.validate()
+    reserve_descriptors(config.server.max_connections)
     load_identity(config.node.key)  # fail now, in the parent, on a missing or locked node key
     workers = config.server.workers
     # Several workers each listen on their own SO_REUSEPORT socket, so the kernel spreads connections
@@ -93,6 +100,21 @@ def serve(config: ServiceConfig, *, preload: list[Path] | None = None,
     return 0 if all(proc.exitcode == 0 for proc in procs) else 1
 
 
+def reserve_descriptors(max_connections: int) -> None:
+    """Raise the soft RLIMIT_NOFILE (inherited by the workers) to max_connections + FD_RESERVE if it is
+    lower; ConfigError when the hard limit does not allow that."""
+    need = max_connections + FD_RESERVE
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= need:
+        return
+    if hard != resource.RLIM_INFINITY and hard < need:
+        raise ConfigError(
+            f"server.max_connections = {max_connections} needs {need} file descriptors per worker "
+            f"({FD_RESERVE} kept for the service's own files), but this process may open only {hard} "
+            "(ulimit -n): lower server.max_connections or raise the limit")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (need, hard))
+
+
 def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[str, int],
             preload: list[Path] | None, background: list[Background] | None, log_level: str) -> None:
     logs.setup_logging(log_level)
@@ -104,8 +126,13 @@ def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[
     # so the process exits 0 instead of dying of the signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
     signal.signal(signal.SIGINT, _exit_cleanly)
+    s = config.server
+    protocol = guarded_protocol(ConnectionLimits(
+        max_connections=s.max_connections, max_head_bytes=config.limits.max_head_bytes,
+        head_timeout=s.head_timeout, body_timeout=s.body_timeout, keep_alive_timeout=s.keep_alive_timeout))
     server = uvicorn.Server(uvicorn.Config(
-        app, log_config=None, access_log=False, lifespan="on", server_header=False,
+        app, http=protocol, ws="none", timeout_keep_alive=s.keep_alive_timeout,  # type: ignore[arg-type]
+        log_config=None, access_log=False, lifespan="on", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=None, backlog=2048))
     server.run(sockets=[sock])
     if not server.started:

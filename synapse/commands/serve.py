@@ -49,6 +49,12 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
     parser.add_argument("--workers", type=int, help="worker processes (default 1)")
+    parser.add_argument("--max-connections", type=int, metavar="N",
+                        help="open connections per worker (default 512); beyond it idle ones are closed")
+    parser.add_argument("--head-timeout", type=float, metavar="S",
+                        help="seconds a request head may take after its first byte (default 10)")
+    parser.add_argument("--keep-alive-timeout", type=float, metavar="S",
+                        help="seconds a connection may stay open with no request (default 5)")
     parser.add_argument("--ledger", metavar="PATH", type=Path, help="the ledger (SQLite file)")
     parser.add_argument("--node-key", metavar="FILE", type=Path, help="this node's key file")
     parser.add_argument("--store", metavar="DIR", type=Path, help="artifact store directory")
@@ -68,6 +74,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
 
 _FLAGS = {  # flag attribute -> (config section, key)
     "host": ("server", "host"), "port": ("server", "port"), "workers": ("server", "workers"),
+    "max_connections": ("server", "max_connections"), "head_timeout": ("server", "head_timeout"),
+    "keep_alive_timeout": ("server", "keep_alive_timeout"),
     "access_log": ("server", "access_log"), "ledger": ("ledger", "path"),
     "follow_interval": ("ledger", "follow_interval"), "node_key": ("node", "key"), "store": ("store", "path"),
     "decision_log": ("decision_log", "path"), "max_body_bytes": ("limits", "max_body_bytes"),

@@ -35,6 +35,16 @@ class ServerConfig:
     access_log: bool = False
     # POST /v1/noop: validates an evaluation request and does nothing else. A baseline for load tests.
     noop_endpoint: bool = False
+    # Open connections per worker; over it the least recently active one waiting for its client is
+    # closed, else the new one gets 503. Kept well under the file-descriptor limit (checked at start),
+    # so clients can never starve the ledger follower of descriptors.
+    max_connections: int = 512
+    # Seconds: a request head must be complete this long after its first byte (408), a body this long
+    # after its head (the connection is closed); a connection with no request is closed after
+    # keep_alive_timeout, a new one included.
+    head_timeout: float = 10.0
+    body_timeout: float = 30.0
+    keep_alive_timeout: float = 5.0
 
 
 @dataclass
@@ -93,6 +103,8 @@ class AuthConfig:
 @dataclass
 class LimitsConfig:
     max_body_bytes: int = 256 * 1024
+    # Request line and headers together (431 beyond).
+    max_head_bytes: int = 16 * 1024
     max_artifact_bytes: int = 8 * 1024 * 1024
     max_batch: int = 256
     # Token bucket per client address: sustained requests per second and burst size; 0 turns it off.
@@ -173,8 +185,12 @@ class ServiceConfig:
         s, lim, log = self.server, self.limits, self.decision_log
         _require(0 <= s.port <= 65535, "server.port must be 0..65535")
         _require(1 <= s.workers <= 64, "server.workers must be 1..64")
+        _require(s.max_connections >= 1, "server.max_connections must be at least 1")
+        _require(s.head_timeout > 0 and s.body_timeout > 0 and s.keep_alive_timeout > 0,
+                 "server.head_timeout, body_timeout and keep_alive_timeout must be > 0 seconds")
         _require(self.ledger.follow_interval > 0, "ledger.follow_interval must be > 0 seconds")
         _require(lim.max_body_bytes >= 64, "limits.max_body_bytes must be at least 64")
+        _require(lim.max_head_bytes >= 1024, "limits.max_head_bytes must be at least 1024")
         _require(lim.max_artifact_bytes >= 64, "limits.max_artifact_bytes must be at least 64")
         _require(lim.max_batch >= 1, "limits.max_batch must be at least 1")
         _require(lim.rate >= 0 and lim.burst >= 1, "limits.rate must be >= 0 and limits.burst >= 1")
