@@ -90,7 +90,8 @@ def test_records_chain_from_genesis_and_verify(tmp_path, node):
         assert _rehash(_body(line)) == line
     assert [r["kind"] for r in records][-2:] == ["stop", "seal"]
     (report,) = verify_log(tmp_path, node.key.public_key)
-    assert report.ok and report.decisions == 5 and report.seals == 1 and report.after_last_seal == 0
+    assert [r["kind"] for r in records][:3] == ["segment", "start", "seal"]  # bound and sealed from the start
+    assert report.ok and report.decisions == 5 and report.seals == 2 and report.after_last_seal == 0
 
 
 def test_decision_ids_are_unique_and_name_the_record(tmp_path, node):
@@ -116,20 +117,20 @@ def _sub(index: int, old: bytes, new: bytes):
 
 
 @pytest.mark.parametrize("edit, reason", [
-    (_sub(3, b'"verdict":"ALLOW"', b'"verdict":"DENY"'), "hash mismatch"),
-    (_sub(3, b'"pressure_bar":41', b'"pressure_bar":41.0'), "hash mismatch"),
-    (_sub(3, b'"gas_used"', b'"gas_usedX"'), "hash mismatch"),
-    (_sub(3, b'"code":1,', b'"code":1, '), "hash mismatch"),  # whitespace counts: the bytes are hashed
-    (_sub(3, b'"hash":"sha256:', b'"hash": "sha256:'), "does not end with its hash member"),
-    (_sub(3, b'"}\n', b'"} \n'), "does not end with its hash member"),
-    (lambda ls: ls.__setitem__(3, re.sub(rb'[0-9a-f]"\}\n$', b'X"}\n', ls[3])), "does not end with its hash"),
-    (_sub(3, b'"hash":"sha256:', b'"hash":"sha256:0'), "does not end with its hash member"),  # 65 digits
-    (lambda ls: ls.__setitem__(3, _rehash(_body(ls[3]).replace(b'"ALLOW"', b'"DENY"'))),
+    (_sub(4, b'"verdict":"ALLOW"', b'"verdict":"DENY"'), "hash mismatch"),
+    (_sub(4, b'"pressure_bar":41', b'"pressure_bar":41.0'), "hash mismatch"),
+    (_sub(4, b'"gas_used"', b'"gas_usedX"'), "hash mismatch"),
+    (_sub(4, b'"code":1,', b'"code":1, '), "hash mismatch"),  # whitespace counts: the bytes are hashed
+    (_sub(4, b'"hash":"sha256:', b'"hash": "sha256:'), "does not end with its hash member"),
+    (_sub(4, b'"}\n', b'"} \n'), "does not end with its hash member"),
+    (lambda ls: ls.__setitem__(4, re.sub(rb'[0-9a-f]"\}\n$', b'X"}\n', ls[4])), "does not end with its hash"),
+    (_sub(4, b'"hash":"sha256:', b'"hash":"sha256:0'), "does not end with its hash member"),  # 65 digits
+    (lambda ls: ls.__setitem__(4, _rehash(_body(ls[4]).replace(b'"ALLOW"', b'"DENY"'))),
      "prev does not match"),
-    (lambda ls: ls.pop(3), "seq jumps"),
-    (lambda ls: ls.insert(3, ls.pop(4)), "seq jumps"),
-    (lambda ls: ls.insert(3, ls[2]), "seq jumps"),
-    (lambda ls: ls.__setitem__(3, ls[3][:-1] + b"garbage\n"), "not valid JSON"),
+    (lambda ls: ls.pop(4), "seq jumps"),
+    (lambda ls: ls.insert(4, ls.pop(5)), "seq jumps"),
+    (lambda ls: ls.insert(4, ls[3]), "seq jumps"),
+    (lambda ls: ls.__setitem__(4, ls[4][:-1] + b"garbage\n"), "not valid JSON"),
 ])
 def test_edits_and_deletions_point_at_the_first_bad_record(tmp_path, node, edit, reason):
     _write(tmp_path, node, 6)
@@ -139,7 +140,7 @@ def test_edits_and_deletions_point_at_the_first_bad_record(tmp_path, node, edit,
     assert not report.ok
     assert reason in report.first_bad.reason
     # The rehashed edit is consistent in itself: the break shows at the next record's prev.
-    expected = 5 if reason == "prev does not match" else 4
+    expected = 6 if reason == "prev does not match" else 5
     assert report.first_bad.line == expected and report.first_bad.file == seg.name
 
 
@@ -162,11 +163,11 @@ def test_rehashing_an_edit_is_caught_by_the_seal(tmp_path, node):
     _write(tmp_path, node, 4)
     seg = tmp_path / "w0-000001.jsonl"
     lines = _raw(seg)
-    prev = _lines(seg)[1]["hash"].encode()
-    for i in range(2, len(lines)):  # an attacker without the node key recomputes every later hash
+    prev = _lines(seg)[2]["hash"].encode()
+    for i in range(3, len(lines)):  # an attacker without the node key recomputes every later hash
         body = _body(lines[i])
         body = re.sub(rb'"prev":"sha256:[0-9a-f]{64}"', b'"prev":"' + prev + b'"', body, count=1)
-        if i == 2:
+        if i == 3:
             body = body.replace(b'"verdict":"ALLOW"', b'"verdict":"HALT"')
         lines[i] = _rehash(body)
         prev = json.loads(lines[i])["hash"].encode()
@@ -211,12 +212,133 @@ def test_truncation(tmp_path, node):
     seg.write_bytes(b"".join(lines)[:-40])
     (report,) = verify_log(tmp_path, node.key.public_key)
     assert not report.ok and "incomplete" in report.first_bad.reason and report.first_bad.line == len(lines)
-    # Cutting whole records off the end (here the stop and the final seal) leaves a chain that is
-    # intact in itself: what the report shows is how much follows the last seal (none left here).
+    # Cutting whole records off the end (the stop and the final seal) leaves the decisions unsealed: that
+    # fails, naming the first of them, unless an unsealed tail is accepted explicitly (and counted).
     seg.write_bytes(b"".join(lines[:-2]))
     (report,) = verify_log(tmp_path, node.key.public_key)
-    assert report.ok and report.seals == 0 and report.after_last_seal == len(lines) - 2
-    assert any("after the last seal" in note for note in report.notes)
+    assert not report.ok and report.first_bad.line == 4 and report.first_bad.seq == 4
+    assert "3 record(s) after the last seal (seq 4..6)" in report.first_bad.reason
+    (report,) = verify_log(tmp_path, node.key.public_key, allow_unsealed_tail=True)
+    assert report.ok and report.after_last_seal == 3
+    assert any("3 record(s) after the last seal" in note for note in report.notes)
+
+
+def _forge(lines: list[bytes], records: list[dict], key: SigningKey | None = None) -> list[bytes]:
+    """Append records the way an attacker would: chained and hashed as the format says, a seal signed by
+    `key` (not the node's). Starts a fresh stream when `lines` is empty."""
+    out = list(lines)
+    for record in records:
+        last = json.loads(out[-1]) if out else {"seq": 0, "hash": GENESIS}
+        fields = {k: v for k, v in record.items() if k != "kind"}
+        record = {"seq": last["seq"] + 1, "time": 1.0, "kind": record["kind"], "prev": last["hash"], **fields}
+        body = json.dumps(record, separators=(",", ":")).encode()
+        if record["kind"] == "seal" and key is not None:
+            signature = key.sign(hashlib.sha256(body).digest()).hex().encode()
+            body = body[:-1] + b',"signature":"' + signature + b'"}'
+        out.append(_rehash(body))
+    return out
+
+
+def _segment(node: Identity, index: int = 1, stream_id: str = "0123456789ab") -> dict:
+    return {"kind": "segment", "stream": "w0", "stream_id": stream_id, "segment": index, "signer": node.did,
+            "public_key": node.key.public_key.hex()}
+
+
+def test_a_fabricated_stream_without_seals_fails(tmp_path, node):
+    # Anyone can write a chain that claims the node: without a seal nothing in it is the node's word.
+    decision = {"kind": "decision", **DECISION, "decision_id": "x-3", "telemetry": {}, "context": {}}
+    forged = _forge([], [_segment(node), {"kind": "start", "pid": 1, "damaged_tail": None}, decision])
+    (tmp_path / "w0-000001.jsonl").write_bytes(b"".join(forged))
+    for kw in ({}, {"allow_unsealed_tail": True}):
+        for pinned in (None, node.key.public_key):
+            (report,) = verify_log(tmp_path, pinned, **kw)
+            assert not report.ok and "has no seal" in report.first_bad.reason, (kw, pinned)
+            assert (report.first_bad.line, report.first_bad.seq) == (1, 1)
+
+
+def test_records_after_the_final_seal_fail_unless_accepted(tmp_path, node):
+    _write(tmp_path, node, 2)
+    seg = tmp_path / "w0-000001.jsonl"
+    sealed = _raw(seg)
+    decision = {"kind": "decision", **DECISION, "verdict": "DENY", "decision_id": "x", "telemetry": {},
+                "context": {}}
+    seg.write_bytes(b"".join(_forge(sealed, [decision, decision])))
+    (report,) = verify_log(tmp_path, node.key.public_key)
+    assert not report.ok and report.first_bad.line == len(sealed) + 1
+    span = f"2 record(s) after the last seal (seq {len(sealed) + 1}..{len(sealed) + 2})"
+    assert span in report.first_bad.reason
+    (report,) = verify_log(tmp_path, node.key.public_key, allow_unsealed_tail=True)
+    assert report.ok and report.after_last_seal == 2 and report.decisions == 4
+
+
+def test_a_stream_is_bound_to_its_node_from_its_first_record(tmp_path, node):
+    mallory_key = SigningKey.generate()
+    mallory = Identity(mallory_key, did_for(mallory_key.public_key, "mallory"))
+    _write(tmp_path, node, 2)
+    sealed = _raw(tmp_path / "w0-000001.jsonl")
+    stream_id = json.loads(sealed[0])["stream_id"]
+    decision = {"kind": "decision", **DECISION, "decision_id": "x", "telemetry": {}, "context": {}}
+    seal = {"kind": "seal", "signer": mallory.did, "public_key": mallory_key.public_key.hex()}
+    attacks = {
+        # a new segment that declares another node, sealed by that node's own (valid) key
+        "new segment": ("w0-000002.jsonl",
+                        _forge([sealed[-1]], [_segment(mallory, 2, stream_id), decision, seal],
+                               mallory_key)[1:],
+                        "declares a different node"),
+        # a seal by another key within the node's segment
+        "foreign seal": ("w0-000001.jsonl", _forge(sealed, [decision, seal], mallory_key),
+                         "seal names a different node or key"),
+        # the node's key under another DID
+        "other DID": ("w0-000002.jsonl", _forge([sealed[-1]], [{**_segment(node, 2, stream_id),
+                                                               "signer": mallory.did}])[1:],
+                      "declares a different node"),
+    }
+    for name, (file, lines, reason) in attacks.items():
+        original = _raw(tmp_path / "w0-000001.jsonl")
+        (tmp_path / file).write_bytes(b"".join(lines))
+        for pinned in (None, node.key.public_key):
+            (report,) = verify_log(tmp_path, pinned, allow_unsealed_tail=True)
+            assert not report.ok and reason in report.first_bad.reason, (name, report.first_bad)
+            assert report.first_bad.file == file
+        (tmp_path / "w0-000001.jsonl").write_bytes(b"".join(original))
+        (tmp_path / "w0-000002.jsonl").unlink(missing_ok=True)
+    # A segment record anywhere but the first line of a file is refused too (no rebinding mid-file).
+    (tmp_path / "w0-000001.jsonl").write_bytes(b"".join(_forge(sealed, [_segment(node, 1, stream_id)])))
+    (report,) = verify_log(tmp_path, node.key.public_key, allow_unsealed_tail=True)
+    assert not report.ok and "only there" in report.first_bad.reason
+
+
+def test_deleting_segments_at_the_end_or_emptying_the_log_fails(tmp_path, node, capsys):
+    _write(tmp_path, node, 60, rotate_bytes=4096)
+    segments = sorted(tmp_path.glob("w0-*.jsonl"))
+    assert len(segments) >= 3
+    closing = _lines(segments[-2])[-1]
+    assert closing["kind"] == "seal" and closing["next_segment"] == len(segments)
+    contents = {seg: seg.read_bytes() for seg in segments}
+    for cut in (1, 2):  # the last segment, the last two
+        for seg in segments[-cut:]:
+            seg.unlink()
+        (report,) = verify_log(tmp_path, node.key.public_key, allow_unsealed_tail=True)
+        last = segments[-cut - 1]
+        assert not report.ok and report.first_bad.file == last.name
+        assert report.first_bad.line == len(_raw(last))
+        assert f"segment {len(segments) - cut + 1:06d} is missing" in report.first_bad.reason
+        for seg in segments[-cut:]:
+            seg.write_bytes(contents[seg])
+    # A segment emptied in place, the last one or any other.
+    for seg in (segments[-1], segments[0]):
+        seg.write_bytes(b"")
+        (report,) = verify_log(tmp_path, node.key.public_key, allow_unsealed_tail=True)
+        assert not report.ok and report.first_bad.file == seg.name and "is empty" in report.first_bad.reason
+        seg.write_bytes(contents[seg])
+    # Every segment removed: nothing vouches for anything, a failed verification (exit 1), not a usage error.
+    for seg in segments:
+        seg.unlink()
+    (report,) = verify_log(tmp_path, node.key.public_key)
+    assert not report.ok and "no decision-log segments" in report.first_bad.reason
+    capsys.readouterr()
+    assert synapse_main(["decisions", "verify", str(tmp_path)]) == 1
+    assert "no decision-log segments" in capsys.readouterr().out
 
 
 def test_resigning_with_another_key_is_caught_when_the_key_is_pinned(tmp_path, node):
@@ -267,14 +389,19 @@ def test_interrupted_write_starts_a_new_segment_and_verify_names_it(tmp_path, no
     assert report.first_bad.file == seg.name
 
 
-def test_unsealed_tail_is_reported(tmp_path, node):
+def test_a_crash_leaves_an_unsealed_tail_that_only_the_flag_accepts(tmp_path, node):
     log = DecisionLog(tmp_path, node, seal_every=1000).open(background=False)
     for _ in range(3):
         log.append_decision(DECISION, {}, {}, policy="p")
     log.sync()  # the process dies here: no stop record, no final seal
     (report,) = verify_log(tmp_path, node.key.public_key)
-    assert report.ok and report.seals == 0 and report.after_last_seal == 5
-    assert any("after the last seal" in n for n in report.notes)
+    assert not report.ok and "3 record(s) after the last seal (seq 4..6)" in report.first_bad.reason
+    (report,) = verify_log(tmp_path, node.key.public_key, allow_unsealed_tail=True)
+    assert report.ok and report.seals == 1 and report.after_last_seal == 3
+    # The restarted writer's seals cover what the crash left unsealed.
+    _write(tmp_path, node, 1)
+    (report,) = verify_log(tmp_path, node.key.public_key)
+    assert report.ok and report.decisions == 4
 
 
 def test_seal_every_n_records(tmp_path, node):
@@ -322,10 +449,10 @@ def test_cli_verify_exit_codes(tmp_path, node, capsys):
     assert synapse_main(["decisions", "verify", str(tmp_path), "--public-key", pub]) == 0
     assert "OK" in capsys.readouterr().out
     seg = tmp_path / "w0-000001.jsonl"
-    _tamper(seg, _sub(2, b'"gas_used":7', b'"gas_used":0'))
+    _tamper(seg, _sub(3, b'"gas_used":7', b'"gas_used":0'))
     assert synapse_main(["decisions", "verify", str(tmp_path), "--json"]) == 1
     out = json.loads(capsys.readouterr().out)
-    assert out["ok"] is False and out["streams"][0]["first_bad"]["line"] == 3
+    assert out["ok"] is False and out["streams"][0]["first_bad"]["line"] == 4
     assert synapse_main(["decisions", "verify", str(tmp_path / "missing")]) == 2
     assert synapse_main(["decisions", "verify", str(tmp_path), "--public-key", "zz"]) == 2
 

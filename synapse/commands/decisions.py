@@ -17,6 +17,11 @@ LOG is the log directory (every stream in it is checked, from its first segment)
 record, the sequence numbers, the segment numbering and every seal's signature are checked; the first
 bad record is named with file, line, seq and reason.
 
+Only what the node vouches for passes: every record must be covered by a seal (--allow-unsealed-tail
+accepts records after the last seal, e.g. of a running or crashed node, and says how many); a stream
+stays bound to the node its first record declares; a missing or emptied segment, at the end too,
+fails, and so does a directory with no segments left.
+
 Pin the node key with --public-key (hex) or --node-key (a key file): otherwise the key the log itself
 declares is used, which shows the log is consistent but not that your node wrote it.
 
@@ -34,6 +39,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pin = verify.add_mutually_exclusive_group()
     pin.add_argument("--public-key", metavar="HEX", help="the node's public key (hex, 33 or 65 bytes)")
     pin.add_argument("--node-key", metavar="FILE", help="the node's key file (its public key is used)")
+    verify.add_argument("--allow-unsealed-tail", action="store_true",
+                        help="accept records after the last seal (reported with their count)")
     verify.add_argument("--json", action="store_true", help="print a JSON report")
     verify.set_defaults(run=run_verify)
 
@@ -45,7 +52,7 @@ def run_verify(args: argparse.Namespace) -> int:
             pinned = PublicKey.from_hex(args.public_key)
         elif args.node_key:
             pinned = load_identity(args.node_key).key.public_key
-        reports = verify_log(args.log, pinned)
+        reports = verify_log(args.log, pinned, allow_unsealed_tail=args.allow_unsealed_tail)
     except (InvalidKey, KeyFileError, DecisionLogError) as exc:
         raise UsageError(str(exc)) from exc
     except OSError as exc:

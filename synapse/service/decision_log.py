@@ -31,10 +31,13 @@ integers beyond 2**53.
 What this detects. Changing any byte of a record (a value, a name, whitespace, its hash) breaks it;
 recomputing the hashes breaks every later seal's signature (which needs the node key); deleting,
 reordering or repeating records breaks `seq` and `prev`; deleting a whole segment leaves a gap in the
-segment numbers. Records written after the last seal and then
-removed from the end of the stream cannot be told from records never written: `verify` reports how
-many records follow the last seal, and the writer seals every `seal_every` records or `seal_interval`
-seconds, and on every clean shutdown.
+segment numbers, and deleting segments at the end leaves a seal whose `next_segment` names a missing
+file (the writer seals at rotation with it). A stream is bound to the node its first record declares
+(later segment records and every seal must name the same DID and key), and the writer seals right
+after opening, so even a short-lived stream carries the node's signature. Verification accepts only
+what a seal covers: a stream without seals fails, and records after the last seal fail unless the
+caller accepts an unsealed tail (a running or crashed writer) and is told how many. Records cut off
+at a seal are undetectable from the log alone.
 
 Durability. Each record is written to the file with one write() before `append` returns, so a killed
 process loses nothing the kernel has; a background thread fsyncs at least every `fsync_interval`
@@ -60,16 +63,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 import rfc8785
 
 from axon.keys import Identity, InvalidKey, PublicKey, sha256
 from synapse.service.errors import DecisionLogError
+
+if TYPE_CHECKING:
+    from axon.ledger import Entry, KeyRecord
 
 GENESIS = "sha256:" + "0" * 64
 SEGMENT_RE = re.compile(r"^(?P<stream>w\d{1,3})-(?P<index>\d{6})\.jsonl$")
@@ -223,6 +229,7 @@ class DecisionLog:
         self._dirty = False
         self._unsealed = 0
         self._last_seal = 0.0
+        self.sealed_head: tuple[int, str] = (0, GENESIS)
         self._closed = threading.Event()
         self._syncer: threading.Thread | None = None
         self.records_written = 0
@@ -246,6 +253,7 @@ class DecisionLog:
             self._open_fd(last)
         self._last_seal = self._clock()
         self._append("start", {"pid": os.getpid(), "damaged_tail": tail.damaged})
+        self._seal()  # the node's signature covers the stream's binding (its segment record) from the start
         if background:
             self._syncer = threading.Thread(target=self._sync_loop, name=f"decision-log-{self.stream}",
                                             daemon=True)
@@ -292,11 +300,13 @@ class DecisionLog:
             self._append("event", {"event": event, "data": loggable(data)})
             self._after_append()
 
-    def seal(self) -> None:
+    def seal(self) -> tuple[int, str]:
+        """Seal what is not sealed yet; the (seq, hash) of the last seal (what a ledger anchor names)."""
         with self._lock:
             if self._unsealed:
                 self._seal()
                 self._fsync()
+            return self.sealed_head
 
     def sync(self) -> None:
         with self._lock:
@@ -328,7 +338,11 @@ class DecisionLog:
         self._seq, self._prev = record["seq"], "sha256:" + digest
         self._size += len(line)
         self._dirty = True
-        self._unsealed = 0 if record["kind"] == "seal" else self._unsealed + 1
+        if record["kind"] == "seal":
+            self._unsealed = 0
+            self.sealed_head = (self._seq, self._prev)
+        else:
+            self._unsealed += 1
         self.records_written += 1
 
     def _after_append(self) -> None:
@@ -336,16 +350,19 @@ class DecisionLog:
         if self._unsealed >= self._seal_every:
             self._seal()
         if self._size >= self._rotate_bytes:
-            self._seal()
+            self._seal(next_segment=self._segment + 1)
             self._fsync()
             with self._fd_lock:
                 os.close(self._fd)
                 self._fd = -1
             self._start_segment(self._segment + 1)
 
-    def _seal(self) -> None:
-        self._append("seal", {"signer": self._identity.did,
-                              "public_key": self._identity.key.public_key.hex()})
+    def _seal(self, next_segment: int | None = None) -> None:
+        body: dict[str, Any] = {"signer": self._identity.did,
+                                "public_key": self._identity.key.public_key.hex()}
+        if next_segment is not None:  # signed, so deleting the segments that follow cannot go unnoticed
+            body["next_segment"] = next_segment
+        self._append("seal", body)
         self._last_seal = self._clock()
 
     def _fsync(self) -> None:
@@ -516,23 +533,46 @@ def _last_lines(path: Path, count: int) -> list[bytes]:
 @dataclass(frozen=True)
 class BadRecord:
     file: str
-    line: int
+    line: int | None
     seq: int | None
     reason: str
 
     def __str__(self) -> str:
+        line = f" line {self.line}" if self.line is not None else ""
         seq = f" (seq {self.seq})" if self.seq is not None else ""
-        return f"{self.file} line {self.line}{seq}: {self.reason}"
+        return f"{self.file}{line}{seq}: {self.reason}"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A ledger entry saying that the node's stream `stream_id` had record `seq` with hash `hash`."""
+
+    stream_id: str
+    seq: int
+    hash: str
+    entry: int  # the ledger entry's seq
+
+
+class AnchorLedger(Protocol):
+    """What verification asks the ledger (axon.ledger.Ledger answers it)."""
+
+    def key(self, did: str) -> KeyRecord | None: ...
+
+    def key_by_address(self, address: str) -> KeyRecord | None: ...
+
+    def log_anchors(self, node: str) -> list[Entry]: ...
 
 
 @dataclass
 class StreamReport:
     stream: str
+    stream_id: str | None = None
     segments: int = 0
     records: int = 0
     decisions: int = 0
     seals: int = 0
     after_last_seal: int = 0
+    anchors: int = 0
     signer: str | None = None
     public_key: str | None = None
     first_bad: BadRecord | None = None
@@ -543,9 +583,10 @@ class StreamReport:
         return self.first_bad is None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"stream": self.stream, "ok": self.ok, "segments": self.segments, "records": self.records,
-                "decisions": self.decisions, "seals": self.seals, "after_last_seal": self.after_last_seal,
-                "signer": self.signer, "public_key": self.public_key,
+        return {"stream": self.stream, "stream_id": self.stream_id, "ok": self.ok, "segments": self.segments,
+                "records": self.records, "decisions": self.decisions, "seals": self.seals,
+                "after_last_seal": self.after_last_seal, "anchors": self.anchors, "signer": self.signer,
+                "public_key": self.public_key,
                 "first_bad": None if self.first_bad is None else {
                     "file": self.first_bad.file, "line": self.first_bad.line, "seq": self.first_bad.seq,
                     "reason": self.first_bad.reason},
@@ -556,54 +597,116 @@ class _Bad(Exception):
     pass
 
 
-def verify_log(path: Path, public_key: PublicKey | None = None) -> list[StreamReport]:
+def verify_log(path: Path, public_key: PublicKey | None = None, *, allow_unsealed_tail: bool = False,
+               ledger: AnchorLedger | None = None) -> list[StreamReport]:
     """Check a log directory (every stream in it) or one segment file; the first bad record per stream.
 
-    `public_key` pins the node key the seals must be signed with; without it the key declared in the
-    log's own segment records is used, which shows the log is consistent but not who wrote it.
+    `public_key` pins the node key the stream must be bound to; without it the key declared in the
+    stream's first record is used, which shows the log is consistent but not who wrote it. `ledger`
+    checks that key against the one registered for the node's DID, and the log against every anchor
+    the node posted (docs/service.md). Records after the last seal fail unless `allow_unsealed_tail`.
     """
     path = Path(path)
+    rules = _Rules(public_key, allow_unsealed_tail, ledger)
     if path.is_dir():
-        streams = stream_segments(path)
-        if not streams:
-            raise DecisionLogError(f"{path}: no decision-log segments (w<N>-<index>.jsonl) found")
-        return [_verify_stream(name, segs, public_key, whole=True) for name, segs in streams.items()]
+        reports = [_verify_stream(name, segs, rules, whole=True)
+                   for name, segs in stream_segments(path).items()]
+        reports += rules.unlogged_streams(path.name, reports)
+        if not reports:
+            reports.append(StreamReport(stream="-", first_bad=BadRecord(
+                str(path), None, None, "no decision-log segments (w<N>-<index>.jsonl): a log emptied of its "
+                "segments vouches for nothing")))
+        return reports
     m = SEGMENT_RE.match(path.name)
     if not path.is_file():
         raise DecisionLogError(f"{path}: no such file or directory")
     name = m["stream"] if m else path.stem
     index = int(m["index"]) if m else 1
-    return [_verify_stream(name, [(index, path)], public_key, whole=False)]
+    return [_verify_stream(name, [(index, path)], rules, whole=False)]
 
 
-def _verify_stream(name: str, segments: list[tuple[int, Path]], pinned: PublicKey | None,
-                   whole: bool) -> StreamReport:
+class _Rules:
+    """What every stream is checked against: the pinned key, the tail rule, the ledger's keys and anchors."""
+
+    def __init__(self, pinned: PublicKey | None, allow_unsealed_tail: bool,
+                 ledger: AnchorLedger | None) -> None:
+        self.pinned = pinned
+        self.allow_unsealed_tail = allow_unsealed_tail
+        self.ledger = ledger
+        self._anchors: dict[str, dict[str, dict[int, list[Anchor]]]] = {}
+
+    def node_key(self, signer: Any, public_key: Any) -> str | None:
+        """Why the node a stream declares cannot be accepted, or None."""
+        if self.pinned is not None and public_key != self.pinned.hex():
+            return "the stream is bound to a different node key than the one it is checked against"
+        if self.ledger is None:
+            return None
+        record = self.ledger.key(signer) if isinstance(signer, str) else None
+        if record is None:
+            return f"the stream's node {signer!r} is not a registered key on the ledger"
+        if record.public_key.hex() != public_key:
+            return f"the stream declares a different key for {signer} than the ledger registers"
+        return None
+
+    def anchors(self, node: str) -> dict[str, dict[int, list[Anchor]]]:
+        """The node's anchors on the ledger: stream_id -> seq -> anchors (two for one seq is a fork)."""
+        if self.ledger is None:
+            return {}
+        if node not in self._anchors:
+            found: dict[str, dict[int, list[Anchor]]] = {}
+            for entry in self.ledger.log_anchors(node):
+                op = entry.op
+                anchor = Anchor(op["stream_id"], op["seq"], op["head"], entry.seq)
+                found.setdefault(anchor.stream_id, {}).setdefault(anchor.seq, []).append(anchor)
+            self._anchors[node] = found
+        return self._anchors[node]
+
+    def unlogged_streams(self, directory: str, reports: list[StreamReport]) -> list[StreamReport]:
+        """Streams the ledger anchors for the log's node(s) of which not one segment is left."""
+        if self.ledger is None:
+            return []
+        nodes = {r.signer for r in reports if r.signer}
+        pinned = None if self.pinned is None else self.ledger.key_by_address(self.pinned.address)
+        if pinned is not None:
+            nodes.add(pinned.did)
+        present = {r.stream_id for r in reports}
+        missing = []
+        for node in sorted(nodes):
+            for stream_id, by_seq in sorted(self.anchors(node).items()):
+                if stream_id in present:
+                    continue
+                last = max(by_seq)
+                reason = (f"the ledger anchors stream {stream_id} of {node} up to seq {last} (entry "
+                          f"{by_seq[last][0].entry}), but none of its segments is in the log")
+                missing.append(StreamReport(stream=stream_id, stream_id=stream_id, signer=node,
+                                            first_bad=BadRecord(directory, None, None, reason)))
+        return missing
+
+
+def _verify_stream(name: str, segments: list[tuple[int, Path]], rules: _Rules, whole: bool) -> StreamReport:
     report = StreamReport(stream=name, segments=len(segments))
-    if pinned is not None:
-        report.public_key = pinned.hex()
-    state: dict[str, Any] = {"seq": None, "prev": None, "stream_id": None}
-    expected_index = segments[0][0]
-    if whole and expected_index != 1:
-        report.first_bad = BadRecord(segments[0][1].name, 1, None,
-                                     f"segments 1..{expected_index - 1} of stream {name} are missing")
-        return report
+    check = _StreamCheck(report, rules, from_genesis=whole)
     if not whole:
         report.notes.append("single segment checked: its first record is taken as the anchor")
-    for index, seg in segments:
-        if index != expected_index:
-            report.first_bad = BadRecord(
-                seg.name, 1, None, f"segment {expected_index:06d} is missing (next present: {index:06d})")
-            return report
-        expected_index += 1
-        try:
+    try:
+        expected_index = segments[0][0]
+        if whole and expected_index != 1:
+            raise _Bad(BadRecord(segments[0][1].name, 1, None,
+                                 f"segments 1..{expected_index - 1} of stream {name} are missing"))
+        for index, seg in segments:
+            if index != expected_index:
+                raise _Bad(BadRecord(seg.name, 1, None,
+                                     f"segment {expected_index:06d} is missing (next present: {index:06d})"))
+            expected_index += 1
+            lineno = 0
             for lineno, record, body in _records(seg):
-                _check_record(record, body, seg.name, lineno, index, state, report, anchor=not whole)
-        except _Bad as bad:
-            report.first_bad = bad.args[0]
-            return report
-    if report.after_last_seal:
-        report.notes.append(f"{report.after_last_seal} record(s) after the last seal: a seal vouches only "
-                            "for what precedes it (see docs/service.md)")
+                check.record(record, body, seg.name, lineno, index)
+            if lineno == 0:
+                raise _Bad(BadRecord(seg.name, None, None,
+                                     "the segment file is empty: its records were removed"))
+        check.end(whole)
+    except _Bad as bad:
+        report.first_bad = bad.args[0]
     return report
 
 
@@ -617,69 +720,123 @@ def _records(seg: Path) -> Iterator[tuple[int, dict[str, Any], bytes]]:
             yield lineno, record, body
 
 
-def _check_record(record: dict[str, Any], body: bytes, file: str, line: int, index: int,
-                  state: dict[str, Any], report: StreamReport, anchor: bool) -> None:
-    seq = record["seq"]
+class _StreamCheck:
+    """The rules of one stream, record by record (docs/service.md, "What verify accepts")."""
 
-    def bad(reason: str) -> _Bad:
-        return _Bad(BadRecord(file, line, seq, reason))
+    def __init__(self, report: StreamReport, rules: _Rules, from_genesis: bool) -> None:
+        self.report = report
+        self.rules = rules
+        self.from_genesis = from_genesis
+        self.seq: int | None = None
+        self.prev: str | None = None
+        self.node: tuple[Any, Any] | None = None  # (signer DID, public key) of the stream's first record
+        self.anchors: dict[int, list[Anchor]] = {}
+        self.rotates_to: int | None = None  # the segment the last seal closed its segment for
+        self.first: BadRecord | None = None  # where the first and the last record are
+        self.last: BadRecord | None = None
+        self.first_unsealed: BadRecord | None = None
 
-    first_of_stream = state["seq"] is None
-    if first_of_stream and anchor:
-        pass
-    elif first_of_stream:
-        if seq != 1 or record["prev"] != GENESIS:
-            raise bad("the stream does not start at seq 1 from the genesis hash: its beginning is missing")
-    else:
-        if seq != state["seq"] + 1:
-            raise bad(f"seq jumps from {state['seq']} to {seq}: records were removed or reordered")
-        if record["prev"] != state["prev"]:
-            raise bad("prev does not match the previous record's hash: the chain is broken here")
-    kind = record["kind"]
-    if kind == "segment":
-        _check_segment_record(record, index, state, report, bad)
-    elif line == 1:
-        raise bad("the first line of a segment must be a segment record")
-    if kind == "seal":
-        _check_seal(record, body, report, bad)
-        report.seals += 1
-        report.after_last_seal = 0
-    else:
-        report.after_last_seal += 1
-    if kind == "decision":
-        report.decisions += 1
-    report.records += 1
-    state["seq"], state["prev"] = seq, record["hash"]
+    def record(self, record: dict[str, Any], body: bytes, file: str, line: int, index: int) -> None:
+        seq = record["seq"]
 
+        def bad(reason: str) -> _Bad:
+            return _Bad(BadRecord(file, line, seq, reason))
 
-def _check_segment_record(record: dict[str, Any], index: int, state: dict[str, Any], report: StreamReport,
-                          bad: Callable[[str], _Bad]) -> None:
-    if record.get("segment") != index:
-        raise bad(f"segment record says segment {record.get('segment')}, file name says {index}")
-    if state["stream_id"] is None:
-        state["stream_id"] = record.get("stream_id")
-    elif record.get("stream_id") != state["stream_id"]:
-        raise bad("segment belongs to another stream (stream_id differs)")
-    key = record.get("public_key")
-    if report.public_key is None:
-        report.public_key = key
-        report.signer = record.get("signer")
-    elif key != report.public_key:
-        raise bad("segment declares a different node key than the one the log is checked against")
+        if self.seq is None:
+            if self.from_genesis and (seq != 1 or record["prev"] != GENESIS):
+                raise bad("the stream does not start at seq 1 from the genesis hash: its beginning is "
+                          "missing")
+        else:
+            if seq != self.seq + 1:
+                raise bad(f"seq jumps from {self.seq} to {seq}: records were removed or reordered")
+            if record["prev"] != self.prev:
+                raise bad("prev does not match the previous record's hash: the chain is broken here")
+        if self.rotates_to is not None and line != 1:
+            raise bad(f"a record follows the seal that closed its segment for segment {self.rotates_to:06d}")
+        self.rotates_to = None
+        kind = record["kind"]
+        if (kind == "segment") != (line == 1):
+            raise bad("a segment file starts with a segment record, and only there is one")
+        if kind == "segment":
+            self._segment(record, index, bad)
+        if kind == "seal":
+            self._seal(record, body, index, bad)
+        elif self.first_unsealed is None:
+            self.first_unsealed = BadRecord(file, line, seq, "")
+        self.report.after_last_seal = 0 if kind == "seal" else self.report.after_last_seal + 1
+        if kind == "decision":
+            self.report.decisions += 1
+        for anchor in self.anchors.get(seq, ()):
+            if record["hash"] != anchor.hash:
+                raise bad(f"the ledger anchors a different record at seq {seq} (entry {anchor.entry}): "
+                          "the log was rewritten after it was anchored")
+            self.report.anchors += 1
+        self.report.records += 1
+        self.seq, self.prev = seq, record["hash"]
+        self.last = BadRecord(file, line, seq, "")
+        self.first = self.first or self.last
 
+    def _segment(self, record: dict[str, Any], index: int, bad: Callable[[str], _Bad]) -> None:
+        if record.get("segment") != index:
+            raise bad(f"segment record says segment {record.get('segment')}, file name says {index}")
+        node = (record.get("signer"), record.get("public_key"))
+        if self.node is None:
+            problem = self.rules.node_key(*node)
+            if problem:
+                raise bad(problem)
+            self.node = node
+            self.report.stream_id = record.get("stream_id")
+            self.report.signer, self.report.public_key = node
+            if isinstance(node[0], str) and isinstance(self.report.stream_id, str):
+                self.anchors = self.rules.anchors(node[0]).get(self.report.stream_id, {})
+        elif record.get("stream_id") != self.report.stream_id:
+            raise bad("segment belongs to another stream (stream_id differs)")
+        elif node != self.node:
+            raise bad("segment declares a different node than the stream is bound to since its first record")
 
-def _check_seal(record: dict[str, Any], body: bytes, report: StreamReport,
-                bad: Callable[[str], _Bad]) -> None:
-    if record.get("public_key") != report.public_key:
-        raise bad("seal is signed by a different key than the log's node key")
-    member = _SIGNATURE_MEMBER.fullmatch(body[-_SIGNATURE_MEMBER_LEN:])
-    if member is None:
-        raise bad('seal does not end with its signature member ,"signature":"<128 lowercase hex>"')
-    try:
-        pub = PublicKey.from_hex(str(record.get("public_key")))
-    except (ValueError, InvalidKey) as exc:
-        raise bad("seal has a malformed public key") from exc
-    signed = body[:-_SIGNATURE_MEMBER_LEN] + b"}"
-    if not pub.verify(bytes.fromhex(member[1].decode()), sha256(signed)):
-        raise bad("seal signature does not verify: the chain before it was rewritten")
-    report.signer = record.get("signer") or report.signer
+    def _seal(self, record: dict[str, Any], body: bytes, index: int, bad: Callable[[str], _Bad]) -> None:
+        if (record.get("signer"), record.get("public_key")) != self.node:
+            raise bad("seal names a different node or key than the stream is bound to since its first record")
+        member = _SIGNATURE_MEMBER.fullmatch(body[-_SIGNATURE_MEMBER_LEN:])
+        if member is None:
+            raise bad('seal does not end with its signature member ,"signature":"<128 lowercase hex>"')
+        try:
+            pub = PublicKey.from_hex(str(record.get("public_key")))
+        except (ValueError, InvalidKey) as exc:
+            raise bad("seal has a malformed public key") from exc
+        signed = body[:-_SIGNATURE_MEMBER_LEN] + b"}"
+        if not pub.verify(bytes.fromhex(member[1].decode()), sha256(signed)):
+            raise bad("seal signature does not verify: the chain before it was rewritten")
+        if "next_segment" in record:
+            if record["next_segment"] != index + 1:
+                raise bad(f"seal closes segment {index} for segment {record['next_segment']!r}, "
+                          f"not {index + 1}")
+            self.rotates_to = index + 1
+        self.report.seals += 1
+        self.first_unsealed = None
+
+    def end(self, whole: bool) -> None:
+        """What only the end of the stream shows; the last record present is the one named."""
+        first, last, report = self.first, self.last, self.report
+        assert first is not None and last is not None  # every segment has at least one record
+        if whole and self.rotates_to is not None:
+            raise _Bad(replace(last, reason=f"segment {self.rotates_to:06d} is missing: this seal closed its "
+                                            "segment for it (segments were deleted from the end)"))
+        beyond = [a for seq, anchors in self.anchors.items() if seq > last.seq for a in anchors]
+        if whole and beyond:
+            top = max(beyond, key=lambda a: a.seq)
+            raise _Bad(replace(last, reason=f"the stream ends at seq {last.seq} but the ledger anchors seq "
+                                            f"{top.seq} (entry {top.entry}): records were cut off its end"))
+        if report.seals == 0:
+            raise _Bad(replace(first, reason="the stream has no seal: nothing in it is signed by the node "
+                                             "key"))
+        if report.after_last_seal:
+            unsealed = self.first_unsealed
+            assert unsealed is not None
+            span = f"{report.after_last_seal} record(s) after the last seal (seq {unsealed.seq}..{last.seq})"
+            if not self.rules.allow_unsealed_tail:
+                raise _Bad(replace(unsealed, reason=f"{span}: no seal vouches for them (a crash, or records "
+                                                    "added; --allow-unsealed-tail accepts them)"))
+            report.notes.append(f"{span} accepted unsealed (--allow-unsealed-tail): nothing vouches for them")
+        if self.anchors:
+            report.notes.append(f"{report.anchors} ledger anchor(s) matched")
