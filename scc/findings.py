@@ -13,9 +13,10 @@ import json
 import math
 from dataclasses import dataclass
 
+from axon.abi import Fault
 from scc.ast import Boolean, Call, Expr, InputRef, LetDef, LetRef, Number, Policy, Text, children
 from scc.errors import Diagnostic
-from scc.operators import Kind
+from scc.operators import OPERATORS, Evaluation, Kind
 
 YES = frozenset({True})
 NO = frozenset({False})
@@ -100,40 +101,23 @@ class _Analysis:
         if isinstance(expr, LetRef):
             return self.value(expr.definition)
         assert isinstance(expr, Call)
-        op = expr.op
-        if op == "if":
+        operator = OPERATORS[expr.op]
+        if operator.evaluation is Evaluation.BRANCH:
             condition, then, otherwise = expr.args
             known, a, b = self.bool(condition), self.number(then), self.number(otherwise)
             return a if known == YES else b if known == NO else Range(min(a.lo, b.lo), max(a.hi, b.hi))
         ranges = [self.number(arg) for arg in expr.args]
-        if op == "abs":
+        if operator.evaluation is not Evaluation.FOLD:
             (a,) = ranges
-            if a.lo >= 0:
-                return a
-            return Range(-a.hi, -a.lo) if a.hi <= 0 else Range(0.0, max(-a.lo, a.hi))
-        if op == "neg":
-            (a,) = ranges
-            return Range(-a.hi, -a.lo)
-        if op == "min":
-            return Range(min(r.lo for r in ranges), min(r.hi for r in ranges))
-        if op == "max":
-            return Range(max(r.lo for r in ranges), max(r.hi for r in ranges))
+            return _UNARY[expr.op](a)
         acc = ranges[0]
         for r in ranges[1:]:
-            if op == "add":
-                acc = _range(acc.lo + r.lo, acc.hi + r.hi)
-            elif op == "sub":
-                acc = _range(acc.lo - r.hi, acc.hi - r.lo)
-            elif op == "mul":
-                acc = _corners(acc, r, lambda x, y: x * y)
-            else:
-                assert op == "div", op
-                if r.lo == r.hi == 0:
-                    self.constant_divisions.append(Diagnostic(
-                        "SCC-W005", expr.site,
-                        "this division is by the constant 0, so it faults (and the decision is DENY) "
-                        "whenever it is evaluated"))
-                acc = ANY_NUMBER if r.lo <= 0 <= r.hi else _corners(acc, r, lambda x, y: x / y)
+            if Fault.DIVISION_BY_ZERO in operator.faults and r.lo == r.hi == 0:
+                self.constant_divisions.append(Diagnostic(
+                    "SCC-W005", expr.site,
+                    "this division is by the constant 0, so it faults (and the decision is DENY) "
+                    "whenever it is evaluated"))
+            acc = _FOLD[expr.op](acc, r)
         return acc
 
     def bool(self, expr: Expr) -> frozenset[bool]:
@@ -144,16 +128,16 @@ class _Analysis:
         if isinstance(expr, LetRef):
             return self.value(expr.definition)
         assert isinstance(expr, Call)
-        op, args = expr.op, expr.args
+        op, args, operator = expr.op, expr.args, OPERATORS[expr.op]
         if op == "not":
             return frozenset(not v for v in self.bool(args[0]))
-        if op in ("all", "any"):
+        if operator.evaluation is Evaluation.SHORT_CIRCUIT:
             results = [self.bool(arg) for arg in args]
-            decisive, neutral = (NO, YES) if op == "all" else (YES, NO)
+            decisive, neutral = frozenset({operator.decisive}), frozenset({not operator.decisive})
             if decisive in results:
                 return decisive
             return neutral if all(r == neutral for r in results) else MAYBE
-        if op == "if":
+        if operator.evaluation is Evaluation.BRANCH:
             condition, then, otherwise = args
             known, a, b = self.bool(condition), self.bool(then), self.bool(otherwise)
             return a if known == YES else b if known == NO else a | b
@@ -200,6 +184,24 @@ class _Analysis:
 def _corners(a: Range, b: Range, op) -> Range:
     corners = [op(x, y) for x in (a.lo, a.hi) for y in (b.lo, b.hi)]
     return ANY_NUMBER if any(math.isnan(c) for c in corners) else Range(min(corners), max(corners))
+
+
+def _abs(a: Range) -> Range:
+    if a.lo >= 0:
+        return a
+    return Range(-a.hi, -a.lo) if a.hi <= 0 else Range(0.0, max(-a.lo, a.hi))
+
+
+# The range of each number operator's result, from its operands' ranges.
+_UNARY = {"abs": _abs, "neg": lambda a: Range(-a.hi, -a.lo)}
+_FOLD = {  # one step of the left fold
+    "add": lambda a, b: _range(a.lo + b.lo, a.hi + b.hi),
+    "sub": lambda a, b: _range(a.lo - b.hi, a.hi - b.lo),
+    "mul": lambda a, b: _corners(a, b, lambda x, y: x * y),
+    "div": lambda a, b: ANY_NUMBER if b.lo <= 0 <= b.hi else _corners(a, b, lambda x, y: x / y),
+    "min": lambda a, b: Range(min(a.lo, b.lo), min(a.hi, b.hi)),
+    "max": lambda a, b: Range(max(a.lo, b.lo), max(a.hi, b.hi)),
+}
 
 
 def _less(a: Range, b: Range, *, strict: bool) -> frozenset[bool]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from scc.operators import OPERATORS, Evaluation, Operator
+from scc.operators import OPERATORS, Evaluation
 
 
 class ValType(enum.StrEnum):
@@ -33,10 +33,6 @@ class Node:
     gas: int = 1
     pointer: str = ""  # the source expression, for comments in the WAT
     note: str = ""  # for comments too: an enum literal's text
-
-    @property
-    def operator(self) -> Operator | None:
-        return OPERATORS.get(self.op)
 
     @property
     def unconditional(self) -> tuple[Node, ...]:
