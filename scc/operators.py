@@ -83,31 +83,31 @@ class Operator:
 
 
 MAX_OPERANDS = 256
-_N, _B, _ANY = Operands.NUMBERS, Operands.BOOLS, (1, MAX_OPERANDS)
+_N, _B = Operands.NUMBERS, Operands.BOOLS
+_APPLY, _FOLD = Evaluation.APPLY, Evaluation.FOLD
+_ONE, _TWO, _THREE, _1_N, _2_N = (1, 1), (2, 2), (3, 3), (1, MAX_OPERANDS), (2, MAX_OPERANDS)
 _NAN = (Fault.NAN,)
 
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
-    Operator("eq", Operands.COMPARABLE, BOOL, (2, 2), Evaluation.APPLY, ("{type}.eq",)),
-    Operator("ne", Operands.COMPARABLE, BOOL, (2, 2), Evaluation.APPLY, ("{type}.ne",)),
-    Operator("lt", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.lt",)),
-    Operator("le", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.le",)),
-    Operator("gt", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.gt",)),
-    Operator("ge", _N, BOOL, (2, 2), Evaluation.APPLY, ("f64.ge",)),
-    Operator("between", _N, BOOL, (3, 3), Evaluation.APPLY, ("call $between",), names=("x", "lo", "hi")),
-    Operator("in", Operands.MEMBER, BOOL, _ANY, Evaluation.MEMBER, ("f64.eq", "i32.or")),
-    Operator("all", _B, BOOL, _ANY, Evaluation.SHORT_CIRCUIT, decisive=False),
-    Operator("any", _B, BOOL, _ANY, Evaluation.SHORT_CIRCUIT, decisive=True),
-    Operator("not", _B, BOOL, (1, 1), Evaluation.APPLY, ("i32.eqz",)),
-    Operator("add", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD,
-             ("f64.add", "i32.const {site}", "call $nan"), _NAN),
-    Operator("mul", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD,
-             ("f64.mul", "i32.const {site}", "call $nan"), _NAN),
-    Operator("min", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD, ("f64.min",)),
-    Operator("max", _N, NUMBER, (2, MAX_OPERANDS), Evaluation.FOLD, ("f64.max",)),
-    Operator("sub", _N, NUMBER, (2, 2), Evaluation.FOLD, ("f64.sub", "i32.const {site}", "call $nan"), _NAN),
-    Operator("div", _N, NUMBER, (2, 2), Evaluation.FOLD, ("i32.const {site}", "call $div"),
+    Operator("eq", Operands.COMPARABLE, BOOL, _TWO, _APPLY, ("{type}.eq",)),
+    Operator("ne", Operands.COMPARABLE, BOOL, _TWO, _APPLY, ("{type}.ne",)),
+    Operator("lt", _N, BOOL, _TWO, _APPLY, ("f64.lt",)),
+    Operator("le", _N, BOOL, _TWO, _APPLY, ("f64.le",)),
+    Operator("gt", _N, BOOL, _TWO, _APPLY, ("f64.gt",)),
+    Operator("ge", _N, BOOL, _TWO, _APPLY, ("f64.ge",)),
+    Operator("between", _N, BOOL, _THREE, _APPLY, ("call $between",), names=("x", "lo", "hi")),
+    Operator("in", Operands.MEMBER, BOOL, _1_N, Evaluation.MEMBER, ("f64.eq", "i32.or")),
+    Operator("all", _B, BOOL, _1_N, Evaluation.SHORT_CIRCUIT, decisive=False),
+    Operator("any", _B, BOOL, _1_N, Evaluation.SHORT_CIRCUIT, decisive=True),
+    Operator("not", _B, BOOL, _ONE, _APPLY, ("i32.eqz",)),
+    Operator("add", _N, NUMBER, _2_N, _FOLD, ("f64.add", "i32.const {site}", "call $nan"), _NAN),
+    Operator("mul", _N, NUMBER, _2_N, _FOLD, ("f64.mul", "i32.const {site}", "call $nan"), _NAN),
+    Operator("min", _N, NUMBER, _2_N, _FOLD, ("f64.min",)),
+    Operator("max", _N, NUMBER, _2_N, _FOLD, ("f64.max",)),
+    Operator("sub", _N, NUMBER, _TWO, _FOLD, ("f64.sub", "i32.const {site}", "call $nan"), _NAN),
+    Operator("div", _N, NUMBER, _TWO, _FOLD, ("i32.const {site}", "call $div"),
              (Fault.DIVISION_BY_ZERO, Fault.NAN)),
-    Operator("abs", _N, NUMBER, (1, 1), Evaluation.APPLY, ("f64.abs",)),
-    Operator("neg", _N, NUMBER, (1, 1), Evaluation.APPLY, ("f64.neg",)),
-    Operator("if", Operands.BRANCHES, None, (3, 3), Evaluation.BRANCH, names=("condition", "then", "else")),
+    Operator("abs", _N, NUMBER, _ONE, _APPLY, ("f64.abs",)),
+    Operator("neg", _N, NUMBER, _ONE, _APPLY, ("f64.neg",)),
+    Operator("if", Operands.BRANCHES, None, _THREE, Evaluation.BRANCH, names=("condition", "then", "else")),
 )}
