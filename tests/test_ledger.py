@@ -510,7 +510,7 @@ def test_operation_encoding_is_canonical_and_only_canonical_is_accepted(ledger: 
         ledger.submit(raw, T0 + 20)
     with pytest.raises(MalformedOperation, match="JSON"):
         ledger.submit(eth_signed(ADMIN, b"\xff\xfe", ledger.nonce_of(ADMIN.key.address)), T0 + 21)
-    assert [op.value for op in Op] == [1, 2, 3, 4, 5, 6, 9]
+    assert [op.value for op in Op] == [1, 2, 3, 4, 5, 6, 9, 10]
 
 
 def test_deeply_nested_operation_json_is_refused_before_parsing(ledger: Ledger) -> None:

@@ -171,3 +171,9 @@ def valid_successor(old: ArtifactRecord, new: ArtifactRecord,
 
 
 # Rule 10: any active key may post a MESSAGE (rule 1 is the whole check).
+
+
+# Rule 11: a node anchors only its own decision log (the anchor names the signer's DID).
+def anchors_own_log(actor: KeyRecord, node: str) -> None:
+    if node != actor.did:
+        raise AuthorityDenied(f"{actor.did} may anchor only its own decision log, not {node}'s")

@@ -190,6 +190,16 @@ class Ledger:
             seqs = [s for s in self._state.inbox.get(key, []) if s > after_seq]
             return [self._entry(row) for row in self._store.rows_at(seqs)]
 
+    def log_anchors(self, node: str) -> list[Entry]:
+        """LOG_ANCHOR entries the node `node` (a DID) posted for its decision logs, oldest first."""
+        with self._lock, self._store.snapshot():
+            self._catch_up()
+            seqs = self._state.log_anchors.get(node, [])
+            # In slices: a node posts thousands over the years, more than one SQLite statement may bind.
+            step = 10_000
+            return [self._entry(row) for i in range(0, len(seqs), step)
+                    for row in self._store.rows_at(seqs[i:i + step])]
+
     def entries(self, after_seq: int = 0) -> list[Entry]:
         with self._lock, self._store.snapshot():
             self._catch_up()

@@ -34,6 +34,7 @@ class Op(IntEnum):
     ARTIFACT_REVOKE = 5
     ARTIFACT_SUPERSEDE = 6
     MESSAGE = 9
+    LOG_ANCHOR = 10
 
 
 class AuthorityLevel(IntEnum):
@@ -100,6 +101,12 @@ _FIELDS: dict[Op, dict[str, Any]] = {
     Op.MESSAGE: {
         "to": {"anyOf": [_DID, _ADDRESS]},
         "envelope": {"type": "object"},  # SIP-017 outer object; its own format is checked by messaging
+    },
+    Op.LOG_ANCHOR: {  # a node's decision-log head (docs/service.md): truncation shows against the ledger
+        "node": _DID,
+        "stream_id": _pattern("[0-9a-f]{12}", "a decision-log stream id: 12 lowercase hex digits"),
+        "seq": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1},
+        "head": _pattern("sha256:[0-9a-f]{64}", "a record hash: sha256: and 64 lowercase hex digits"),
     },
 }
 SCHEMA = {
@@ -218,3 +225,8 @@ def message(to: str, envelope: Mapping[str, Any]) -> dict[str, Any]:
     if re.fullmatch(r"0x[0-9a-fA-F]{40}", to):
         to = to.lower()
     return _op(Op.MESSAGE, to=to, envelope=dict(envelope))
+
+
+def log_anchor(node: str, stream_id: str, seq: int, head: str) -> dict[str, Any]:
+    """LOG_ANCHOR: record `seq` of the node's decision-log stream `stream_id` has hash `head`."""
+    return _op(Op.LOG_ANCHOR, node=node, stream_id=stream_id, seq=seq, head=head)

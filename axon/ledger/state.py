@@ -63,6 +63,7 @@ class LedgerState:
         self.artifacts: dict[str, ArtifactRecord] = {}
         self.nonces: dict[str, int] = {}
         self.inbox: dict[str, list[int]] = {}
+        self.log_anchors: dict[str, list[int]] = {}  # node DID -> seqs of its LOG_ANCHOR entries
         self.head_seq = 0
         self.head_hash = GENESIS_PREV_HASH
         self.root_did: str | None = None
@@ -208,6 +209,10 @@ def _rule_message(state: LedgerState, actor: KeyRecord | None, op: dict[str, Any
     _acting(actor)  # rule 10: being an active key is enough
 
 
+def _rule_log_anchor(state: LedgerState, actor: KeyRecord | None, op: dict[str, Any]) -> None:
+    authority.anchors_own_log(_acting(actor), op["node"])
+
+
 def _public_key(op: dict[str, Any]) -> PublicKey:
     try:
         return PublicKey.from_hex(op["public_key"])
@@ -269,6 +274,10 @@ def _effect_message(state: LedgerState, actor_did: str | None, entry: Entry) -> 
     state.inbox.setdefault(entry.op["to"], []).append(entry.seq)
 
 
+def _effect_log_anchor(state: LedgerState, actor_did: str | None, entry: Entry) -> None:
+    state.log_anchors.setdefault(entry.op["node"], []).append(entry.seq)
+
+
 _Rule = Callable[[LedgerState, "KeyRecord | None", dict[str, Any]], None]
 _Effect = Callable[[LedgerState, "str | None", Entry], None]
 _RULES: dict[str, _Rule] = {
@@ -279,6 +288,7 @@ _RULES: dict[str, _Rule] = {
     Op.ARTIFACT_REVOKE.name: _rule_artifact_revoke,
     Op.ARTIFACT_SUPERSEDE.name: _rule_artifact_supersede,
     Op.MESSAGE.name: _rule_message,
+    Op.LOG_ANCHOR.name: _rule_log_anchor,
 }
 _EFFECTS: dict[str, _Effect] = {
     Op.KEY_REGISTER.name: _effect_key_register,
@@ -288,4 +298,5 @@ _EFFECTS: dict[str, _Effect] = {
     Op.ARTIFACT_REVOKE.name: _effect_artifact_revoke,
     Op.ARTIFACT_SUPERSEDE.name: _effect_artifact_supersede,
     Op.MESSAGE.name: _effect_message,
+    Op.LOG_ANCHOR.name: _effect_log_anchor,
 }
