@@ -4,7 +4,8 @@ The schema (scc/schema/sip-001.schema.json) says which keys exist, which are req
 type each value has, the formats of names, ids and versions, the arity of every operator (that list
 is generated from scc/operators.py: `operator_schemas`), and that any other key anywhere is an
 error. jsonschema finds the violations; this module turns each into a diagnostic a plant engineer
-can act on, pointing at the exact key or value."""
+can act on, pointing at the exact key or value.
+"""
 
 from __future__ import annotations
 
