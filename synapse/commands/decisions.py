@@ -7,6 +7,7 @@ import json
 
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, io_error
 from axon.keys import InvalidKey, KeyFileError, PublicKey, load_identity
+from axon.ledger import Ledger, LedgerError
 from synapse.service.decision_log import verify_log
 from synapse.service.errors import DecisionLogError
 
@@ -25,6 +26,10 @@ fails, and so does a directory with no segments left.
 Pin the node key with --public-key (hex) or --node-key (a key file): otherwise the key the log itself
 declares is used, which shows the log is consistent but not that your node wrote it.
 
+With --ledger PATH the node's key must be the one the ledger registers for the DID the log declares,
+and the log must contain every record the node anchored there (LOG_ANCHOR) with the same hash: records
+cut off the end, or a stream deleted, after it was anchored are found even at a seal boundary.
+
 Exit status: 0 the log is intact, 1 a bad record was found, 2 the log or key could not be read.
 """
 
@@ -39,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     pin = verify.add_mutually_exclusive_group()
     pin.add_argument("--public-key", metavar="HEX", help="the node's public key (hex, 33 or 65 bytes)")
     pin.add_argument("--node-key", metavar="FILE", help="the node's key file (its public key is used)")
+    verify.add_argument("--ledger", metavar="PATH",
+                        help="check the node key and the log's anchors on this ledger")
     verify.add_argument("--allow-unsealed-tail", action="store_true",
                         help="accept records after the last seal (reported with their count)")
     verify.add_argument("--json", action="store_true", help="print a JSON report")
@@ -47,16 +54,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_verify(args: argparse.Namespace) -> int:
     pinned = None
+    ledger = None
     try:
         if args.public_key:
             pinned = PublicKey.from_hex(args.public_key)
         elif args.node_key:
             pinned = load_identity(args.node_key).key.public_key
-        reports = verify_log(args.log, pinned, allow_unsealed_tail=args.allow_unsealed_tail)
+        if args.ledger:
+            ledger = Ledger.open(args.ledger)
+        reports = verify_log(args.log, pinned, allow_unsealed_tail=args.allow_unsealed_tail, ledger=ledger)
     except (InvalidKey, KeyFileError, DecisionLogError) as exc:
         raise UsageError(str(exc)) from exc
+    except LedgerError as exc:
+        raise UsageError(f"the ledger {args.ledger} cannot be read: {exc} [{exc.code}]") from exc
     except OSError as exc:
         raise io_error("read", exc.filename or args.log, exc) from None  # the segment that failed
+    finally:
+        if ledger is not None:
+            ledger.close()
     if args.json:
         print(json.dumps({"ok": all(r.ok for r in reports), "streams": [r.to_dict() for r in reports]},
                          indent=2))
@@ -69,7 +84,7 @@ def run_verify(args: argparse.Namespace) -> int:
                 print(f"BAD  stream {r.stream}: first bad record: {r.first_bad}")
             for note in r.notes:
                 print(f"     note: {note}")
-        if pinned is None:
-            print("     note: no --public-key/--node-key given: seals were checked against the key the "
-                  "log declares")
+        if pinned is None and ledger is None:
+            print("     note: no --public-key/--node-key/--ledger given: seals were checked against the key "
+                  "the log declares")
     return EXIT_OK if all(r.ok for r in reports) else EXIT_FAIL

@@ -73,6 +73,9 @@ class DecisionLogConfig:
     # A seal (signature by the node key over the chain head) after this many records or seconds.
     seal_every: int = 1000
     seal_interval: float = 60.0
+    # With a ledger: its latest seal anchored there (LOG_ANCHOR) after this many records or seconds.
+    anchor_every: int = 100_000
+    anchor_interval: float = 300.0
     # Records are written and flushed to the OS at once; fsync happens at least this often.
     fsync_interval: float = 1.0
     # Fields written as an HMAC-SHA256 digest, never as their value: "telemetry.NAME", "context.NAME".
@@ -199,6 +202,8 @@ class ServiceConfig:
         _require(log.seal_every >= 1 and log.seal_interval > 0,
                  "decision_log.seal_every and seal_interval must be > 0")
         _require(log.fsync_interval > 0, "decision_log.fsync_interval must be > 0")
+        _require(log.anchor_every >= 1 and log.anchor_interval > 0,
+                 "decision_log.anchor_every and anchor_interval must be > 0")
         for name in log.mask:
             _require(bool(_MASK_FIELD.match(name)),
                      f"decision_log.mask entry {name!r} must be 'telemetry.NAME' or 'context.NAME'")

@@ -37,7 +37,9 @@ file (the writer seals at rotation with it). A stream is bound to the node its f
 after opening, so even a short-lived stream carries the node's signature. Verification accepts only
 what a seal covers: a stream without seals fails, and records after the last seal fail unless the
 caller accepts an unsealed tail (a running or crashed writer) and is told how many. Records cut off
-at a seal are undetectable from the log alone.
+at a seal are undetectable from the log alone: the service anchors sealed heads on the ledger
+(LOG_ANCHOR, docs/ledger.md; AnchorSchedule says when) and `verify_log(..., ledger=)` holds the log
+to every anchor its node posted.
 
 Durability. Each record is written to the file with one write() before `append` returns, so a killed
 process loses nothing the kernel has; a background thread fsyncs at least every `fsync_interval`
@@ -406,6 +408,32 @@ class DecisionLog:
                 with self._fd_lock:  # close() and rotation take it before closing the descriptor
                     if fd == self._fd:
                         os.fsync(fd)
+
+
+class AnchorSchedule:
+    """When to anchor a log's sealed head on the ledger: after `every` records or `interval` seconds
+    since the last attempt (at once the first time), and only a head beyond the last one anchored.
+    After a failure it waits `interval`, so an unregistered key or a ledger away is not retried per step."""
+
+    def __init__(self, every: int, interval: float) -> None:
+        self.every = every
+        self.interval = interval
+        self.anchored_seq = 0
+        self._last_attempt: float | None = None
+        self._failed = False
+
+    def due(self, seq: int, now: float) -> bool:
+        if seq <= self.anchored_seq:
+            return False
+        if self._last_attempt is None or now - self._last_attempt >= self.interval:
+            return True
+        return not self._failed and seq - self.anchored_seq >= self.every
+
+    def attempted(self, now: float, anchored_seq: int | None) -> None:
+        """An attempt at `now`: the seq the ledger now holds, or None when it failed."""
+        self._last_attempt, self._failed = now, anchored_seq is None
+        if anchored_seq is not None:
+            self.anchored_seq = max(self.anchored_seq, anchored_seq)
 
 
 def _fsync_dir(directory: Path) -> None:
@@ -840,3 +868,6 @@ class _StreamCheck:
             report.notes.append(f"{span} accepted unsealed (--allow-unsealed-tail): nothing vouches for them")
         if self.anchors:
             report.notes.append(f"{report.anchors} ledger anchor(s) matched")
+        elif self.rules.ledger is not None:
+            report.notes.append("the ledger holds no anchor for this stream: records cut off at a seal "
+                                "cannot be ruled out")

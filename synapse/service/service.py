@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from axon.keys import Identity
+from axon.ledger import LedgerError, ops
 from axon.verify import Verifier, VerifyConfig
 from synapse.decision import Decision
 from synapse.evaluate import Evaluator
@@ -21,8 +22,8 @@ from synapse.sandbox import Limits
 from synapse.service import logs
 from synapse.service.auth import Authenticator
 from synapse.service.config import ServiceConfig
-from synapse.service.decision_log import DecisionLog, Masker, load_mask_key
-from synapse.service.errors import ServiceError
+from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key
+from synapse.service.errors import DecisionLogError, ServiceError
 from synapse.service.ledger_link import LedgerLink
 from synapse.service.metrics import Metrics
 from synapse.service.ratelimit import RateLimiter
@@ -49,6 +50,7 @@ class PolicyService:
         self._limits = Limits(deadline_ms=config.limits.eval_timeout_ms)
         self._verify_config = VerifyConfig(max_artifact_bytes=config.limits.max_artifact_bytes)
         self.log: DecisionLog | None = None
+        self.anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
         self.state = "starting"
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -99,9 +101,11 @@ class PolicyService:
             raise
 
     def stop(self) -> None:
-        """Seal and close the decision log (nothing logged is lost), release the ledger."""
+        """Seal and close the decision log (nothing logged is lost), anchor its final seal, release the
+        ledger."""
         if self.log is not None:
             self.log.close()
+            self.anchor_log(force=True)
         self.link.close()
         self.state = "stopped"
         logs.event("service_stopped", worker=self.worker)
@@ -112,6 +116,28 @@ class PolicyService:
             self.registry.refresh()
         finally:
             self._update_gauges()
+            self.anchor_log()
+
+    def anchor_log(self, *, force: bool = False) -> None:
+        """Post the decision log's latest seal on the ledger (LOG_ANCHOR, signed by the node key) when
+        the schedule says so, or now with `force`. Never raises: a failure is logged and retried later."""
+        log = self.log
+        now = self._clock()
+        if log is None or self.config.ledger.path is None:
+            return
+        if not (self.anchors.due(log.head[0], now) or (force and log.head[0] > self.anchors.anchored_seq)):
+            return
+        try:
+            seq, head = log.seal()
+            op = ops.log_anchor(self.identity.did, log.stream_id, seq, head)
+            entry = self.link.ledger().sign_and_submit(self.identity, op, int(now))
+        except (ServiceError, LedgerError, DecisionLogError) as exc:
+            self.anchors.attempted(now, None)
+            logs.event("log_anchor_failed", logging.WARNING, worker=self.worker, code=exc.code,
+                       reason=str(exc))
+            return
+        self.anchors.attempted(now, seq)
+        logs.event("log_anchored", worker=self.worker, stream_id=log.stream_id, seq=seq, ledger_seq=entry.seq)
 
     # -- deciding ------------------------------------------------------------------------------------
 
