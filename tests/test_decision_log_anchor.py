@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from axon.cli import main as axon_main
 from axon.keys import Identity, PublicKey, SigningKey, load_identity
 from axon.ledger import AuthorityDenied, Ledger, MalformedOperation, UnknownSender, ops
 from synapse.cli import main as synapse_main
@@ -48,6 +49,13 @@ def test_a_registered_node_anchors_its_own_log_and_the_anchors_survive_replay(le
     with Ledger.open(ledger.path) as reopened:  # state rebuilt by replaying every entry's checks
         assert [e.seq for e in reopened.log_anchors(NODE.did)] == [first.seq, second.seq]
         assert reopened.verify_chain().head_seq == second.seq
+
+
+def test_axon_ledger_show_lists_anchors(ledger, capsys):
+    ledger.sign_and_submit(NODE, ops.log_anchor(NODE.did, "0123456789ab", 3, HEAD), now=T0 + 10)
+    capsys.readouterr()
+    assert axon_main(["ledger", "show", "--ledger", str(ledger.path), "--after", "3"]) == 0
+    assert f"LOG_ANCHOR         {NODE.did} stream 0123456789ab seq 3 {HEAD}" in capsys.readouterr().out
 
 
 def test_a_node_cannot_anchor_another_nodes_log(ledger):

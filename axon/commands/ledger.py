@@ -112,6 +112,8 @@ def _summary(entry: Entry) -> str:
         "ARTIFACT_REVOKE": lambda: f"{op.get('urn')} ({op.get('reason')})",
         "ARTIFACT_SUPERSEDE": lambda: f"{op.get('urn')} -> {op.get('successor')}",
         "MESSAGE": lambda: f"to {op.get('to')}",
+        "LOG_ANCHOR": lambda: f"{op.get('node')} stream {op.get('stream_id')} seq {op.get('seq')} "
+                              f"{op.get('head')}",
     }[entry.op_name]()
     return f"{entry.seq:>6}  {entry.timestamp}  {entry.op_name:<18} {subject}  (by {entry.sender})"
 
