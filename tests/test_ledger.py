@@ -148,7 +148,7 @@ def test_keys_groups_artifacts_and_messages(ledger: Ledger, path: Path) -> None:
 
     a1, a2 = urn("a1"), urn("a2")
     ledger.sign_and_submit(AUTHOR, ops.register_artifact(a1, "boiler-guard", "1.0.0", "LVL_3"), T0 + 11)
-    ledger.sign_and_submit(AUTHOR, ops.register_artifact(a2, "boiler-guard", "1.1.0", 2), T0 + 12)
+    ledger.sign_and_submit(AUTHOR, ops.register_artifact(a2, "boiler-guard", "1.1.0", 3), T0 + 12)
     ledger.sign_and_submit(AUTHOR, ops.supersede_artifact(a1, a2), T0 + 13)
     rec = ledger.artifact(a1)
     assert rec is not None and rec.superseded_by == a2 and not rec.revoked and rec.registered_by == AUTHOR.did
@@ -403,6 +403,69 @@ def test_supersede_rules(ledger: Ledger) -> None:
     ledger.sign_and_submit(AUTHOR, ops.revoke_artifact(v3, "bad build"), T0 + 32)
     supersede(v2, v3, "AXON-LEDGER-ARTIFACT-REVOKED")  # a revoked successor
     assert ledger.artifact(v2).superseded_by is None
+
+
+def _policy_name_refused(ledger: Ledger, actor: Identity, op: dict) -> str:
+    head = ledger.head_seq
+    with pytest.raises(AuthorityDenied) as exc:
+        ledger.sign_and_submit(actor, op, T0 + 40)
+    assert exc.value.code == "AXON-LEDGER-POLICY-NAME" and ledger.head_seq == head
+    return str(exc.value)
+
+
+def test_a_policy_name_belongs_to_the_authority_that_first_registered_it(ledger: Ledger, path: Path) -> None:
+    """Rule 12, the attack of issue 10: a LVL_2 key publishing a higher version of a LVL_4 key's policy,
+    declared LVL_1 (what it may sign), to take over the name on every node that serves the newest."""
+    ledger.sign_and_submit(ADMIN, ops.register_artifact(urn("bg-1"), "boiler-guard", "1.0.0", 4), T0 + 30)
+    bound = ledger.policy("boiler-guard")
+    assert (bound.owner, bound.owner_level, bound.level) == (ADMIN.did, 4, 4)
+    message = _policy_name_refused(
+        ledger, OPERATOR, ops.register_artifact(urn("bg-evil"), "boiler-guard", "9.0.0", 1))
+    assert ADMIN.did in message and "only its owner" in message
+    assert ledger.artifact(urn("bg-evil")) is None
+    # Nor any other key below the owner's level, whatever it declares.
+    _policy_name_refused(ledger, AUTHOR, ops.register_artifact(urn("bg-a"), "boiler-guard", "9.0.0", 3))
+    # An administrator at or above the owner's level speaks for it (rule 8's test), at the name's level.
+    ledger.sign_and_submit(ADMIN2, ops.register_artifact(urn("bg-2"), "boiler-guard", "1.1.0", 4), T0 + 31)
+    message = _policy_name_refused(
+        ledger, ADMIN2, ops.register_artifact(urn("bg-low"), "boiler-guard", "1.2.0", 3))
+    assert "lowering a name's level needs a key above LVL_4" in message
+    assert ledger.policy("boiler-guard") == bound  # nothing refused changed the binding
+    # Only a key above the name's level lowers it; the owner stays the owner.
+    lower = ops.register_artifact(urn("bg-3"), "boiler-guard", "1.3.0", 2)
+    entry = ledger.sign_and_submit(ROOT, lower, T0 + 32)
+    assert ledger.policy("boiler-guard") == replace(bound, level=2, level_seq=entry.seq)
+    _policy_name_refused(ledger, OPERATOR, ops.register_artifact(urn("bg-evil"), "boiler-guard", "9.0.0", 2))
+    # Another name is another binding; an unknown name has none.
+    ledger.sign_and_submit(OPERATOR, ops.register_artifact(urn("own"), "operator-own", "1.0.0", 1), T0 + 33)
+    assert ledger.policy("operator-own").owner == OPERATOR.did and ledger.policy("nothing") is None
+    with Ledger.open(path) as again:  # replay derives the same bindings
+        assert again.policy("boiler-guard") == ledger.policy("boiler-guard")
+
+
+def test_the_owner_cannot_lower_its_own_names_level(ledger: Ledger) -> None:
+    ledger.sign_and_submit(AUTHOR, ops.register_artifact(urn("t1"), "tank", "1.0.0", 3), T0 + 30)
+    ledger.sign_and_submit(AUTHOR, ops.register_artifact(urn("t2"), "tank", "1.1.0", 3), T0 + 31)
+    _policy_name_refused(ledger, AUTHOR, ops.register_artifact(urn("t3"), "tank", "1.2.0", 2))
+    ledger.sign_and_submit(ADMIN, ops.register_artifact(urn("t3"), "tank", "1.2.0", 2), T0 + 32)
+    ledger.sign_and_submit(AUTHOR, ops.register_artifact(urn("t4"), "tank", "1.3.0", 2), T0 + 33)
+    assert ledger.policy("tank").level == 2 and ledger.policy("tank").owner == AUTHOR.did
+
+
+def test_a_ledger_holding_a_policy_name_hijack_does_not_open(
+    ledger: Ledger, path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hijack written without rule 12 (an older Axon, or an edited file) is a broken chain on replay."""
+    ledger.sign_and_submit(ADMIN, ops.register_artifact(urn("bg-1"), "boiler-guard", "1.0.0", 4), T0 + 30)
+    with monkeypatch.context() as patched:
+        patched.setattr(authority, "may_publish_policy", lambda *args: None)
+        hijack = ledger.sign_and_submit(
+            OPERATOR, ops.register_artifact(urn("bg-evil"), "boiler-guard", "9.0.0", 1), T0 + 31)
+    with pytest.raises(ChainBroken) as exc:
+        Ledger.open(path)
+    assert exc.value.seq == hijack.seq and "AXON-LEDGER-POLICY-NAME" in exc.value.reason
+    with pytest.raises(ChainBroken):
+        ledger.verify_chain()
 
 
 def test_successor_chain_cycle_check_is_independent_of_the_other_rules() -> None:

@@ -23,13 +23,13 @@ from axon.ledger.errors import (
 )
 from axon.ledger.ledger import DEFAULT_CHAIN_ID, ChainReport, Ledger
 from axon.ledger.ops import AuthorityLevel, Op
-from axon.ledger.records import ArtifactRecord, Entry, GroupRecord, KeyRecord
+from axon.ledger.records import ArtifactRecord, Entry, GroupRecord, KeyRecord, PolicyRecord
 from axon.ledger.state import REGISTRY_ADDRESS, operation_transaction
 
 __all__ = [
     "DEFAULT_CHAIN_ID", "REGISTRY_ADDRESS", "ArtifactRecord", "AuthorityDenied", "AuthorityLevel",
     "BadSignature", "ChainBroken", "ChainReport", "Entry", "GroupRecord", "InvalidOperation", "KeyRecord",
     "Ledger", "LedgerError", "LedgerStorageError", "MalformedOperation", "NonceError", "NonceGap", "Op",
-    "RejectedTransaction", "ReplayedTransaction", "RevokedSender", "UnknownSender", "WrongChain",
-    "operation_transaction", "ops",
+    "PolicyRecord", "RejectedTransaction", "ReplayedTransaction", "RevokedSender", "UnknownSender",
+    "WrongChain", "operation_transaction", "ops",
 ]

@@ -11,11 +11,12 @@ from collections.abc import Callable, Mapping
 
 from axon.ledger.errors import AuthorityDenied, InvalidOperation, RevokedSender, UnknownSender
 from axon.ledger.ops import AuthorityLevel
-from axon.ledger.records import ArtifactRecord, GroupRecord, KeyRecord
+from axon.ledger.records import ArtifactRecord, GroupRecord, KeyRecord, PolicyRecord
 
 ROOT_LEVEL = AuthorityLevel.LVL_5
 GROUP_DEFINE_MIN_LEVEL = AuthorityLevel.LVL_4
 ARTIFACT_ADMIN_MIN_LEVEL = AuthorityLevel.LVL_4
+POLICY_NAME_CODE = "AXON-LEDGER-POLICY-NAME"
 
 
 def lvl(level: int) -> str:
@@ -139,14 +140,17 @@ def live_artifact(record: ArtifactRecord) -> None:
 # Rule 8: an artifact is revoked or superseded by its registrant, or by a LVL_4+ key whose level is at
 # least the registrant's (so a LVL_4 administrator cannot overrule the root's artifacts).
 def may_retire_artifact(actor: KeyRecord, artifact: ArtifactRecord, registrant: KeyRecord) -> None:
-    if actor.did == registrant.did:
-        return
-    if actor.level < ARTIFACT_ADMIN_MIN_LEVEL or actor.level < registrant.level:
+    if not _speaks_for(actor, registrant.did, registrant.level):
         raise AuthorityDenied(
             f"{actor.did} ({lvl(actor.level)}) may not revoke or supersede {artifact.urn}: only its "
             f"registrant {registrant.did} or a {lvl(ARTIFACT_ADMIN_MIN_LEVEL)}+ key at or above "
             f"{lvl(registrant.level)} may"
         )
+
+
+def _speaks_for(actor: KeyRecord, owner_did: str, owner_level: int) -> bool:
+    """The owner itself, or an administrator (LVL_4+) at or above the owner's level."""
+    return actor.did == owner_did or (actor.level >= ARTIFACT_ADMIN_MIN_LEVEL and actor.level >= owner_level)
 
 
 # Rule 9: a successor is a different, registered, live artifact of the same policy, and the chain of
@@ -177,3 +181,27 @@ def valid_successor(old: ArtifactRecord, new: ArtifactRecord,
 def anchors_own_log(actor: KeyRecord, node: str) -> None:
     if node != actor.did:
         raise AuthorityDenied(f"{actor.did} may anchor only its own decision log, not {node}'s")
+
+
+# Rule 12: a policy name belongs to an authority. Its first ARTIFACT_REGISTER binds it to the registrant
+# (its owner) and to the declared level; later artifacts of the name are registered by the owner or by a
+# LVL_4+ key at or above the owner's level (rule 8's test), and declare at least the name's level unless
+# the key is above that level (then the name's level drops to the new one). Axon applies the same test to
+# the artifact's signer (AXON-VERIFY-POLICY-NAME), so a hijack that reaches a ledger still does not run.
+def may_publish_policy(actor: KeyRecord, policy: PolicyRecord | None, authority_level: int) -> None:
+    if policy is None:  # a new name: the registration binds it
+        return
+    if not _speaks_for(actor, policy.owner, policy.owner_level):
+        raise AuthorityDenied(
+            f"policy {policy.policy!r} belongs to {policy.owner} ({lvl(policy.owner_level)}); {actor.did} "
+            f"({lvl(actor.level)}) may not publish under it: only its owner or a "
+            f"{lvl(ARTIFACT_ADMIN_MIN_LEVEL)}+ key at or above {lvl(policy.owner_level)} may",
+            code=POLICY_NAME_CODE,
+        )
+    if authority_level < policy.level and not actor.level > policy.level:
+        raise AuthorityDenied(
+            f"policy {policy.policy!r} is bound to {lvl(policy.level)}; {actor.did} ({lvl(actor.level)}) may "
+            f"not publish a version declaring {lvl(authority_level)}: lowering a name's level needs a key "
+            f"above {lvl(policy.level)}",
+            code=POLICY_NAME_CODE,
+        )

@@ -17,7 +17,7 @@ from typing import Any
 from axon.keys import Identity
 from axon.ledger import ops
 from axon.ledger.errors import ChainBroken, LedgerError
-from axon.ledger.records import ArtifactRecord, Entry, GroupRecord, KeyRecord
+from axon.ledger.records import ArtifactRecord, Entry, GroupRecord, KeyRecord, PolicyRecord
 from axon.ledger.state import LedgerState, operation_transaction
 from axon.ledger.store import Store, StoredRow, op_text
 
@@ -181,6 +181,12 @@ class Ledger:
         with self._lock:
             self._sync()
             return list(self._state.artifacts.values())
+
+    def policy(self, name: str) -> PolicyRecord | None:
+        """Who the policy name belongs to (rule 12); None for a name no artifact was registered under."""
+        with self._lock:
+            self._sync()
+            return self._state.policies.get(name)
 
     def messages(self, to: str, after_seq: int = 0) -> list[Entry]:
         """MESSAGE entries addressed to `to` (a DID, or an address in any case) with seq > after_seq."""

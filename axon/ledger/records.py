@@ -1,4 +1,5 @@
-"""What the ledger knows: key, group and artifact records, and the hash-chained entries they come from."""
+"""What the ledger knows: key, group, artifact and policy-name records, and the hash-chained entries
+they come from."""
 
 from __future__ import annotations
 
@@ -61,6 +62,24 @@ class ArtifactRecord:
             "registered_seq": self.registered_seq, "revoked": self.revoked,
             "revoke_reason": self.revoke_reason, "revoked_seq": self.revoked_seq,
             "superseded_by": self.superseded_by, "superseded_seq": self.superseded_seq,
+        }
+
+
+@dataclass(frozen=True)
+class PolicyRecord:
+    """Who a policy name belongs to (docs/ledger.md rule 12), from the name's first ARTIFACT_REGISTER."""
+
+    policy: str
+    owner: str  # DID of the key that first registered an artifact under the name
+    owner_level: int  # that key's level (a key's level never changes)
+    level: int  # the lowest authority level the name's artifacts may declare
+    registered_seq: int
+    level_seq: int  # the entry that set `level`: the first registration, or the last one that lowered it
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy, "owner": self.owner, "owner_level": f"LVL_{self.owner_level}",
+            "level": f"LVL_{self.level}", "registered_seq": self.registered_seq, "level_seq": self.level_seq,
         }
 
 

@@ -24,7 +24,15 @@ from axon.ledger.errors import (
     WrongChain,
 )
 from axon.ledger.ops import AuthorityLevel, Op
-from axon.ledger.records import GENESIS_PREV_HASH, ArtifactRecord, Entry, GroupRecord, KeyRecord, entry_hash
+from axon.ledger.records import (
+    GENESIS_PREV_HASH,
+    ArtifactRecord,
+    Entry,
+    GroupRecord,
+    KeyRecord,
+    PolicyRecord,
+    entry_hash,
+)
 
 # Operations are sent to this fixed address (last 20 bytes of keccak-256("sopcos:ledger:registry")), not
 # as contract creations, so the same bytes are plain calls with JSON call data on a real Ethereum node.
@@ -61,6 +69,7 @@ class LedgerState:
         self.did_of_address: dict[str, str] = {}
         self.groups: dict[str, GroupRecord] = {}
         self.artifacts: dict[str, ArtifactRecord] = {}
+        self.policies: dict[str, PolicyRecord] = {}  # policy name -> its binding (rule 12)
         self.nonces: dict[str, int] = {}
         self.inbox: dict[str, list[int]] = {}
         self.log_anchors: dict[str, list[int]] = {}  # node DID -> seqs of its LOG_ANCHOR entries
@@ -187,7 +196,9 @@ def _rule_group_define(state: LedgerState, actor: KeyRecord | None, op: dict[str
 
 
 def _rule_artifact_register(state: LedgerState, actor: KeyRecord | None, op: dict[str, Any]) -> None:
-    authority.may_register_artifact(_acting(actor), AuthorityLevel.parse(op["authority_level"]))
+    level = AuthorityLevel.parse(op["authority_level"])
+    authority.may_register_artifact(_acting(actor), level)
+    authority.may_publish_policy(_acting(actor), state.policies.get(op["policy"]), level)
     authority.artifact_is_new(op["urn"], state.artifacts)
 
 
@@ -256,6 +267,20 @@ def _effect_artifact_register(state: LedgerState, actor_did: str | None, entry: 
         authority_level=int(AuthorityLevel.parse(op["authority_level"])), registered_by=str(actor_did),
         registered_seq=entry.seq,
     )
+    _bind_policy(state, state.artifacts[op["urn"]])
+
+
+def _bind_policy(state: LedgerState, artifact: ArtifactRecord) -> None:
+    """Rule 12: the first registration binds the name; an admitted lower declaration lowers its level."""
+    policy = state.policies.get(artifact.policy)
+    if policy is None:
+        owner = state.keys[artifact.registered_by]
+        state.policies[artifact.policy] = PolicyRecord(
+            policy=artifact.policy, owner=owner.did, owner_level=owner.level, level=artifact.authority_level,
+            registered_seq=artifact.registered_seq, level_seq=artifact.registered_seq)
+    elif artifact.authority_level < policy.level:
+        state.policies[artifact.policy] = replace(policy, level=artifact.authority_level,
+                                                  level_seq=artifact.registered_seq)
 
 
 def _effect_artifact_revoke(state: LedgerState, actor_did: str | None, entry: Entry) -> None:
