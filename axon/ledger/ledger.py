@@ -45,6 +45,7 @@ class Ledger:
         self._store = store
         self._state = state
         self._lock = threading.RLock()
+        self._seen_version: int | None = None  # the file's data_version when state last caught up
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -226,8 +227,13 @@ class Ledger:
         return ChainReport(entries=len(rows), head_seq=fresh.head_seq, head_hash=fresh.head_hash)
 
     def _sync(self) -> None:
+        """Catch up with the file, unless no other connection has committed since the last time."""
+        version = self._store.data_version()
+        if version == self._seen_version:
+            return
         with self._store.snapshot():
             self._catch_up()
+        self._seen_version = version  # read before catching up: a commit in between only means one more sync
 
     def _catch_up(self) -> None:
         """Replay entries appended since we last looked (by this or another process); inside a transaction."""

@@ -150,6 +150,11 @@ class Store:
         except ValueError:
             raise LedgerStorageError(f"{self.path} has an invalid chain id {value!r}") from None
 
+    def data_version(self) -> int:
+        """SQLite's count of commits by *other* connections: unchanged means nothing new to read."""
+        with self._guard("read"):
+            return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
     def head(self) -> tuple[int, bytes]:
         """The head (seq, entry hash) recorded with the last append, to notice entries cut off the end."""
         try:
