@@ -40,7 +40,7 @@ import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from axon import strictjson
 from axon.abi import ModuleMeta
@@ -58,10 +58,12 @@ from axon.envelope import (
 )
 from axon.errors import AxonError
 from axon.keys import Identity
+from axon.ledger import ArtifactRecord, KeyRecord, Ledger
 from axon.module_check import ModuleInterfaceError
 from axon.module_check import check_module as check_module_interface
 
 MAX_JSON_DEPTH = 16  # an envelope is 5 levels deep; anything much deeper is not one
+_T = TypeVar("_T")
 
 
 # -- errors --------------------------------------------------------------------------------------
@@ -151,14 +153,6 @@ class VerifyConfig:
                 raise ValueError(f"VerifyConfig.{name} must be a whole number >= 0, not {value!r}")
 
 
-class TrustLedger(Protocol):
-    """The ledger look-ups verification needs (axon.ledger.Ledger provides them)."""
-
-    def key(self, did: str) -> Any: ...
-
-    def artifact(self, urn: str) -> Any: ...
-
-
 _SEMVER = re.compile(r"[0-9]{1,9}\.[0-9]{1,9}\.[0-9]{1,9}")
 
 
@@ -221,43 +215,39 @@ class VerifiedArtifact:
                 "module_bytes": len(self.module)}
 
 
-@dataclass
-class _Run:
-    """One verification's state, filled in as the checks pass."""
+class CheckProgress:
+    """Runs the checks one at a time and notes each that passes; a failure reports the list
+    (`VerifyError.passed`). A subclass may observe each check (benchmarks/bench_verify.py times them)."""
 
-    data: bytes
-    config: VerifyConfig
-    ledger: TrustLedger | None
-    node: Identity | None
-    now: float
-    installed: InstalledVersions | None
-    doc: Any = None
-    envelope: Envelope | None = None
-    signer: Any = None
-    record: Any = None
-    module: bytes | None = None
-    module_meta: ModuleMeta | None = None
-    passed: list[str] = field(default_factory=list)
+    def __init__(self) -> None:
+        self.passed: list[str] = []
+
+    def run(self, check: Callable[..., _T], *args: Any) -> _T:
+        result = check(*args)
+        self.passed.append(check.__name__.removeprefix("check_"))
+        return result
 
 
-# -- the checks, in order ------------------------------------------------------------------------
+# -- the checks, in order: each takes typed values (the bytes, the envelope, the ledger's records) and
+# -- returns what the checks after it need; none reads the ledger or the clock itself ---------------------
 
 
-def check_size(run: _Run) -> None:  # 1
-    if len(run.data) > run.config.max_artifact_bytes:
-        raise TooLarge(f"artifact is {len(run.data)} bytes; the limit is {run.config.max_artifact_bytes}")
+def check_size(data: bytes, config: VerifyConfig) -> None:  # 1
+    if len(data) > config.max_artifact_bytes:
+        raise TooLarge(f"artifact is {len(data)} bytes; the limit is {config.max_artifact_bytes}")
 
 
-def check_json(run: _Run) -> None:  # 2
+def check_json(data: bytes) -> object:  # 2
     try:
-        run.doc = strictjson.loads(run.data, max_depth=MAX_JSON_DEPTH, allow_floats=False)
+        doc = strictjson.loads(data, max_depth=MAX_JSON_DEPTH, allow_floats=False)
     except strictjson.JsonError as exc:
         raise MalformedJSON(f"the artifact is not strict JSON: {exc}") from None
-    if run.data.find(b"\\") != -1:  # lone surrogates come only from \u escapes: no backslash, none
-        _no_lone_surrogates(run.doc)
+    if data.find(b"\\") != -1:  # lone surrogates come only from \u escapes: no backslash, none
+        _no_lone_surrogates(doc)
+    return doc
 
 
-def _no_lone_surrogates(value: Any) -> None:
+def _no_lone_surrogates(value: object) -> None:
     """An unpaired UTF-16 surrogate has no UTF-8 form, so the envelope would have no canonical JSON."""
     if isinstance(value, str):
         if not value.isascii():
@@ -275,148 +265,142 @@ def _no_lone_surrogates(value: Any) -> None:
             _no_lone_surrogates(item)
 
 
-def check_schema(run: _Run) -> None:  # 3
+def check_schema(doc: object) -> Envelope:  # 3 (SIP-009 §4)
     try:
-        run.envelope = Envelope.parse(run.doc)
+        return Envelope.parse(doc)
     except EnvelopeFormatError as exc:
         raise SchemaInvalid(f"not a v{FORMAT_VERSION} .sop envelope: {exc}") from None
 
 
-def check_magic(run: _Run) -> None:  # 4
-    if run.envelope.header["magic"] != MAGIC:
-        raise BadMagic(f"header.magic is {run.envelope.header['magic']!r}, not {MAGIC!r}: "
-                       "not a Sopcos artifact")
+def check_magic(envelope: Envelope) -> None:  # 4
+    if envelope.header["magic"] != MAGIC:
+        raise BadMagic(f"header.magic is {envelope.header['magic']!r}, not {MAGIC!r}: not a Sopcos artifact")
 
 
-def check_version(run: _Run) -> None:  # 4
-    if run.envelope.header["version"] != FORMAT_VERSION:
-        raise UnsupportedVersion(f"envelope version {run.envelope.header['version']!r} is not supported; "
+def check_version(envelope: Envelope) -> None:  # 4
+    if envelope.header["version"] != FORMAT_VERSION:
+        raise UnsupportedVersion(f"envelope version {envelope.header['version']!r} is not supported; "
                                  f"this Axon reads {FORMAT_VERSION!r}")
 
 
-def check_type(run: _Run) -> None:  # 4
-    if run.envelope.header["type"] != ARTIFACT_TYPE:
-        raise UnsupportedType(f"artifact type {run.envelope.header['type']!r} is not {ARTIFACT_TYPE!r}")
+def check_type(envelope: Envelope) -> None:  # 4
+    if envelope.header["type"] != ARTIFACT_TYPE:
+        raise UnsupportedType(f"artifact type {envelope.header['type']!r} is not {ARTIFACT_TYPE!r}")
 
 
-def check_signer(run: _Run) -> None:  # 5 (SIP-009 §7: authority belongs to the signer, looked up by kid)
-    kid = run.envelope.kid
-    run.signer = run.ledger.key(kid)
-    if run.signer is None:
-        raise UnknownSigner(f"signer {kid} is not a key registered on the ledger")
-    if run.signer.revoked:
-        raise SignerRevoked(f"signer {kid} was revoked on the ledger")
+def check_signer(envelope: Envelope, signer: KeyRecord | None) -> KeyRecord:  # 5 (SIP-009 §7)
+    """`signer` is the ledger's record for header.kid: authority belongs to the signer."""
+    if signer is None:
+        raise UnknownSigner(f"signer {envelope.kid} is not a key registered on the ledger")
+    if signer.revoked:
+        raise SignerRevoked(f"signer {envelope.kid} was revoked on the ledger")
+    return signer
 
 
-def check_signature(run: _Run) -> None:  # 6 (SIP-009 §5.1)
-    if not verify_signature(run.envelope, run.signer.public_key):
-        raise BadSignature(f"the signature is not {run.envelope.kid}'s over this envelope: "
+def check_signature(envelope: Envelope, signer: KeyRecord) -> None:  # 6 (SIP-009 §5.1)
+    if not verify_signature(envelope, signer.public_key):
+        raise BadSignature(f"the signature is not {envelope.kid}'s over this envelope: "
                            "the artifact was altered or signed by another key")
 
 
-def check_integrity(run: _Run) -> None:  # 7
-    actual = HASH_PREFIX + sha256_hex(run.envelope.blob)
-    if run.envelope.integrity != actual:
-        raise IntegrityMismatch(f"payload.integrity says {run.envelope.integrity}; "
-                                f"the blob hashes to {actual}")
+def check_integrity(envelope: Envelope) -> None:  # 7
+    actual = HASH_PREFIX + sha256_hex(envelope.blob)
+    if envelope.integrity != actual:
+        raise IntegrityMismatch(f"payload.integrity says {envelope.integrity}; the blob hashes to {actual}")
 
 
-def check_urn(run: _Run) -> None:  # 8 (SIP-009 §5.2)
-    expected = URN_PREFIX + run.envelope.integrity.removeprefix(HASH_PREFIX)
-    if run.envelope.urn != expected:
-        raise UrnMismatch(f"meta.urn is {run.envelope.urn}; the blob's URN is {expected}")
+def check_urn(envelope: Envelope) -> None:  # 8 (SIP-009 §5.2)
+    expected = URN_PREFIX + envelope.integrity.removeprefix(HASH_PREFIX)
+    if envelope.urn != expected:
+        raise UrnMismatch(f"meta.urn is {envelope.urn}; the blob's URN is {expected}")
 
 
-def check_authority(run: _Run) -> None:  # 9 (SIP-009 §7 / SIP-008)
-    declared, held = run.envelope.authority_level, run.signer.level
-    if declared > held:
-        raise AuthorityExceeded(f"artifact declares LVL_{declared} but its signer {run.envelope.kid} "
-                                f"holds LVL_{held} on the ledger")
+def check_authority(envelope: Envelope, signer: KeyRecord) -> None:  # 9 (SIP-009 §7 / SIP-008)
+    if envelope.authority_level > signer.level:
+        raise AuthorityExceeded(f"artifact declares LVL_{envelope.authority_level} but its signer "
+                                f"{envelope.kid} holds LVL_{signer.level} on the ledger")
 
 
-def check_registered(run: _Run) -> None:  # 10 (SIP-009 §3 step 5)
-    envelope = run.envelope
-    run.record = run.ledger.artifact(envelope.urn)
-    if run.record is None:
+def check_registered(envelope: Envelope, record: ArtifactRecord | None) -> ArtifactRecord:  # 10 (§3 step 5)
+    """`record` is the ledger's record for meta.urn."""
+    if record is None:
         raise NotRegistered(f"{envelope.urn} is not registered on the ledger")
-    registered = (run.record.policy, run.record.version, run.record.authority_level)
+    registered = (record.policy, record.version, record.authority_level)
     claimed = (envelope.policy, envelope.version, envelope.authority_level)
     if registered != claimed:
         raise RegistrationMismatch(
             f"the ledger registered {envelope.urn} as {registered[0]} {registered[1]} LVL_{registered[2]}; "
             f"the envelope says {claimed[0]} {claimed[1]} LVL_{claimed[2]}")
+    return record
 
 
-def check_not_revoked(run: _Run) -> None:  # 11 (SIP-009 §8)
-    if run.record.revoked:
-        reason = getattr(run.record, "revoke_reason", None)
-        raise ArtifactRevoked(f"{run.envelope.urn} was revoked on the ledger"
-                              + (f": {reason}" if reason else ""))
+def check_not_revoked(envelope: Envelope, record: ArtifactRecord) -> None:  # 11 (SIP-009 §8)
+    if record.revoked:
+        raise ArtifactRevoked(f"{envelope.urn} was revoked on the ledger"
+                              + (f": {record.revoke_reason}" if record.revoke_reason else ""))
 
 
-def check_not_superseded(run: _Run) -> None:  # 12 (SIP-009 §8)
-    successor = run.record.superseded_by
-    if successor is not None:
-        raise ArtifactSuperseded(f"{run.envelope.urn} was superseded by {successor}; install that instead",
-                                 successor)
+def check_not_superseded(envelope: Envelope, record: ArtifactRecord) -> None:  # 12 (SIP-009 §8)
+    if record.superseded_by is not None:
+        raise ArtifactSuperseded(f"{envelope.urn} was superseded by {record.superseded_by}; install that "
+                                 "instead", record.superseded_by)
 
 
-def check_not_expired(run: _Run) -> None:  # 13
-    expires_at, created_at = run.envelope.expires_at, run.envelope.created_at
-    if expires_at is not None and run.now >= expires_at:
-        raise Expired(f"the artifact expired at {_utc(expires_at)} (now {_utc(run.now)})")
-    if created_at > run.now + run.config.clock_skew_seconds:
+def check_not_expired(envelope: Envelope, now: float, config: VerifyConfig) -> None:  # 13
+    expires_at, created_at = envelope.expires_at, envelope.created_at
+    if expires_at is not None and now >= expires_at:
+        raise Expired(f"the artifact expired at {_utc(expires_at)} (now {_utc(now)})")
+    if created_at > now + config.clock_skew_seconds:
         raise NotYetValid(f"the artifact says it was created at {_utc(created_at)}, after now "
-                          f"({_utc(run.now)}) plus {run.config.clock_skew_seconds} s of clock skew")
+                          f"({_utc(now)}) plus {config.clock_skew_seconds} s of clock skew")
 
 
-def check_rollback(run: _Run) -> None:  # 14
-    installed = run.installed.get(run.envelope.policy) if run.installed is not None else None
-    if installed is not None and _version_key(run.envelope.version) < _version_key(installed):
-        raise Rollback(f"{run.envelope.policy} {run.envelope.version} is older than the installed "
-                       f"{installed}: refusing to roll back")
+def check_rollback(envelope: Envelope, installed: InstalledVersions | None) -> None:  # 14
+    current = installed.get(envelope.policy) if installed is not None else None
+    if current is not None and _version_key(envelope.version) < _version_key(current):
+        raise Rollback(f"{envelope.policy} {envelope.version} is older than the installed {current}: "
+                       "refusing to roll back")
 
 
-def check_decryption(run: _Run) -> None:  # 15 (SIP-009 §6.1: in RAM only)
-    envelope = run.envelope
+def check_decryption(envelope: Envelope, node: Identity | None) -> bytes:  # 15 (SIP-009 §6.1: in RAM only)
+    """The module: the blob itself, or the blob decrypted with this node's key."""
     if not envelope.encrypted:
-        run.module = envelope.blob
-        return
-    if run.node is None:
+        return envelope.blob
+    if node is None:
         raise NoNodeKey("the artifact is encrypted; give this node's key (--key) to decrypt it")
     try:
-        run.module = decrypt_module(envelope.blob, envelope.content_iv, envelope.recipients,
-                                    envelope.content_aad(), run.node)
+        return decrypt_module(envelope.blob, envelope.content_iv, envelope.recipients,
+                              envelope.content_aad(), node)
     except NotARecipient as exc:
         raise NotForThisNode(str(exc)) from None
     except ArtifactCryptoError as exc:  # a tag that does not verify, or a wrapped key of the wrong size
         raise DecryptionFailed(str(exc)) from None
 
 
-def check_module(run: _Run) -> None:  # 16 (SIP-009 §6.2)
+def check_module(envelope: Envelope, module: bytes) -> ModuleMeta:  # 16 (SIP-009 §6.2)
     try:
-        run.module_meta = check_module_interface(run.module).meta
+        meta = check_module_interface(module).meta
     except ModuleInterfaceError as exc:
         raise ModuleRejected(f"module refused: {exc}") from None
-    meta, envelope = run.module_meta, run.envelope.meta
-    pairs = (("policy", meta.policy, envelope["policy"]),
-             ("version", meta.version, envelope["version"]),
-             ("source_hash", meta.source_hash, envelope["source_hash"]),
-             ("compiler", meta.compiler, envelope["compiler_version"]),
-             ("gas_max", meta.gas_max, envelope["gas_max"]),
-             ("abi", meta.abi, envelope["abi"]))
+    claimed = envelope.meta
+    pairs = (("policy", meta.policy, claimed["policy"]),
+             ("version", meta.version, claimed["version"]),
+             ("source_hash", meta.source_hash, claimed["source_hash"]),
+             ("compiler", meta.compiler, claimed["compiler_version"]),
+             ("gas_max", meta.gas_max, claimed["gas_max"]),
+             ("abi", meta.abi, claimed["abi"]))
     for name, in_module, in_envelope in pairs:
         if in_module != in_envelope:
             raise ModuleMismatch(f"the module's sopcos.meta {name} is {in_module!r}; the envelope says "
                                  f"{in_envelope!r}")
+    return meta
 
 
-CHECKS: tuple[Callable[[_Run], None], ...] = (
+CHECKS: tuple[Callable[..., object], ...] = (
     check_size, check_json, check_schema, check_magic, check_version, check_type, check_signer,
     check_signature, check_integrity, check_urn, check_authority, check_registered, check_not_revoked,
     check_not_superseded, check_not_expired, check_rollback, check_decryption, check_module,
 )
-_LEDGER_CHECKS = (check_signer, check_registered)
 
 
 def _utc(seconds: float) -> str:
@@ -427,48 +411,66 @@ def _utc(seconds: float) -> str:
 
 
 class Verifier:
-    """Runs CHECKS in order over one artifact. Holds no per-artifact state; safe to reuse."""
+    """Runs the checks in CHECKS' order over one artifact. Holds no per-artifact state; safe to reuse.
 
-    def __init__(self, ledger: TrustLedger, config: VerifyConfig | None = None,
+    The ledger is read here and nowhere else, each record just before the check that judges it; what a
+    check returns (the envelope, the signer's KeyRecord, the ArtifactRecord, the module) is passed on to
+    the checks after it, as python-tuf's trusted metadata set passes on what it has verified."""
+
+    def __init__(self, ledger: Ledger, config: VerifyConfig | None = None,
                  node_identity: Identity | None = None, now: Callable[[], float] = time.time) -> None:
         self.ledger = ledger
         self.config = config or VerifyConfig()
         self.node_identity = node_identity
         self.now = now
 
-    def verify(self, sop_bytes: bytes, installed: InstalledVersions | None = None) -> VerifiedArtifact:
+    def verify(self, sop_bytes: bytes, installed: InstalledVersions | None = None, *,
+               progress: CheckProgress | None = None) -> VerifiedArtifact:
         """Return the verified artifact, or raise the first failing check's VerifyError."""
-        run = _Run(bytes(sop_bytes), self.config, self.ledger, self.node_identity, self.now(), installed)
-        for check in CHECKS:
-            try:
-                _run_check(check, run)
-            except VerifyError as exc:
-                exc.passed = tuple(run.passed)  # for reports: how far the artifact got
-                raise
-            run.passed.append(check.__name__.removeprefix("check_"))
-        envelope = run.envelope
+        progress = progress or CheckProgress()
+        try:
+            return self._verify(bytes(sop_bytes), installed, self.now(), progress.run)
+        except VerifyError as exc:
+            exc.passed = tuple(progress.passed)  # for reports: how far the artifact got
+            raise
+
+    def _verify(self, data: bytes, installed: InstalledVersions | None, now: float,
+                run: Callable[..., Any]) -> VerifiedArtifact:
+        config = self.config
+        run(check_size, data, config)
+        envelope: Envelope = run(check_schema, run(check_json, data))
+        run(check_magic, envelope)
+        run(check_version, envelope)
+        run(check_type, envelope)
+        signer: KeyRecord = run(check_signer, envelope, self._read(self.ledger.key, envelope.kid))
+        run(check_signature, envelope, signer)
+        run(check_integrity, envelope)
+        run(check_urn, envelope)
+        run(check_authority, envelope, signer)
+        record: ArtifactRecord = run(check_registered, envelope,
+                                     self._read(self.ledger.artifact, envelope.urn))
+        run(check_not_revoked, envelope, record)
+        run(check_not_superseded, envelope, record)
+        run(check_not_expired, envelope, now, config)
+        run(check_rollback, envelope, installed)
+        module: bytes = run(check_decryption, envelope, self.node_identity)
+        meta: ModuleMeta = run(check_module, envelope, module)
         return VerifiedArtifact(
             envelope=envelope.doc, urn=envelope.urn, policy=envelope.policy, version=envelope.version,
-            kid=envelope.kid, authority_level=envelope.authority_level, module=run.module,
-            meta=run.module_meta, encrypted=envelope.encrypted, expires_at=envelope.expires_at,
-            created_at=envelope.created_at, signer_level=run.signer.level)
+            kid=envelope.kid, authority_level=envelope.authority_level, module=module, meta=meta,
+            encrypted=envelope.encrypted, expires_at=envelope.expires_at, created_at=envelope.created_at,
+            signer_level=signer.level)
 
-
-def _run_check(check: Callable[[_Run], None], run: _Run) -> None:
-    if check not in _LEDGER_CHECKS:
-        check(run)
-        return
-    try:
-        check(run)
-    except VerifyError:
-        raise
-    except AxonError as exc:  # a broken or unreadable ledger: nothing can be trusted
-        raise LedgerUnavailable(f"cannot read the ledger ({exc.code}): {exc}") from None
+    @staticmethod
+    def _read(look_up: Callable[[str], _T], key: str) -> _T:
+        try:
+            return look_up(key)
+        except AxonError as exc:  # a broken or unreadable ledger: nothing can be trusted
+            raise LedgerUnavailable(f"cannot read the ledger ({exc.code}): {exc}") from None
 
 
 def parse_envelope(sop_bytes: bytes, config: VerifyConfig | None = None) -> Envelope:
     """Checks 1-3 without a ledger (what `scc inspect` shows is parsed, never trusted)."""
-    run = _Run(bytes(sop_bytes), config or VerifyConfig(), None, None, 0.0, None)
-    for check in (check_size, check_json, check_schema):
-        check(run)
-    return run.envelope
+    data = bytes(sop_bytes)
+    check_size(data, config or VerifyConfig())
+    return check_schema(check_json(data))

@@ -15,6 +15,7 @@ from axon.ledger import AuthorityDenied, NonceGap, ReplayedTransaction, operatio
 from axon.verify import (
     CHECKS,
     ArtifactSuperseded,
+    CheckProgress,
     InstalledVersions,
     Verifier,
     VerifyConfig,
@@ -67,11 +68,14 @@ def test_a_signed_registered_artifact_verifies(world, module):
     assert result.meta.gas_max == 12
 
 
-def test_the_checks_run_in_the_order_the_issue_lists():
-    assert [c.__name__.removeprefix("check_") for c in CHECKS] == [
-        "size", "json", "schema", "magic", "version", "type", "signer", "signature", "integrity", "urn",
-        "authority", "registered", "not_revoked", "not_superseded", "not_expired", "rollback", "decryption",
-        "module"]
+def test_the_checks_run_in_the_order_the_issue_lists(world, module):
+    order = ["size", "json", "schema", "magic", "version", "type", "signer", "signature", "integrity", "urn",
+             "authority", "registered", "not_revoked", "not_superseded", "not_expired", "rollback",
+             "decryption", "module"]
+    assert [c.__name__.removeprefix("check_") for c in CHECKS] == order
+    progress = CheckProgress()  # what a verification actually ran, in the order it ran them
+    verifier(world).verify(world.package(module).to_bytes(), progress=progress)
+    assert progress.passed == order
 
 
 def test_a_failure_reports_which_checks_had_passed(world, module):
