@@ -18,15 +18,18 @@ is one small function raising its own `VerifyError` subclass with a stable code 
      9 check_authority      AXON-VERIFY-AUTHORITY         declared level <= the signer's ledger level (§7)
     10 check_registered     AXON-VERIFY-UNREGISTERED      the URN is registered on the ledger (§3 step 5)
                             AXON-VERIFY-REGISTRATION      ... for this policy, version and level
-    11 check_not_revoked    AXON-VERIFY-REVOKED           no OP_ARTIFACT_REVOKE (§8)
-    12 check_not_superseded AXON-VERIFY-SUPERSEDED        no OP_ARTIFACT_SUPERSEDE; names the successor (§8)
-    13 check_not_expired    AXON-VERIFY-EXPIRED           now < meta.expires_at
+    11 check_policy_name    AXON-VERIFY-POLICY-NAME       the signer may publish under meta.policy: its owner
+                                                        or an administrator at or above it, at the name's
+                                                        level (docs/ledger.md rule 12)
+    12 check_not_revoked    AXON-VERIFY-REVOKED           no OP_ARTIFACT_REVOKE (§8)
+    13 check_not_superseded AXON-VERIFY-SUPERSEDED        no OP_ARTIFACT_SUPERSEDE; names the successor (§8)
+    14 check_not_expired    AXON-VERIFY-EXPIRED           now < meta.expires_at
                             AXON-VERIFY-NOT-YET-VALID     meta.created_at not beyond now + clock skew
-    14 check_rollback       AXON-VERIFY-ROLLBACK          not older than the installed version of the policy
-    15 check_decryption     AXON-VERIFY-DECRYPT-NO-KEY    encrypted, and this node has no key
+    15 check_rollback       AXON-VERIFY-ROLLBACK          not older than the installed version of the policy
+    16 check_decryption     AXON-VERIFY-DECRYPT-NO-KEY    encrypted, and this node has no key
                             AXON-VERIFY-DECRYPT-RECIPIENT this node's key is not a recipient
                             AXON-VERIFY-DECRYPT           the wrapped key or blob does not open (§6.1)
-    16 check_module         AXON-VERIFY-MODULE            valid wasm; ABI imports/exports only (§6.2)
+    17 check_module         AXON-VERIFY-MODULE            valid wasm; ABI imports/exports only (§6.2)
                             AXON-VERIFY-MODULE-META       its sopcos.meta agrees with the envelope's meta
     (any)                   AXON-VERIFY-LEDGER            the ledger could not be read: fail closed
 
@@ -58,7 +61,7 @@ from axon.envelope import (
 )
 from axon.errors import AxonError
 from axon.keys import Identity
-from axon.ledger import ArtifactRecord, KeyRecord, Ledger
+from axon.ledger import ArtifactRecord, AuthorityDenied, KeyRecord, Ledger, PolicyRecord, authority
 from axon.module_check import ModuleInterfaceError
 from axon.module_check import check_module as check_module_interface
 
@@ -102,6 +105,8 @@ NotRegistered = _error("NotRegistered", "AXON-VERIFY-UNREGISTERED", "registered"
                        "The URN is not registered on the ledger.")
 RegistrationMismatch = _error("RegistrationMismatch", "AXON-VERIFY-REGISTRATION", "registered",
                               "The ledger registered this URN for another policy, version or level.")
+PolicyNameRefused = _error("PolicyNameRefused", "AXON-VERIFY-POLICY-NAME", "policy_name",
+                           "The policy name belongs to another authority, or to a higher level.")
 ArtifactRevoked = _error("ArtifactRevoked", "AXON-VERIFY-REVOKED", "revoked", "The artifact is revoked.")
 Expired = _error("Expired", "AXON-VERIFY-EXPIRED", "expiry", "The artifact has expired.")
 NotYetValid = _error("NotYetValid", "AXON-VERIFY-NOT-YET-VALID", "expiry",
@@ -161,7 +166,7 @@ def _version_key(version: str) -> tuple[int, ...]:
 
 
 class InstalledVersions:
-    """Policy name -> version installed on this node, for the rollback check (check 14)."""
+    """Policy name -> version installed on this node, for the rollback check (check 15)."""
 
     def __init__(self, versions: Mapping[str, str] | None = None) -> None:
         self._versions = dict(versions or {})
@@ -334,19 +339,31 @@ def check_registered(envelope: Envelope, record: ArtifactRecord | None) -> Artif
     return record
 
 
-def check_not_revoked(envelope: Envelope, record: ArtifactRecord) -> None:  # 11 (SIP-009 §8)
+def check_policy_name(envelope: Envelope, signer: KeyRecord,
+                      policy: PolicyRecord | None) -> None:  # 11 (docs/ledger.md rule 12)
+    """`policy` is the ledger's binding of meta.policy. The ledger held its registrant to the binding;
+    this holds the signer to it, so a hijack that reached a ledger by another way still does not run."""
+    if policy is None:  # registered (check 10) yet unbound: the ledger's records disagree with each other
+        raise PolicyNameRefused(f"the ledger binds policy {envelope.policy!r} to no authority")
+    try:
+        authority.may_publish_policy(signer, policy, envelope.authority_level)
+    except AuthorityDenied as exc:
+        raise PolicyNameRefused(f"signer of {envelope.urn}: {exc}") from None
+
+
+def check_not_revoked(envelope: Envelope, record: ArtifactRecord) -> None:  # 12 (SIP-009 §8)
     if record.revoked:
         raise ArtifactRevoked(f"{envelope.urn} was revoked on the ledger"
                               + (f": {record.revoke_reason}" if record.revoke_reason else ""))
 
 
-def check_not_superseded(envelope: Envelope, record: ArtifactRecord) -> None:  # 12 (SIP-009 §8)
+def check_not_superseded(envelope: Envelope, record: ArtifactRecord) -> None:  # 13 (SIP-009 §8)
     if record.superseded_by is not None:
         raise ArtifactSuperseded(f"{envelope.urn} was superseded by {record.superseded_by}; install that "
                                  "instead", record.superseded_by)
 
 
-def check_not_expired(envelope: Envelope, now: float, config: VerifyConfig) -> None:  # 13
+def check_not_expired(envelope: Envelope, now: float, config: VerifyConfig) -> None:  # 14
     expires_at, created_at = envelope.expires_at, envelope.created_at
     if expires_at is not None and now >= expires_at:
         raise Expired(f"the artifact expired at {_utc(expires_at)} (now {_utc(now)})")
@@ -355,14 +372,14 @@ def check_not_expired(envelope: Envelope, now: float, config: VerifyConfig) -> N
                           f"({_utc(now)}) plus {config.clock_skew_seconds} s of clock skew")
 
 
-def check_rollback(envelope: Envelope, installed: InstalledVersions | None) -> None:  # 14
+def check_rollback(envelope: Envelope, installed: InstalledVersions | None) -> None:  # 15
     current = installed.get(envelope.policy) if installed is not None else None
     if current is not None and _version_key(envelope.version) < _version_key(current):
         raise Rollback(f"{envelope.policy} {envelope.version} is older than the installed {current}: "
                        "refusing to roll back")
 
 
-def check_decryption(envelope: Envelope, node: Identity | None) -> bytes:  # 15 (SIP-009 §6.1: in RAM only)
+def check_decryption(envelope: Envelope, node: Identity | None) -> bytes:  # 16 (SIP-009 §6.1: in RAM only)
     """The module: the blob itself, or the blob decrypted with this node's key."""
     if not envelope.encrypted:
         return envelope.blob
@@ -377,7 +394,7 @@ def check_decryption(envelope: Envelope, node: Identity | None) -> bytes:  # 15 
         raise DecryptionFailed(str(exc)) from None
 
 
-def check_module(envelope: Envelope, module: bytes) -> ModuleMeta:  # 16 (SIP-009 §6.2)
+def check_module(envelope: Envelope, module: bytes) -> ModuleMeta:  # 17 (SIP-009 §6.2)
     try:
         meta = check_module_interface(module).meta
     except ModuleInterfaceError as exc:
@@ -398,8 +415,9 @@ def check_module(envelope: Envelope, module: bytes) -> ModuleMeta:  # 16 (SIP-00
 
 CHECKS: tuple[Callable[..., object], ...] = (
     check_size, check_json, check_schema, check_magic, check_version, check_type, check_signer,
-    check_signature, check_integrity, check_urn, check_authority, check_registered, check_not_revoked,
-    check_not_superseded, check_not_expired, check_rollback, check_decryption, check_module,
+    check_signature, check_integrity, check_urn, check_authority, check_registered, check_policy_name,
+    check_not_revoked, check_not_superseded, check_not_expired, check_rollback, check_decryption,
+    check_module,
 )
 
 
@@ -449,6 +467,7 @@ class Verifier:
         run(check_authority, envelope, signer)
         record: ArtifactRecord = run(check_registered, envelope,
                                      self._read(self.ledger.artifact, envelope.urn))
+        run(check_policy_name, envelope, signer, self._read(self.ledger.policy, envelope.policy))
         run(check_not_revoked, envelope, record)
         run(check_not_superseded, envelope, record)
         run(check_not_expired, envelope, now, config)

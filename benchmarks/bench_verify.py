@@ -6,9 +6,9 @@
 The artifact is boiler-guard compiled by scc, padded with a custom section to a 100 KB module
 (the blob; the .sop file is base64, ~137 KB), signed, registered on an embedded SQLite ledger.
 Rows:
-  - verify: Axon's whole Verifier.verify, all 18 checks (size, strict JSON, schema, header, signer,
-    signature, hashes, authority, ledger registration/revocation/supersession, time, rollback, module
-    interface). Target: under 1 ms.
+  - verify: Axon's whole Verifier.verify, all 19 checks (size, strict JSON, schema, header, signer,
+    signature, hashes, authority, ledger registration/policy name/revocation/supersession, time,
+    rollback, module interface). Target: under 1 ms.
   - verify without accelerators: the same, with binascii and jsonschema only (what runs when the
     optional pybase64 and jsonschema-rs are not installed).
   - verify core: what the issue names, signature + hash + ledger look-ups, on an envelope already
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             return Evaluator.from_wasm(module)
 
         measured = [
-            ("verify  Verifier.verify, all 18 checks", verify_plain, n, TARGET_VERIFY_US),
+            ("verify  Verifier.verify, all 19 checks", verify_plain, n, TARGET_VERIFY_US),
             ("verify  core: signature + hash + ledger look-ups", core, n, TARGET_VERIFY_US),
             ("baseline: sha256(100 KB) + one secp256k1 verify", baseline, n, None),
             ("verify  encrypted artifact (decrypt in RAM)", verify_sealed, n, None),
@@ -190,6 +190,7 @@ def check_breakdown(verifier: verify.Verifier, envelope: sop_envelope.Envelope,
         start = time.perf_counter_ns()
         ledger.key(envelope.kid)
         ledger.artifact(envelope.urn)
+        ledger.policy(envelope.policy)
         times["ledger reads"].append(time.perf_counter_ns() - start)
     return [(name, statistics.median(samples_ns) / 1000) for name, samples_ns in times.items()]
 

@@ -61,7 +61,7 @@ def package(tmp_path, capsys, *extra, policy=BOILER, name="boiler.sop") -> Path:
 def test_package_verify_and_evaluate(world, tmp_path, capsys):
     sop = package(tmp_path, capsys, "--register")
     code, out, err = run(axon_cli.main, "verify", sop, "--ledger", "ledger.db", capsys=capsys)
-    assert code == 0 and "VERIFIED boiler-guard 1.2.0" in out and "all 18 passed" in out
+    assert code == 0 and "VERIFIED boiler-guard 1.2.0" in out and "all 19 passed" in out
     code, out, err = run(synapse_cli.main, "eval", sop, "--ledger", "ledger.db", *HOT, capsys=capsys)
     assert code == 0 and json.loads(out)["verdict"] == "HALT"
     assert "verified boiler-guard 1.2.0" in err and "development only" not in err
@@ -146,7 +146,7 @@ def test_verify_json_success_and_superseded(world, tmp_path, capsys):
     code, out, _ = run(axon_cli.main, "verify", sop, "--ledger", "ledger.db", "--json", capsys=capsys)
     report = json.loads(out)
     assert code == 0 and report["ok"] and report["artifact"]["policy"] == "boiler-guard"
-    assert report["artifact"]["authority_level"] == "LVL_3" and len(report["checks"]) == 18
+    assert report["artifact"]["authority_level"] == "LVL_3" and len(report["checks"]) == 19
     successor = build(_with_version(compiled(), "1.2.1"), world.author, PackageSpec("LVL_3", NOW))
     world.register(successor)
     supersede = ops.supersede_artifact(report["artifact"]["urn"], successor.urn)

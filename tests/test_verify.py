@@ -11,7 +11,8 @@ import rfc8785
 
 from axon import envelope as env_mod
 from axon.envelope import Envelope
-from axon.ledger import AuthorityDenied, NonceGap, ReplayedTransaction, operation_transaction, ops
+from axon.keys import Identity
+from axon.ledger import AuthorityDenied, NonceGap, ReplayedTransaction, authority, operation_transaction, ops
 from axon.verify import (
     CHECKS,
     ArtifactSuperseded,
@@ -70,8 +71,8 @@ def test_a_signed_registered_artifact_verifies(world, module):
 
 def test_the_checks_run_in_the_order_the_issue_lists(world, module):
     order = ["size", "json", "schema", "magic", "version", "type", "signer", "signature", "integrity", "urn",
-             "authority", "registered", "not_revoked", "not_superseded", "not_expired", "rollback",
-             "decryption", "module"]
+             "authority", "registered", "policy_name", "not_revoked", "not_superseded", "not_expired",
+             "rollback", "decryption", "module"]
     assert [c.__name__.removeprefix("check_") for c in CHECKS] == order
     progress = CheckProgress()  # what a verification actually ran, in the order it ran them
     verifier(world).verify(world.package(module).to_bytes(), progress=progress)
@@ -373,7 +374,7 @@ def test_declaring_less_authority_than_the_signer_holds_is_fine(world, module):
     assert verifier(world).verify(envelope.to_bytes()).authority_level == 1
 
 
-# -- 10-12: the ledger's word on the artifact ----------------------------------------------------------
+# -- 10-13: the ledger's word on the artifact ----------------------------------------------------------
 
 
 def test_unregistered(world, module):
@@ -385,6 +386,54 @@ def test_registered_for_another_version(world, module):
     world.ledger.sign_and_submit(world.author, ops.register_artifact(envelope.urn, "boiler-guard", "1.0.0",
                                                                      "LVL_3"), NOW)
     assert code_of(world, envelope.to_bytes()) == "AXON-VERIFY-REGISTRATION"
+
+
+def _admin(world: World) -> Identity:
+    admin = identity("admin")
+    world.ledger.sign_and_submit(world.root, ops.register_key(admin.did, admin.key.public_key, "LVL_4"), NOW)
+    return admin
+
+
+def test_a_lower_key_cannot_take_over_a_policy_name(world, module, monkeypatch):
+    """Issue 10: a LVL_2 key packages a higher version of a LVL_4 key's policy, declared LVL_1 (all it may
+    sign), whose module always ALLOWs. The ledger refuses to register it (rule 12); on a ledger that took
+    it anyway (written without rule 12) Axon still refuses it, so no node serves it or raises its floor."""
+    admin = _admin(world)
+    genuine = world.package(module, signer=admin, level="LVL_4")  # boiler-guard 1.2.0 binds the name
+    always_allow = wat_module(MEMORY + EVALUATE, version="9.0.0")
+    hijack = world.package(always_allow, signer=world.junior, level="LVL_1", register=False)
+    with pytest.raises(AuthorityDenied) as refused:
+        world.register(hijack, by=world.junior)
+    assert refused.value.code == "AXON-LEDGER-POLICY-NAME"
+    assert code_of(world, hijack.to_bytes()) == "AXON-VERIFY-UNREGISTERED"
+    with monkeypatch.context() as patched:  # the registration only; Axon below runs the real rule
+        patched.setattr(authority, "may_publish_policy", lambda *args: None)
+        world.register(hijack, by=world.junior)
+    assert world.ledger.artifact(hijack.urn) is not None
+    with pytest.raises(VerifyError) as info:
+        verifier(world).verify(hijack.to_bytes())
+    assert info.value.code == "AXON-VERIFY-POLICY-NAME" and info.value.check == "policy_name"
+    assert admin.did in str(info.value) and info.value.passed[-1] == "registered"
+    assert verifier(world).verify(genuine.to_bytes()).signer_level == 4
+
+
+def test_the_signer_not_only_the_registrant_must_hold_the_name(world, module):
+    """The ledger sees who registers; Axon holds the signer to the name too."""
+    world.package(module, level="LVL_2")  # the author (LVL_3) owns boiler-guard, at LVL_2
+    junior_signed = world.package(wat_module(version="1.3.0"), signer=world.junior, level="LVL_2",
+                                  register=False)
+    world.register(junior_signed, by=world.author)  # the owner registers what the junior signed
+    assert code_of(world, junior_signed.to_bytes()) == "AXON-VERIFY-POLICY-NAME"
+
+
+def test_an_administrator_at_or_above_the_owner_speaks_for_the_name(world, module):
+    world.package(module)  # the author (LVL_3) owns boiler-guard at LVL_3
+    admin = _admin(world)
+    fix = world.package(wat_module(version="1.2.1"), signer=admin, level="LVL_3")
+    assert verifier(world).verify(fix.to_bytes()).kid == admin.did
+    lowered = world.package(wat_module(version="1.2.2"), signer=admin, level="LVL_2")  # LVL_4 > LVL_3
+    assert world.ledger.policy("boiler-guard").level == 2
+    verifier(world).verify(lowered.to_bytes())
 
 
 def test_revoked_artifact(world, module):
@@ -437,7 +486,7 @@ def test_out_of_order_operations_are_refused_and_change_nothing(world, module):
     assert code_of(world, envelope.to_bytes()) == "AXON-VERIFY-REVOKED"
 
 
-# -- 13-14: time and rollback ---------------------------------------------------------------------------
+# -- 14-15: time and rollback ---------------------------------------------------------------------------
 
 
 def test_expiry(world, module):
@@ -460,7 +509,7 @@ def test_rollback(world, module):
         verifier(world).verify(data, InstalledVersions(installed))
 
 
-# -- 15: decryption -----------------------------------------------------------------------------------
+# -- 16: decryption -----------------------------------------------------------------------------------
 
 
 def test_group_members_decrypt_in_memory(world, module):
@@ -500,12 +549,11 @@ def test_a_revoked_group_member_gets_no_wrapped_key(world, module):
 def test_encryption_binds_header_meta_and_blob(world, module, edit):
     """Edits made by the signer itself (re-signed and registered) still do not decrypt: GCM's tag covers
     the blob and its associated data is the header and meta."""
-    level = "LVL_2" if edit == "header" else "LVL_3"  # so that the junior may sign it below
-    doc = json.loads(world.package(module, encrypt_for=[GROUP], level=level).to_bytes())
+    doc = json.loads(world.package(module, encrypt_for=[GROUP]).to_bytes())
     if edit == "meta":
         doc["meta"]["created_at"] -= 1
-    elif edit == "header":
-        doc["header"]["kid"] = world.junior.did
+    elif edit == "header":  # the root may sign under the author's policy name (check 11)
+        doc["header"]["kid"] = world.root.did
     elif edit == "blob":
         blob = bytearray(base64.b64decode(doc["payload"]["blob"]))
         blob[0] ^= 1
@@ -517,7 +565,7 @@ def test_encryption_binds_header_meta_and_blob(world, module, edit):
             item["wrapped_key"] = _flip_b64(item["wrapped_key"])
     else:
         doc["encryption"]["iv"] = _flip_b64(doc["encryption"]["iv"])
-    signer = world.junior if edit == "header" else world.author
+    signer = world.root if edit == "header" else world.author
     envelope = env_mod.sign(Envelope.parse(doc), signer)
     if edit == "blob":
         world.register(envelope, by=signer)
@@ -532,7 +580,7 @@ def test_recipient_entry_renamed_to_another_node(world, module):
     assert code_of(world, data, world.outsider) == "AXON-VERIFY-DECRYPT"
 
 
-# -- 16: the module ---------------------------------------------------------------------------------
+# -- 17: the module ---------------------------------------------------------------------------------
 
 
 MEMORY = '(memory (export "memory") 1 1)'

@@ -16,10 +16,10 @@ from axon.verify import CHECKS, InstalledVersions, VerifiedArtifact, Verifier, V
 
 HELP = f"""Run every Axon check on a .sop artifact, in order, and stop at the first that fails:
 size, strict JSON, schema, magic/version/type, signer known and not revoked, signature, integrity
-hash, URN, declared authority <= the signer's level, registered on the ledger, not revoked, not
-superseded (the successor is named), not expired, not older than the installed version (--installed),
-decryption (with --key, in memory), module imports/exports. Each failure has a stable code
-(AXON-VERIFY-...; docs/artifacts.md lists them).
+hash, URN, declared authority <= the signer's level, registered on the ledger, the signer may
+publish under the policy name, not revoked, not superseded (the successor is named), not expired,
+not older than the installed version (--installed), decryption (with --key, in memory), module
+imports/exports. Each failure has a stable code (AXON-VERIFY-...; docs/artifacts.md lists them).
 
   axon verify boiler.sop --ledger plant.ledger
   axon verify boiler.sop --ledger plant.ledger --key node.key --json

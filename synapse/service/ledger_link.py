@@ -4,7 +4,7 @@
 file that is missing, locked or broken, and reports that state (/readyz) instead of stopping.
 
 `RecordingLedger` wraps a live ledger while Axon verifies an artifact and notes every record Axon
-reads (signer key, artifact record, groups). Those facts are stored beside the artifact; when the
+reads (signer key, artifact record, policy name, groups). Those facts are stored beside the artifact; when the
 ledger cannot be reached at a restart, `SnapshotLedger` answers Axon's questions from them, so the
 signature, URN and authority checks still run, against the last known good state of the ledger.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from axon.keys import PublicKey
-from axon.ledger import ArtifactRecord, GroupRecord, KeyRecord, Ledger, LedgerError
+from axon.ledger import ArtifactRecord, GroupRecord, KeyRecord, Ledger, LedgerError, PolicyRecord
 from synapse.service.errors import ServiceError
 
 
@@ -118,7 +118,7 @@ class RecordingLedger:
     def __init__(self, ledger: Ledger) -> None:
         self._ledger = ledger
         self.facts: dict[str, Any] = {"chain_id": ledger.chain_id, "keys": {}, "addresses": {},
-                                      "artifacts": {}, "groups": {}, "group_members": {}}
+                                      "artifacts": {}, "policies": {}, "groups": {}, "group_members": {}}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ledger, name)
@@ -136,6 +136,11 @@ class RecordingLedger:
     def artifact(self, urn: str) -> ArtifactRecord | None:
         rec = self._ledger.artifact(urn)
         self.facts["artifacts"][urn] = None if rec is None else asdict(rec)
+        return rec
+
+    def policy(self, name: str) -> PolicyRecord | None:
+        rec = self._ledger.policy(name)
+        self.facts["policies"][name] = None if rec is None else asdict(rec)
         return rec
 
     def group(self, group_did: str) -> GroupRecord | None:
@@ -177,6 +182,10 @@ class SnapshotLedger:
     def artifact(self, urn: str) -> ArtifactRecord | None:
         doc = self._get("artifacts", urn)
         return None if doc is None else _artifact_from_dict(doc)
+
+    def policy(self, name: str) -> PolicyRecord | None:
+        doc = self._get("policies", name)  # facts stored before policy names were bound have none
+        return None if doc is None else PolicyRecord(**doc)
 
     def group(self, group_did: str) -> GroupRecord | None:
         doc = self._get("groups", group_did)
