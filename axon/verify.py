@@ -447,14 +447,14 @@ class Verifier:
         """Return the verified artifact, or raise the first failing check's VerifyError."""
         progress = progress or CheckProgress()
         try:
-            return self._verify(bytes(sop_bytes), installed, self.now(), progress.run)
+            return self._verify(bytes(sop_bytes), installed, self.now(), progress)
         except VerifyError as exc:
             exc.passed = tuple(progress.passed)  # for reports: how far the artifact got
             raise
 
     def _verify(self, data: bytes, installed: InstalledVersions | None, now: float,
-                run: Callable[..., Any]) -> VerifiedArtifact:
-        config = self.config
+                progress: CheckProgress) -> VerifiedArtifact:
+        config, run = self.config, progress.run
         run(check_size, data, config)
         envelope: Envelope = run(check_schema, run(check_json, data))
         run(check_magic, envelope)
