@@ -134,7 +134,7 @@ class CommandProcessor:
             self._check_expiry(body["expires_at"], now)
             record.update(name=body["name"], expires_at=body["expires_at"])
             return self._run(record, self.handlers.set_context, body["name"], body["value"],
-                             body["expires_at"])
+                             body["expires_at"], confidential=True)
         record["urn"] = body["urn"]
         handler = self.handlers.load_artifact if command == "load" else self.handlers.unload
         return self._run(record, handler, body["urn"])
@@ -147,14 +147,19 @@ class CommandProcessor:
                                          "ahead (this node's max_context_ttl_s)")
 
     @staticmethod
-    def _run(record: dict[str, Any], handler: Callable[..., Mapping[str, Any] | None], *args: Any) -> Outcome:
+    def _run(record: dict[str, Any], handler: Callable[..., Mapping[str, Any] | None], *args: Any,
+             confidential: bool = False) -> Outcome:
+        """`confidential`: the arguments may be secret (a context value), so neither what the handler
+        returns nor its error's text reaches the record or the log; its code still does."""
         try:
             details = handler(*args)
         except Exception as exc:  # any handler failure is an outcome to record, never a crash
             code = str(getattr(exc, "code", "SYNAPSE-COMMAND-FAILED"))
-            log.warning("command %s failed: %s: %s", record.get("command"), code, exc)
-            return Outcome({**record, "status": "failed", "code": code, "reason": str(exc)[:500]})
-        return Outcome({**record, **(dict(details) if details else {}), "status": "ok"})
+            reason = (f"{type(exc).__name__} (its text is not recorded: it may hold the value)"
+                      if confidential else str(exc)[:500])
+            log.warning("command %s failed: %s: %s", record.get("command"), code, reason)
+            return Outcome({**record, "status": "failed", "code": code, "reason": reason})
+        return Outcome({**record, **(dict(details) if details and not confidential else {}), "status": "ok"})
 
     # --- KEY_EXCHANGE ---------------------------------------------------------------------------------
 

@@ -119,6 +119,33 @@ def test_a_failing_handler_is_a_failed_outcome_not_a_crash(p):
     assert outcome.record["code"] == "SYNAPSE-COMMAND-FAILED"
 
 
+SECRET = "S3CRET-override-7f3a"
+
+
+class LeakyContextHandlers(Handlers):
+    """A set_context handler that hands the value back, or fails with it in its message."""
+
+    def set_context(self, name, value, expires_at):
+        super().set_context(name, value, expires_at)
+        if self.fail:
+            raise RuntimeError(f"cannot apply {name}={value}")
+        return {"value": value, "applied": value}
+
+
+@pytest.mark.parametrize("fail", [False, True])
+@pytest.mark.parametrize("value", [SECRET, SECRET + "x" * 200])
+def test_a_set_context_value_reaches_neither_record_nor_log(p, fail, value, caplog):
+    caplog.set_level(logging.DEBUG)
+    handlers = LeakyContextHandlers(fail=RuntimeError() if fail else None)
+    body = {"command": "set_context", "name": "shift_code", "value": value, "expires_at": T0 + 600}
+    outcome = processor(p, handlers).process(received(p, "admin", body), T0)
+    too_long = len(value) > 128  # refused by the schema, whose reason names the rule, not the value
+    assert outcome.status == ("refused" if too_long else "failed" if fail else "ok")
+    assert handlers.calls == ([] if too_long else [("set_context", "shift_code", value, T0 + 600)])
+    assert too_long or outcome.record["name"] == "shift_code"
+    assert SECRET not in repr(outcome.record) and SECRET not in caplog.text
+
+
 def test_log_and_alert_are_recorded_as_received(p):
     for type_ in ("LOG", "ALERT"):
         outcome = processor(p).process(received(p, "viewer", {"x": 1}, type_), T0)

@@ -321,7 +321,8 @@ class _Handlers:
         entry = self._sidecar.service.registry.retire(urn)
         return {"policy": entry.policy, "version": entry.version}
 
-    def set_context(self, name: str, value: Any, expires_at: int) -> dict[str, Any]:
+    def set_context(self, name: str, value: Any, expires_at: int) -> None:
+        # Nothing to add to the record: the value may be confidential (docs/messaging.md), and the
+        # command's record names the context field and its expiry already.
         self._sidecar.set_context(name, value, expires_at)
-        return {"value": value}
 
