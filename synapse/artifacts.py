@@ -36,6 +36,7 @@ from axon.ledger import Ledger
 from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyConfig, VerifyError
 from synapse.errors import ModuleUnreadable, SynapseError
 from synapse.evaluate import Evaluator
+from synapse.hardening import harden_process
 from synapse.loader import open_module
 from synapse.sandbox import Limits
 
@@ -176,6 +177,7 @@ def open_for_cli(args: argparse.Namespace, limits: Limits | None = None) -> Eval
     if not path.endswith(ARTIFACT_SUFFIX):
         print(DEV_NOTICE.format(path=path), file=sys.stderr)
         return open_module(path, limits=limits)
+    harden_process()  # before the node key is read or the module decrypted (docs/artifacts.md)
     settings = read_settings(args)
     verifier, ledger = open_verifier(settings)
     try:

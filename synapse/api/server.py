@@ -11,6 +11,7 @@ the file-descriptor limit leaves room for them and for the worker's own files.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import resource
@@ -25,6 +26,7 @@ import uvicorn
 from axon.keys import load_identity
 from synapse.api.app import Background, create_app
 from synapse.api.connections import ConnectionLimits, guarded_protocol
+from synapse.hardening import harden_process
 from synapse.service import logs
 from synapse.service.config import ServiceConfig
 from synapse.service.errors import ConfigError
@@ -118,6 +120,10 @@ def reserve_descriptors(max_connections: int) -> None:
 def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[str, int],
             preload: list[Path] | None, background: list[Background] | None, log_level: str) -> None:
     logs.setup_logging(log_level)
+    # Before the node key or any decrypted module is in memory; a spawned worker's exec reset it.
+    hardened = harden_process()
+    logs.event("process_hardened", logging.INFO if hardened.not_dumpable else logging.WARNING, worker=index,
+               no_core_file=hardened.no_core_file, not_dumpable=hardened.not_dumpable, notes=hardened.notes)
     sock = listen_on if isinstance(listen_on, socket.socket) else bind(*listen_on, reuse_port=True)
     identity = load_identity(config.node.key)
     service = PolicyService(config, identity, worker=index)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from axon.clikit import EXIT_OK, UsageError
 from axon.keys import KeyFileError
+from synapse.hardening import harden_process
 from synapse.service.auth import hash_token, new_token
 from synapse.service.config import SCOPES, ServiceConfig, load_config
 from synapse.service.errors import ServiceError
@@ -100,6 +101,7 @@ def start(config: ServiceConfig, args: argparse.Namespace, **kwargs: object) -> 
     """Validate, then serve; every operator error becomes a UsageError (exit 2)."""
     from synapse.api.server import serve  # the HTTP stack loads only when a server is wanted
 
+    harden_process()  # this process reads the node key; each worker hardens itself too (and logs how)
     try:
         return serve(config, log_level=args.log_level, **kwargs)  # type: ignore[arg-type]
     except (ServiceError, KeyFileError) as exc:
