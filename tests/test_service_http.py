@@ -202,26 +202,32 @@ def test_admin_endpoints_refuse_evaluate_tokens_and_anonymous(server, plant):
 
 def test_signed_admin_requests(server, plant):
     sop, urn = plant.artifact("0.9.0")
-    signed = sign_request(plant.admin, "PUT", "/v1/artifacts", sop, now=plant.now - 10)
-    ok = server.client.put("/v1/artifacts", content=sop, headers=signed)
+    node = server.client.get("/readyz").json()["node"]  # what a signed request names
+    assert node == plant.node.did
+
+    def signed(who, body=sop, target="/v1/artifacts", **kw):
+        return sign_request(who, node, "PUT", target, body, **kw)
+
+    ok = server.client.put("/v1/artifacts", content=sop, headers=signed(plant.admin, now=plant.now - 10))
     assert ok.status_code == 201 and ok.json()["urn"] == urn
     # Replaying the same signed request is refused (signatures are deterministic: another timestamp).
-    headers = sign_request(plant.admin, "PUT", "/v1/artifacts", sop, now=plant.now - 20)
+    headers = signed(plant.admin, now=plant.now - 20)
     assert server.client.put("/v1/artifacts", content=sop, headers=headers).status_code == 200
     assert_error(server.client.put("/v1/artifacts", content=sop, headers=headers), 401)
-    # The signature covers the body and the path.
+    # The signature covers the body, the path and the node.
     other, _ = plant.artifact("0.9.1")
-    assert_error(server.client.put("/v1/artifacts", content=other,
-                                   headers=sign_request(plant.admin, "PUT", "/v1/artifacts", sop)), 401)
+    assert_error(server.client.put("/v1/artifacts", content=other, headers=signed(plant.admin)), 401)
     assert_error(server.client.put("/v1/artifacts", content=sop,
-                                   headers=sign_request(plant.admin, "PUT", "/v1/artifactz", sop)), 401)
+                                   headers=signed(plant.admin, target="/v1/artifactz")), 401)
+    elsewhere = sign_request(plant.admin, identity("node-b").did, "PUT", "/v1/artifacts", sop)
+    refused = server.client.put("/v1/artifacts", content=sop, headers=elsewhere)
+    assert_error(refused, 401)
+    assert "this node is " + plant.node.did in refused.json()["message"]
     # Stale timestamps, too-low authority, unknown signers.
-    stale = sign_request(plant.admin, "PUT", "/v1/artifacts", sop, now=plant.now - 3600)
+    stale = signed(plant.admin, now=plant.now - 3600)
     assert_error(server.client.put("/v1/artifacts", content=sop, headers=stale), 401)
-    low = sign_request(plant.operator, "PUT", "/v1/artifacts", sop)
-    assert_error(server.client.put("/v1/artifacts", content=sop, headers=low), 403)
-    stranger = sign_request(identity("stranger"), "PUT", "/v1/artifacts", sop)
-    assert_error(server.client.put("/v1/artifacts", content=sop, headers=stranger), 401)
+    assert_error(server.client.put("/v1/artifacts", content=sop, headers=signed(plant.operator)), 403)
+    assert_error(server.client.put("/v1/artifacts", content=sop, headers=signed(identity("stranger"))), 401)
     partial = {"X-Sopcos-Signer": plant.admin.did}
     assert_error(server.client.put("/v1/artifacts", content=sop, headers=partial), 401)
 

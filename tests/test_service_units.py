@@ -21,6 +21,7 @@ from synapse.service.auth import (
 from synapse.service.config import AuthConfig, ServiceConfig, TokenConfig, is_loopback_host, load_config
 from synapse.service.errors import AuthRequired, ConfigError, DecisionLogError, Forbidden, RateLimited
 from synapse.service.ledger_link import LedgerLink, LedgerUnreachable, RecordingLedger, SnapshotLedger
+from synapse.service.node_state import NodeState, NodeStateError
 from synapse.service.ratelimit import RateLimiter
 from synapse.service.service import PolicyService
 from synapse.service.store import ArtifactStore, StoredArtifact, StoreError
@@ -95,15 +96,26 @@ class Rec:
         self.did, self.public_key, self.level, self.revoked = ident.did, ident.key.public_key, level, revoked
 
 
-def authenticator(*records, tokens=(), clock=lambda: 1_000_000.0, **kw) -> Authenticator:
+NODE = "did:sopcos:node-a#key-1"
+
+
+def authenticator(state: NodeState, *records, tokens=(), clock=lambda: 1_000_000.0, node=NODE,
+                  **kw) -> Authenticator:
     config = AuthConfig(tokens=list(tokens), **kw)
-    return Authenticator(config, FakeLedger(*records).key, clock)
+    return Authenticator(config, node, FakeLedger(*records).key, state, clock)
 
 
-def test_tokens_are_matched_by_hash_with_their_scopes():
+@pytest.fixture
+def state(tmp_path) -> NodeState:
+    node_state = NodeState(tmp_path / "store" / "node-state.sqlite")
+    yield node_state
+    node_state.close()
+
+
+def test_tokens_are_matched_by_hash_with_their_scopes(state):
     admin, viewer = new_token(), new_token()
     assert admin.startswith("sopcos_") and len(admin) == 50 and admin != viewer
-    auth = authenticator(tokens=[TokenConfig("ops", hash_token(admin), ["admin"]),
+    auth = authenticator(state, tokens=[TokenConfig("ops", hash_token(admin), ["admin"]),
                                  TokenConfig("scada", hash_token(viewer), ["evaluate"])])
     p = auth.authenticate({"authorization": f"Bearer {admin}"}, "GET", "/")
     assert p.name == "ops" and p.can("admin") and p.can("evaluate")
@@ -120,21 +132,21 @@ def test_tokens_are_matched_by_hash_with_their_scopes():
         auth.require(anonymous, "evaluate")  # tokens are configured: evaluation is not open
 
 
-def test_without_tokens_evaluation_is_open_but_administration_is_not():
-    auth = authenticator()
+def test_without_tokens_evaluation_is_open_but_administration_is_not(state):
+    auth = authenticator(state)
     anonymous = auth.authenticate({}, "POST", "/v1/evaluate")
     auth.require(anonymous, "evaluate")
     with pytest.raises(AuthRequired):
         auth.require(anonymous, "admin")
 
 
-def signed_headers(ident, method="PUT", target="/v1/artifacts", body=b"sop", now=1_000_000):
-    return {k.lower(): v for k, v in sign_request(ident, method, target, body, now=now).items()}
+def signed_headers(ident, method="PUT", target="/v1/artifacts", body=b"sop", now=1_000_000, node=NODE):
+    return {k.lower(): v for k, v in sign_request(ident, node, method, target, body, now=now).items()}
 
 
-def test_signed_requests():
+def test_signed_requests(state):
     admin, operator, revoked = identity("admin"), identity("operator"), identity("gone")
-    auth = authenticator(Rec(admin, 4), Rec(operator, 2), Rec(revoked, 5, revoked=True))
+    auth = authenticator(state, Rec(admin, 4), Rec(operator, 2), Rec(revoked, 5, revoked=True))
     p = auth.authenticate(signed_headers(admin), "PUT", "/v1/artifacts", b"sop")
     assert p.name == admin.did and p.can("admin") and p.via == "signature"
     with pytest.raises(AuthRequired, match="replay"):
@@ -150,23 +162,62 @@ def test_signed_requests():
         ({"x-sopcos-signer": admin.did}, "PUT", "/v1/artifacts", b"sop", AuthRequired, "needs all"),
         ({**signed_headers(admin, now=999_996), "x-sopcos-timestamp": "soon"}, "PUT", "/v1/artifacts",
          b"sop", AuthRequired, "integer"),
+        (signed_headers(admin, now=999_995, node="did:sopcos:node-b#key-1"), "PUT", "/v1/artifacts", b"sop",
+         AuthRequired, "for node did:sopcos:node-b#key-1; this node is did:sopcos:node-a#key-1"),
+        # Naming this node in the header does not help a request signed for another one.
+        ({**signed_headers(admin, now=999_994, node="did:sopcos:node-b#key-1"), "x-sopcos-node": NODE},
+         "PUT", "/v1/artifacts", b"sop", AuthRequired, "does not verify"),
     ]
     for headers, method, target, body, error, message in cases:
         with pytest.raises(error, match=message):
             auth.authenticate(headers, method, target, body)
-    assert len(request_digest("GET", "/", "1", admin.did, b"")) == 32
+    assert request_digest("GET", "/", "1", admin.did, NODE, b"") != request_digest("GET", "/", "1", admin.did,
+                                                                                  "did:sopcos:x", b"")
 
 
-def test_signed_requests_can_be_switched_off_and_fail_closed_without_a_ledger():
+def test_a_signed_request_is_accepted_once_across_authenticators_sharing_the_node_state(state, tmp_path):
+    """Two workers (two Authenticators, two connections to one node state) and a restart (a fresh
+    NodeState on the same file): the request is accepted by the first only."""
     admin = identity("admin")
-    off = authenticator(Rec(admin, 5), signed_requests=False)
+    headers = signed_headers(admin)
+    worker0 = authenticator(state, Rec(admin, 4))
+    other = NodeState(state.path)
+    worker1 = authenticator(other, Rec(admin, 4))
+    assert worker0.authenticate(headers, "PUT", "/v1/artifacts", b"sop").name == admin.did
+    with pytest.raises(AuthRequired, match="already accepted once"):
+        worker1.authenticate(headers, "PUT", "/v1/artifacts", b"sop")
+    other.close()
+    state.close()
+    restarted = authenticator(NodeState(state.path), Rec(admin, 4))
+    with pytest.raises(AuthRequired, match="already accepted once"):
+        restarted.authenticate(headers, "PUT", "/v1/artifacts", b"sop")
+    # Another node's state never saw it; but the request names node A, so node B refuses it anyway.
+    node_b = authenticator(NodeState(tmp_path / "b" / "node-state.sqlite"), Rec(admin, 4),
+                           node="did:sopcos:node-b#key-1")
+    with pytest.raises(AuthRequired, match="for node did:sopcos:node-a"):
+        node_b.authenticate(headers, "PUT", "/v1/artifacts", b"sop")
+
+
+def test_accepted_requests_expire_with_the_window_and_are_bounded(state):
+    assert state.accept_once(b"a" * 32, expires_at=100.0, now=0.0, limit=2)
+    assert not state.accept_once(b"a" * 32, expires_at=100.0, now=50.0, limit=2)
+    assert state.accept_once(b"b" * 32, expires_at=100.0, now=50.0, limit=2)
+    with pytest.raises(NodeStateError, match="2 signed requests"):
+        state.accept_once(b"c" * 32, expires_at=200.0, now=60.0, limit=2)
+    # Past their expiry the entries are pruned (their timestamps are outside the window by then).
+    assert state.accept_once(b"c" * 32, expires_at=300.0, now=101.0, limit=2)
+
+
+def test_signed_requests_can_be_switched_off_and_fail_closed_without_a_ledger(state):
+    admin = identity("admin")
+    off = authenticator(state, Rec(admin, 5), signed_requests=False)
     with pytest.raises(AuthRequired, match="not enabled"):
         off.authenticate(signed_headers(admin), "PUT", "/v1/artifacts", b"sop")
 
     def unreachable(did):
         raise LedgerUnreachable("no ledger")
 
-    auth = Authenticator(AuthConfig(), unreachable, lambda: 1_000_000.0)
+    auth = Authenticator(AuthConfig(), NODE, unreachable, state, lambda: 1_000_000.0)
     with pytest.raises(AuthRequired, match="ledger cannot be read"):
         auth.authenticate(signed_headers(admin), "PUT", "/v1/artifacts", b"sop")
 

@@ -526,8 +526,9 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
         "bearerAuth": {"type": "http", "scheme": "bearer",
                        "description": "A token whose SHA-256 is configured with the scope needed"},
         "signedRequest": {"type": "apiKey", "in": "header", "name": "X-Sopcos-Signature",
-                          "description": "With X-Sopcos-Signer and X-Sopcos-Timestamp: a request signed "
-                                         "by a ledger key of sufficient authority (docs/service.md)"},
+                          "description": "With X-Sopcos-Signer, X-Sopcos-Node and X-Sopcos-Timestamp: "
+                                         "a request for this node signed by a ledger key of "
+                                         "sufficient authority, accepted once (docs/service.md)"},
     }
     errors = {str(s): {"description": "Error", "content": {JSON: {"schema": _ref("ErrorBody")}}}
               for s in (400, 401, 403, 404, 409, 413, 415, 422, 429)}

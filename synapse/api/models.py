@@ -135,6 +135,7 @@ class Health(BaseModel):
 class Readiness(BaseModel):
     model_config = ConfigDict(extra="allow")
     status: Literal["starting", "ready", "degraded"]
+    node: str  # this node's DID: what a signed request names in X-Sopcos-Node
     serving_last_known_good: bool
     ledger: dict[str, Any]
     artifacts_served: int

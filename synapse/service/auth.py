@@ -9,13 +9,18 @@ configured hash in constant time. Scopes: `evaluate` (evaluation and read-only l
 Signed requests. An administrator with a key registered on the ledger signs the request instead:
 
     X-Sopcos-Signer:    did:sopcos:...#key-1
+    X-Sopcos-Node:      the DID of the node the request is for (GET /readyz shows it as "node")
     X-Sopcos-Timestamp: Unix seconds (integer)
     X-Sopcos-Signature: hex of the 64-byte ECDSA signature (low-S) over SHA-256 of
-        "sopcos-request-v1\\n" METHOD "\\n" PATH[?QUERY] "\\n" TIMESTAMP "\\n" SIGNER "\\n" hex(SHA-256(body))
+        "sopcos-request-v2\\n" METHOD "\\n" PATH[?QUERY] "\\n" TIMESTAMP "\\n" SIGNER "\\n" NODE "\\n"
+        hex(SHA-256(body))
 
-The key must be on the ledger, unrevoked, with level >= `auth.admin_level`. The timestamp must be
-within `auth.replay_window` seconds of the server clock, and a signature is accepted once only within
-that window (a replay cache), so a captured request cannot be sent again.
+The key must be on the ledger, unrevoked, with level >= `auth.admin_level`. The node must be this one:
+nodes on one ledger trust the same keys, so a request that did not name its node would be accepted by
+all of them. The timestamp must be within `auth.replay_window` seconds of the server's clock, and what
+the request signed is accepted once only: the node records it in its node state (node_state.py),
+shared by its workers and kept across restarts, so a captured request cannot be sent again to any
+worker, before or after a restart.
 """
 
 from __future__ import annotations
@@ -35,9 +40,16 @@ from synapse.service.errors import AuthRequired, Forbidden
 
 TOKEN_PREFIX = "sopcos_"
 SIGNER_HEADER = "x-sopcos-signer"
+NODE_HEADER = "x-sopcos-node"
 TIMESTAMP_HEADER = "x-sopcos-timestamp"
 SIGNATURE_HEADER = "x-sopcos-signature"
-_REPLAY_CACHE_MAX = 100_000
+_ACCEPTED_MAX = 100_000
+
+
+class AcceptedRequests(Protocol):
+    """Where a node records the signed requests it accepted (NodeState)."""
+
+    def accept_once(self, digest: bytes, expires_at: float, now: float, limit: int) -> bool: ...
 
 
 class KeyRecordLike(Protocol):
@@ -70,27 +82,30 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def request_digest(method: str, target: str, timestamp: str, signer: str, body: bytes) -> bytes:
+def request_digest(method: str, target: str, timestamp: str, signer: str, node: str, body: bytes) -> bytes:
     """The 32 bytes a signed request signs (see the module docstring)."""
-    text = "\n".join(["sopcos-request-v1", method.upper(), target, timestamp, signer,
+    text = "\n".join(["sopcos-request-v2", method.upper(), target, timestamp, signer, node,
                       hashlib.sha256(body).hexdigest()])
     return sha256(text.encode())
 
 
-def sign_request(identity: Identity, method: str, target: str, body: bytes = b"",
+def sign_request(identity: Identity, node: str, method: str, target: str, body: bytes = b"",
                  now: float | None = None) -> dict[str, str]:
-    """Headers that sign a request as `identity` (for clients and tests). `target` is path[?query]."""
+    """Headers that sign a request as `identity` for the node whose DID is `node` (for clients and
+    tests). `target` is path[?query]."""
     timestamp = str(int(time.time() if now is None else now))
-    signature = identity.key.sign(request_digest(method, target, timestamp, identity.did, body))
-    return {"X-Sopcos-Signer": identity.did, "X-Sopcos-Timestamp": timestamp,
+    signature = identity.key.sign(request_digest(method, target, timestamp, identity.did, node, body))
+    return {"X-Sopcos-Signer": identity.did, "X-Sopcos-Node": node, "X-Sopcos-Timestamp": timestamp,
             "X-Sopcos-Signature": signature.hex()}
 
 
 class Authenticator:
     """Turns request headers into a Principal, or raises AuthRequired / Forbidden. I/O-free: the ledger
-    lookup (`key_lookup(did)`) and the clock are given to it."""
+    lookup (`key_lookup(did)`), the record of accepted requests and the clock are given to it. `node` is
+    this node's DID, which a signed request must name."""
 
-    def __init__(self, config: AuthConfig, key_lookup: Callable[[str], KeyRecordLike | None] | None,
+    def __init__(self, config: AuthConfig, node: str,
+                 key_lookup: Callable[[str], KeyRecordLike | None] | None, accepted: AcceptedRequests,
                  clock: Callable[[], float] = time.time) -> None:
         self._tokens = [(t.sha256.encode(), Principal(t.name, frozenset(t.scopes), "token"))
                         for t in config.tokens]
@@ -98,8 +113,9 @@ class Authenticator:
         self._key_lookup = key_lookup if config.signed_requests else None
         self._admin_level = config.admin_level
         self._window = config.replay_window
+        self._node = node
+        self._accepted = accepted
         self._clock = clock
-        self._seen: dict[bytes, float] = {}
 
     def authenticate(self, headers: Mapping[str, str], method: str, target: str,
                      body: bytes = b"") -> Principal:
@@ -141,11 +157,12 @@ class Authenticator:
         if self._key_lookup is None:
             raise AuthRequired("signed requests are not enabled on this service")
         signer = headers.get(SIGNER_HEADER, "")
+        node = headers.get(NODE_HEADER, "")
         timestamp = headers.get(TIMESTAMP_HEADER, "")
         signature_hex = headers.get(SIGNATURE_HEADER, "")
-        if not signer or not timestamp or not signature_hex:
-            raise AuthRequired(f"a signed request needs all of {SIGNER_HEADER}, {TIMESTAMP_HEADER} and "
-                               f"{SIGNATURE_HEADER}")
+        if not signer or not node or not timestamp or not signature_hex:
+            raise AuthRequired(f"a signed request needs all of {SIGNER_HEADER}, {NODE_HEADER}, "
+                               f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER}")
         try:
             ts = int(timestamp)
             signature = bytes.fromhex(signature_hex)
@@ -156,15 +173,22 @@ class Authenticator:
         if abs(now - ts) > self._window:
             raise AuthRequired(f"signed request: timestamp is more than {self._window:g} s from the "
                                "server's clock")
+        if node != self._node:
+            raise AuthRequired(f"signed request: it is for node {node}; this node is {self._node}")
         record = self._lookup(signer)
         if record is None or record.revoked:
             raise AuthRequired(f"signed request: {signer} is not a registered, unrevoked key on the ledger")
-        if not record.public_key.verify(signature, request_digest(method, target, timestamp, signer, body)):
-            raise AuthRequired("signed request: the signature does not verify for this method, path and body")
+        digest = request_digest(method, target, timestamp, signer, node, body)
+        if not record.public_key.verify(signature, digest):
+            raise AuthRequired("signed request: the signature does not verify for this method, path, node "
+                               "and body")
         if record.level < self._admin_level:
             raise Forbidden(f"{signer} has authority level {record.level}; administration needs "
                             f"{self._admin_level}")
-        self._remember(signature, now)
+        # Keyed by what was signed, not by the signature's bytes: one request is one request, however
+        # many signatures of it exist. Replayable only while |now - ts| <= window, so kept until then.
+        if not self._accepted.accept_once(digest, ts + self._window, now, _ACCEPTED_MAX):
+            raise AuthRequired("signed request: this request was already accepted once (replay)")
         return Principal(signer, frozenset({"admin"}), "signature")
 
     def _lookup(self, did: str) -> Any:
@@ -173,12 +197,3 @@ class Authenticator:
         except Exception as exc:  # the ledger is unreachable: the signer cannot be checked
             raise AuthRequired(f"signed request: the ledger cannot be read to check {did} "
                                f"({type(exc).__name__})") from None
-
-    def _remember(self, signature: bytes, now: float) -> None:
-        if self._seen.get(signature, 0.0) > now:
-            raise AuthRequired("signed request: this signature was already used (replay)")
-        if len(self._seen) >= _REPLAY_CACHE_MAX:
-            self._seen = {sig: exp for sig, exp in self._seen.items() if exp > now}
-            if len(self._seen) >= _REPLAY_CACHE_MAX:
-                raise AuthRequired("signed request: too many signed requests in the replay window")
-        self._seen[signature] = now + 2 * self._window

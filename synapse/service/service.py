@@ -26,6 +26,8 @@ from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, lo
 from synapse.service.errors import DecisionLogError, ServiceError
 from synapse.service.ledger_link import LedgerLink
 from synapse.service.metrics import Metrics
+from synapse.service.node_state import FILE_NAME as NODE_STATE_FILE
+from synapse.service.node_state import NodeState
 from synapse.service.ratelimit import RateLimiter
 from synapse.service.registry import Registry
 from synapse.service.store import ArtifactStore, StoredArtifact
@@ -41,11 +43,12 @@ class PolicyService:
         self.worker = worker
         self._clock = clock
         self.metrics = Metrics(worker)
+        self.node_state = NodeState(config.store.path / NODE_STATE_FILE)
         self.link = LedgerLink(config.ledger.path, clock)
         self.store = ArtifactStore(config.store.path)
         self.registry = Registry(self.store, self.link, self._verify, self._make_evaluator,
                                  events=self._event, clock=clock)
-        self.auth = Authenticator(config.auth, self._signer_key, clock)
+        self.auth = Authenticator(config.auth, identity.did, self._signer_key, self.node_state, clock)
         self.limiter = RateLimiter(config.limits.rate, config.limits.burst)
         self._limits = Limits(deadline_ms=config.limits.eval_timeout_ms)
         self._verify_config = VerifyConfig(max_artifact_bytes=config.limits.max_artifact_bytes)
@@ -107,6 +110,7 @@ class PolicyService:
             self.log.close()
             self.anchor_log(force=True)
         self.link.close()
+        self.node_state.close()
         self.state = "stopped"
         logs.event("service_stopped", worker=self.worker)
 
@@ -169,6 +173,7 @@ class PolicyService:
         status = "starting" if not loaded else ("degraded" if last_known_good else "ready")
         detail = {
             "status": status,
+            "node": self.identity.did,
             "serving_last_known_good": loaded and last_known_good,
             "ledger": {"configured": link.path is not None, "reachable": link.reachable,
                        "error": link.error, "last_ok": link.last_ok, "head_seq": link.head_seq},
