@@ -194,13 +194,16 @@ class Alerter:
     """Decides which decisions become alerts, and seals them. Not thread-safe: one per evaluation loop."""
 
     def __init__(self, policy: AlertPolicy, node_did: str,
-                 randbytes: Callable[[int], bytes] = secrets.token_bytes) -> None:
+                 randbytes: Callable[[int], bytes] = secrets.token_bytes,
+                 on_count: Callable[[str], None] | None = None) -> None:
+        """`on_count(outcome)` hears every count as it is made (the service's metrics)."""
         self.policy = policy
         self.node_did = node_did
         self.randbytes = randbytes
         self._state: dict[str, _PolicyState] = {}
         # sent, suppressed_duplicate, suppressed_rate
         self.counts: Counter[str] = Counter()
+        self._on_count = on_count
 
     def observe(self, decision: Mapping[str, Any], policy: str, urn: str, decision_id: str, now: float,
                 telemetry: Mapping[str, Any] | None = None) -> list[OutboundAlert]:
@@ -218,13 +221,13 @@ class Alerter:
             return None
         changed = verdict != previous or verdict != state.last_alerted
         if not changed and now - (state.last_alert_at or 0.0) < self.policy.repeat_after_s:
-            self.counts["suppressed_duplicate"] += 1
+            self._count("suppressed_duplicate")
             return None
         while state.sent and now - state.sent[0] >= self.policy.rate_window_s:
             state.sent.popleft()
         if len(state.sent) >= self.policy.max_per_window:
             state.suppressed += 1
-            self.counts["suppressed_rate"] += 1
+            self._count("suppressed_rate")
             return None
         body = {"policy": policy, "urn": urn, "verdict": verdict, "previous_verdict": previous,
                 "rule": decision.get("rule"), "reason": decision.get("reason"), "decision_id": decision_id,
@@ -233,8 +236,13 @@ class Alerter:
             body["telemetry"] = dict(telemetry)
         state.suppressed, state.last_alerted, state.last_alert_at = 0, verdict, now
         state.sent.append(now)
-        self.counts["sent"] += 1
+        self._count("sent")
         return Message.new("ALERT", body, now, self.randbytes)
+
+    def _count(self, outcome: str) -> None:
+        self.counts[outcome] += 1
+        if self._on_count is not None:
+            self._on_count(outcome)
 
     def seal(self, message: Message, recipients: Iterable[Recipient]) -> list[OutboundAlert]:
         """One envelope per recipient, each with its own ephemeral key."""

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -99,8 +100,14 @@ def test_serve_and_each_spawned_worker_are_hardened(tmp_path):
         assert len(workers) == 2  # (multiprocessing's resource tracker is a child too)
         # Read from outside: the kernel's own view of each process's core limit.
         assert [_core_limit(p) for p in [pid, *workers]] == [["0", "0"]] * 3
+        deadline = time.monotonic() + 60  # both workers up (a SIGTERM while one starts is another test)
+        while {e.get("worker") for e in server.events() if e.get("event") == "service_started"} != {0, 1}:
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.1)
     finally:
         assert server.stop() == 0
-    hardened = {e["worker"]: e for e in server.events() if e.get("event") == "process_hardened"}
+    lines = server.stderr_path.read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    hardened = {e["worker"]: e for e in events if e.get("event") == "process_hardened"}
     assert sorted(hardened) == [0, 1]  # each spawned worker hardens itself: exec made it dumpable again
     assert all(e["not_dumpable"] and e["no_core_file"] for e in hardened.values())

@@ -292,6 +292,7 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
                 config: ScpConfig | None = None, clock: Callable[[], float] = time.monotonic,
                 randbytes: Callable[[int], bytes] = secrets.token_bytes,
                 on_error: Callable[[ScpError, object], None] | None = None,
+                on_refused: Callable[[ScpError], None] | None = None,
                 session_lookup: SessionLookup | None = None, require_session: bool = False) -> Server:
     """Listen on host:port (0 = any free port); run `on_connection` per authenticated connection.
 
@@ -303,12 +304,18 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
     in `config` (`max_connections`, `max_handshakes`: SCP-E-BUSY; `max_handshakes_per_source`,
     `connect_rate`/`connect_burst` per source IP, timed by `clock`: SCP-E-RATE); those are dropped before
     any crypto work. A handshake still running `handshake_timeout` after admission is abandoned and its
-    slot given back.
+    slot given back. `on_refused(error)` also hears each connection refused by admission or failed in
+    its handshake (a counter: synapse's metrics.scp_refused).
     """
     config = config or ScpConfig()
     check_session_settings(Role.SERVER, None, session_lookup, require_session)
     admission = Admission(config, clock)
     server = Server(admission)
+
+    def refused(exc: ScpError, peername: object) -> None:
+        if on_refused is not None:
+            on_refused(exc)
+        report(exc, peername)
 
     def report(exc: ScpError, peername: object) -> None:
         if on_error is not None:
@@ -322,7 +329,7 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
             ticket = admission.admit(peername[0] if isinstance(peername, tuple) else peername)
         except ScpError as exc:  # over a limit: drop it before any key is made or anything is read
             writer.transport.abort()
-            report(exc, peername)
+            refused(exc, peername)
             return
         try:
             proto = ScpProtocol(Role.SERVER, identity, peer_verifier, config=config, clock=clock,
@@ -332,7 +339,7 @@ async def serve(host: str, port: int, identity: Identity, peer_verifier: PeerVer
             try:
                 await conn._start(ticket.deadline)
             except ScpError as exc:
-                report(exc, peername)
+                refused(exc, peername)
                 return
             finally:
                 ticket.handshake_done()

@@ -45,6 +45,7 @@ class PolicyService:
         self.metrics = Metrics(worker)
         self.node_state = NodeState(config.store.path / NODE_STATE_FILE)
         self.link = LedgerLink(config.ledger.path, clock)
+        self.metrics.watch_ledger(lambda: self.link.head_seq, lambda: self.link.last_ok, clock)
         self.store = ArtifactStore(config.store.path)
         self.registry = Registry(self.store, self.link, self._verify, self._make_evaluator,
                                  events=self._event, clock=clock)

@@ -42,9 +42,11 @@ from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
 from synapse.service import logs
 from synapse.service.config import SidecarConfig
 from synapse.service.errors import ServiceError
+from synapse.service.metrics import UNKNOWN_TYPE
 from synapse.service.service import PolicyService
 
 _EOF = object()
+_COMMAND_OUTCOMES = {"ok": "executed", "refused": "refused", "failed": "failed"}
 _FOLLOW_POLL_S = 0.1
 _CHUNK = 65536
 
@@ -260,7 +262,8 @@ class Sidecar:
             code = getattr(exc, "code", type(exc).__name__)
             logs.event("alerts_not_ready", logging.WARNING, reason=f"{code}: {exc}")
             return None
-        self._alerter, self._recipients = Alerter(policy, self.service.identity.did), recipients
+        self._alerter = Alerter(policy, self.service.identity.did, on_count=self.service.metrics.alert)
+        self._recipients = recipients
         return self._alerter
 
     def _send(self, message: Message, now: float, decision_id: str) -> None:
@@ -273,6 +276,7 @@ class Sidecar:
         except ServiceError as exc:
             results = [{"to": r.to, "error": exc.to_dict()} for r in self._recipients.latest]
         for result in results:
+            self.service.metrics.alert_delivery("error" not in result)
             level = logging.WARNING if "error" in result else logging.INFO
             logs.event("alert", level, decision_id=decision_id, **result)
             assert self.service.log is not None
@@ -287,6 +291,7 @@ class Sidecar:
                 if inbox is None:
                     inbox = await asyncio.to_thread(self._make_inbox)
                 for record in await asyncio.to_thread(inbox.poll):
+                    self._count(record)
                     logs.event("command", logging.INFO, **record)
                     assert self.service.log is not None
                     self.service.log.append_event("command", **record)
@@ -296,6 +301,19 @@ class Sidecar:
                 logs.event("commands_poll_failed", logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
                 inbox = None
             await asyncio.sleep(self.config.commands.poll_interval)
+
+    def _count(self, record: dict[str, Any]) -> None:
+        """One inbox record (LedgerCommandInbox._handle) into the metrics."""
+        metrics, status = self.service.metrics, record["status"]
+        if status == "dropped":
+            metrics.message_dropped(str(record.get("code")))
+        elif status == "ignored":
+            metrics.message_dropped(UNKNOWN_TYPE)
+        elif record.get("type") in ("CMD", "KEY_EXCHANGE"):
+            command = record.get("command") if record["type"] == "CMD" else "key_exchange"
+            metrics.command(str(command), _COMMAND_OUTCOMES.get(status, "failed"))
+        elif status == "refused":  # a LOG or ALERT from a sender without the level for it
+            metrics.message_dropped(str(record.get("code")))
 
     def _make_inbox(self) -> LedgerCommandInbox:
         service = self.service
