@@ -63,13 +63,25 @@ def encrypt_content(key: bytes, iv: bytes, plaintext: bytes, aad: bytes) -> byte
     return AESGCM(key).encrypt(iv, plaintext, aad)
 
 
-def decrypt_content(key: bytes, iv: bytes, ciphertext: bytes, aad: bytes) -> bytes:
-    """Inverse of encrypt_content; ContentDecryptionFailed when the tag does not verify."""
+def decrypt_content(key: bytes, iv: bytes, ciphertext: bytes, aad: bytes,
+                    into: Callable[[int], bytearray] | None = None) -> bytes | bytearray:
+    """Inverse of encrypt_content; ContentDecryptionFailed when the tag does not verify.
+
+    `into(n)`: a writable buffer of n bytes to decrypt into (AESGCM.decrypt_into), so the plaintext
+    exists only where the caller put it (synapse.hardening: locked pages, wiped after use)."""
     _check_key_iv(key, iv)
     if len(ciphertext) < TAG_SIZE:
         raise ContentDecryptionFailed("ciphertext is shorter than the 16-byte GCM tag")
     try:
-        return AESGCM(key).decrypt(iv, ciphertext, aad)
+        if into is None:
+            return AESGCM(key).decrypt(iv, ciphertext, aad)
+        buffer = into(len(ciphertext) - TAG_SIZE)
+        try:
+            AESGCM(key).decrypt_into(iv, ciphertext, aad, buffer)
+        except InvalidTag:
+            buffer[:] = bytes(len(buffer))  # unauthenticated plaintext may have been written
+            raise
+        return buffer
     except InvalidTag:
         raise ContentDecryptionFailed(
             "the encrypted module does not open: its blob, IV, header or meta was altered") from None
@@ -200,8 +212,9 @@ def encrypt_module(module: bytes, header: Mapping[str, Any], meta: Mapping[str, 
 
 
 def decrypt_module(blob: bytes, iv: bytes, wrapped: Sequence[WrappedKey], aad: bytes,
-                   identity: Identity) -> bytes:
-    """Unwrap the content key with the node's key and open the blob, in memory."""
+                   identity: Identity, into: Callable[[int], bytearray] | None = None) -> bytes | bytearray:
+    """Unwrap the content key with the node's key and open the blob, in memory (`into`: as in
+    decrypt_content)."""
     entries = [w for w in wrapped if w.matches(identity)]
     if not entries:
         raise NotARecipient(f"this node ({identity.did}) is not among the artifact's "
@@ -213,4 +226,4 @@ def decrypt_module(blob: bytes, iv: bytes, wrapped: Sequence[WrappedKey], aad: b
         raise ContentDecryptionFailed(
             "the content key wrapped for this node does not open with its key (wrong key, or the "
             "wrapped key, header or meta was altered)") from None
-    return decrypt_content(content_key, iv, blob, aad)
+    return decrypt_content(content_key, iv, blob, aad, into)

@@ -204,7 +204,7 @@ class VerifiedArtifact:
     version: str
     kid: str
     authority_level: int
-    module: bytes = field(repr=False)
+    module: bytes | bytearray = field(repr=False)  # a bytearray when decrypted into Verifier(plaintext=)
     meta: ModuleMeta
     encrypted: bool
     expires_at: int | None
@@ -379,15 +379,16 @@ def check_rollback(envelope: Envelope, installed: InstalledVersions | None) -> N
                        "refusing to roll back")
 
 
-def check_decryption(envelope: Envelope, node: Identity | None) -> bytes:  # 16 (SIP-009 §6.1: in RAM only)
-    """The module: the blob itself, or the blob decrypted with this node's key."""
+def check_decryption(envelope: Envelope, node: Identity | None,  # 16 (SIP-009 §6.1: in RAM only)
+                     into: Callable[[int], bytearray] | None = None) -> bytes | bytearray:
+    """The module: the blob itself, or the blob decrypted with this node's key (into `into(n)`)."""
     if not envelope.encrypted:
         return envelope.blob
     if node is None:
         raise NoNodeKey("the artifact is encrypted; give this node's key (--key) to decrypt it")
     try:
         return decrypt_module(envelope.blob, envelope.content_iv, envelope.recipients,
-                              envelope.content_aad(), node)
+                              envelope.content_aad(), node, into)
     except NotARecipient as exc:
         raise NotForThisNode(str(exc)) from None
     except ArtifactCryptoError as exc:  # a tag that does not verify, or a wrapped key of the wrong size
@@ -436,11 +437,15 @@ class Verifier:
     the checks after it, as python-tuf's trusted metadata set passes on what it has verified."""
 
     def __init__(self, ledger: Ledger, config: VerifyConfig | None = None,
-                 node_identity: Identity | None = None, now: Callable[[], float] = time.time) -> None:
+                 node_identity: Identity | None = None, now: Callable[[], float] = time.time, *,
+                 plaintext: Callable[[int], bytearray] | None = None) -> None:
+        """`plaintext(n)`: where an encrypted module is decrypted to (synapse passes locked memory,
+        and wipes it once compiled); the module is then that bytearray. Default: new bytes."""
         self.ledger = ledger
         self.config = config or VerifyConfig()
         self.node_identity = node_identity
         self.now = now
+        self.plaintext = plaintext
 
     def verify(self, sop_bytes: bytes, installed: InstalledVersions | None = None, *,
                progress: CheckProgress | None = None) -> VerifiedArtifact:
@@ -472,7 +477,7 @@ class Verifier:
         run(check_not_superseded, envelope, record)
         run(check_not_expired, envelope, now, config)
         run(check_rollback, envelope, installed)
-        module: bytes = run(check_decryption, envelope, self.node_identity)
+        module: bytes | bytearray = run(check_decryption, envelope, self.node_identity, self.plaintext)
         meta: ModuleMeta = run(check_module, envelope, module)
         return VerifiedArtifact(
             envelope=envelope.doc, urn=envelope.urn, policy=envelope.policy, version=envelope.version,

@@ -1,7 +1,8 @@
 """Synapse runs only verified artifacts (SIP-009 §8): `.sop` in, Axon's verdict, then an evaluator.
 
 `load_verified` hands the artifact's bytes to an `axon.verify.Verifier` and builds the evaluator from
-the module bytes Axon returns, in memory: a decrypted module is never written anywhere, and the
+the module bytes Axon returns, in memory (an encrypted one decrypted into locked pages, wiped once
+compiled: synapse/hardening.py): a decrypted module is never written anywhere, and the
 sandbox's wasmtime engine has no compilation cache (wasmtime's cache is off unless a Config asks for
 it, and synapse/sandbox.py never does), so no compiled form of it reaches the disk either.
 
@@ -36,7 +37,7 @@ from axon.ledger import Ledger
 from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyConfig, VerifyError
 from synapse.errors import ModuleUnreadable, SynapseError
 from synapse.evaluate import Evaluator
-from synapse.hardening import harden_process
+from synapse.hardening import harden_process, locked_bytearray, wipe
 from synapse.loader import open_module
 from synapse.sandbox import Limits
 
@@ -79,7 +80,11 @@ def load_verified(source: str | Path | bytes, verifier: Verifier, *,
         verified = verifier.verify(data, installed)
     except VerifyError as exc:
         raise ArtifactRefused(exc) from None
-    return verified, Evaluator.from_wasm(verified.module, limits=limits, clock=clock)
+    try:
+        return verified, Evaluator.from_wasm(verified.module, limits=limits, clock=clock)
+    finally:
+        if isinstance(verified.module, bytearray):  # decrypted into locked memory: compiled, now wiped
+            wipe(verified.module)
 
 
 # -- command line ------------------------------------------------------------------------------------
@@ -168,7 +173,8 @@ def open_verifier(settings: NodeSettings, now: Callable[[], float] = time.time) 
         ledger = Ledger.open(settings.ledger)
     except AxonError as exc:
         raise ArtifactSetupError(f"cannot open ledger {settings.ledger}: {exc}") from None
-    return Verifier(ledger, settings.verify, _node_identity(settings), now), ledger
+    verifier = Verifier(ledger, settings.verify, _node_identity(settings), now, plaintext=locked_bytearray)
+    return verifier, ledger
 
 
 def open_for_cli(args: argparse.Namespace, limits: Limits | None = None) -> Evaluator:

@@ -4,16 +4,17 @@
 (`synapse serve`/`run` and each of their workers, `synapse eval` of a `.sop`):
 
 - RLIMIT_CORE (0, 0): the kernel writes no core file, and the process cannot raise the limit again;
-- PR_SET_DUMPABLE 0 (Linux): no core dump through a pipe handler either (systemd-coredump, apport,
-  which ignore RLIMIT_CORE), and processes of the same user may no longer ptrace the process or read
-  its /proc/PID/mem. execve resets the flag, so a spawned worker hardens itself again.
+- PR_SET_DUMPABLE 0 (Linux): no core dump through a pipe handler either (the kernel calls
+  systemd-coredump or apport whatever RLIMIT_CORE says), and processes of the same user may no
+  longer ptrace the process or read its /proc/PID/mem. execve resets the flag, so a spawned worker
+  hardens itself again.
 
-`LockedBuffer(n)` is a bytearray whose pages are mlock()ed where RLIMIT_MEMLOCK allows (so the
-plaintext is never written to swap) and which `wipe()` zeroes: the module is decrypted into it,
-compiled from it, then wiped. Only that buffer is locked, never the whole process (mlockall):
-wasmtime reserves gigabytes of virtual address space per instance, which mlockall would try to
-pin. What this does not cover (wasmtime's compiled code, copies Python makes, root) is listed in
-docs/artifacts.md.
+`locked_bytearray(n)` is a bytearray whose pages are mlock()ed where RLIMIT_MEMLOCK allows (so the
+plaintext is never written to swap), and `wipe(buffer)` zeroes and unlocks it: Axon decrypts the
+module into one (`Verifier(plaintext=locked_bytearray)`), Synapse compiles from it, then wipes it.
+Only that buffer is locked, never the whole process (mlockall): wasmtime reserves gigabytes of
+virtual address space per instance, which mlockall would try to pin. What this does not cover
+(wasmtime's compiled code, copies made on the way, root) is listed in docs/artifacts.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import ctypes.util
 import resource
 import sys
 from dataclasses import dataclass
-from types import TracebackType
 
 _PR_SET_DUMPABLE = 4
 _PR_GET_DUMPABLE = 3
@@ -78,35 +78,33 @@ def dumpable() -> int | None:
     return int(_LIBC.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
-class LockedBuffer:
-    """A zero-filled bytearray of `size` bytes, mlock()ed if the OS allows (`locked` says whether).
+class LockedPlaintext(bytearray):
+    """A bytearray that is wiped when it is collected, if nobody wiped it before (a module decrypted
+    and then not compiled: an artifact re-verified while its evaluator is kept, or refused late)."""
 
-    Use it as a context manager, or call `wipe()`: the bytes are zeroed, then unlocked. A buffer must
-    not be resized (its address would change), so hand out `data` only to code that writes in place.
-    """
+    def __del__(self) -> None:
+        wipe(self)
 
-    def __init__(self, size: int) -> None:
-        self.data = bytearray(size)
-        # The ctypes view holds an export of the bytearray, so it cannot be resized (moved) while alive.
-        self._view = (ctypes.c_char * size).from_buffer(self.data) if size else None
-        self._address = ctypes.addressof(self._view) if self._view is not None else 0
-        self.locked = bool(size) and _LIBC is not None and _LIBC.mlock(
-            ctypes.c_void_p(self._address), ctypes.c_size_t(size)) == 0
 
-    def __len__(self) -> int:
-        return len(self.data)
+def locked_bytearray(size: int) -> bytearray:
+    """A zero-filled LockedPlaintext whose pages are mlock()ed when RLIMIT_MEMLOCK (or CAP_IPC_LOCK)
+    allows, else the same unlocked. For `Verifier(plaintext=locked_bytearray)`. Do not resize it (that
+    would move it off the locked pages); `wipe` it once used."""
+    buffer = LockedPlaintext(size)
+    if size and _LIBC is not None:
+        _LIBC.mlock(ctypes.c_void_p(_address(buffer)), ctypes.c_size_t(size))
+    return buffer
 
-    def wipe(self) -> None:
-        size = len(self.data)
-        if size:
-            ctypes.memset(self._address, 0, size)
-            if self.locked and _LIBC is not None:
-                _LIBC.munlock(ctypes.c_void_p(self._address), ctypes.c_size_t(size))
-        self.locked = False
 
-    def __enter__(self) -> LockedBuffer:
-        return self
+def wipe(buffer: bytearray) -> None:
+    """Zero `buffer` in place, then unlock its pages."""
+    size = len(buffer)
+    if size:
+        address = _address(buffer)
+        ctypes.memset(address, 0, size)
+        if _LIBC is not None:
+            _LIBC.munlock(ctypes.c_void_p(address), ctypes.c_size_t(size))
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.wipe()
+
+def _address(buffer: bytearray) -> int:
+    return ctypes.addressof((ctypes.c_char * len(buffer)).from_buffer(buffer))

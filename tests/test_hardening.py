@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -12,7 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from synapse.hardening import LockedBuffer, dumpable
+from axon.verify import Verifier
+from synapse.artifacts import load_verified
+from synapse.hardening import dumpable, locked_bytearray, wipe
+from tests.artifact_fixtures import GROUP, NOW, compiled, make_world
 from tests.service_support import Plant, Server, write_config
 
 CHILD = """
@@ -47,35 +51,54 @@ def test_the_test_process_itself_is_left_dumpable():
     assert dumpable() in (1, None)
 
 
-def test_a_locked_buffer_is_written_in_place_and_wiped():
-    with LockedBuffer(4096 * 3 + 5) as buf:
-        buf.data[:6] = b"secret"
-        buf.data[-4:] = b"tail"
-        view = memoryview(buf.data)
-        # mlock succeeds within RLIMIT_MEMLOCK (or with CAP_IPC_LOCK); the test machine allows 12 KiB.
-        assert buf.locked
-        with pytest.raises(BufferError):  # it cannot be resized (moved away from the locked pages)
-            buf.data.extend(b"x")
-    assert not buf.locked and bytes(view) == bytes(len(view))
-    view.release()
+@pytest.fixture
+def world(tmp_path):
+    return make_world(tmp_path)
 
 
-def test_a_buffer_the_os_will_not_lock_is_still_wiped(monkeypatch):
-    import synapse.hardening as hardening
+def _locked_kib() -> int:
+    return int(re.search(r"VmLck:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
 
-    class NoMlock:
-        def mlock(self, *_args):
-            return -1
 
-        def munlock(self, *_args):
-            raise AssertionError("an unlocked buffer is not unlocked")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_a_locked_bytearray_is_locked_until_wiped_or_collected():
+    before = _locked_kib()
+    buffer = locked_bytearray(256 * 1024)
+    # mlock succeeds within RLIMIT_MEMLOCK (or with CAP_IPC_LOCK): the kernel counts the pages.
+    assert _locked_kib() >= before + 256
+    buffer[:6] = b"secret"
+    wipe(buffer)
+    assert _locked_kib() == before and buffer == bytes(256 * 1024)
+    forgotten = locked_bytearray(256 * 1024)
+    forgotten[:6] = b"secret"
+    assert _locked_kib() >= before + 256
+    del forgotten  # never wiped by its user: wiped and unlocked as it is collected
+    assert _locked_kib() == before
 
-    monkeypatch.setattr(hardening, "_LIBC", NoMlock())
-    buf = LockedBuffer(64)
-    buf.data[:] = b"k" * 64
-    assert not buf.locked
-    buf.wipe()
-    assert buf.data == bytes(64)
+
+def test_an_encrypted_module_is_decrypted_into_locked_memory_and_wiped_once_compiled(world):
+    module = compiled("boiler-guard")
+    sop = world.package(module, encrypt_for=[GROUP]).to_bytes()
+    seen: list[bytearray] = []
+
+    def plaintext(size: int) -> bytearray:
+        seen.append(locked_bytearray(size))
+        return seen[-1]
+
+    verified, evaluator = load_verified(sop, Verifier(world.ledger, node_identity=world.node,
+                                                      now=lambda: NOW, plaintext=plaintext))
+    assert len(seen) == 1 and verified.module is seen[0]  # decrypted there, not copied elsewhere first
+    assert verified.module == bytes(len(module))  # wiped once compiled
+    decision = evaluator.evaluate({"pressure_bar": 97.5, "valve_open": False}, {"mode": "AUTO"})
+    assert decision.verdict.name == "HALT"  # the compiled module does not need the plaintext
+
+
+def test_a_plain_module_is_not_touched(world):
+    module = compiled("boiler-guard")
+    verified, _ = load_verified(world.package(module).to_bytes(),
+                                Verifier(world.ledger, node_identity=world.node, now=lambda: NOW,
+                                         plaintext=locked_bytearray))
+    assert isinstance(verified.module, bytes) and verified.module == module
 
 
 def _core_limit(pid: int) -> list[str]:

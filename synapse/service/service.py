@@ -18,6 +18,7 @@ from axon.ledger import LedgerError, ops
 from axon.verify import Verifier, VerifyConfig
 from synapse.decision import Decision
 from synapse.evaluate import Evaluator
+from synapse.hardening import locked_bytearray, wipe
 from synapse.sandbox import Limits
 from synapse.service import logs
 from synapse.service.auth import Authenticator
@@ -189,10 +190,15 @@ class PolicyService:
     # -- wiring --------------------------------------------------------------------------------------
 
     def _verify(self, data: bytes, ledger: Any) -> Any:
-        return Verifier(ledger, self._verify_config, self.identity, self._clock).verify(data)
+        return Verifier(ledger, self._verify_config, self.identity, self._clock,
+                        plaintext=locked_bytearray).verify(data)
 
-    def _make_evaluator(self, module: bytes) -> Evaluator:
-        return Evaluator.from_wasm(module, limits=self._limits, clock=self._clock)
+    def _make_evaluator(self, module: bytes | bytearray) -> Evaluator:
+        try:
+            return Evaluator.from_wasm(module, limits=self._limits, clock=self._clock)
+        finally:
+            if isinstance(module, bytearray):  # a decrypted module: compiled (or refused), now wiped
+                wipe(module)
 
     def _signer_key(self, did: str) -> Any:
         return self.link.ledger().key(did)
