@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from scc import findings
 from scc.ast import Boolean, Call, Expr, InputDecl, InputRef, LetDef, LetRef, Number, Policy, Text
-from scc.errors import Diagnostic
+from scc.errors import Diagnostic, unexpected
 from scc.limits import LIMITS, Limits
 from scc.operators import BOOL, NUMBER, OPERATORS, TEXT, Kind, Operands, Type
 from scc.reader import join_pointer
@@ -48,7 +48,8 @@ def describe(expr: Expr, type_: Type) -> str:
         return f"{'true' if expr.value else 'false'} is a bool"
     if isinstance(expr, Text):
         return f'"{expr.value}" is text'
-    assert isinstance(expr, Call)
+    if not isinstance(expr, Call):
+        raise unexpected(expr, "checker")
     return f"`{expr.op}` gives {_a(str(type_))}"
 
 
@@ -182,14 +183,16 @@ class _Checker:
         return None
 
     def enum_misused(self, expr: Expr) -> None:
-        assert isinstance(expr, InputRef)
+        if not isinstance(expr, InputRef):
+            raise unexpected(expr, "checker")
         example = f'{{"eq": [{{"{expr.group}": "{expr.name}"}}, "{expr.type.values[0]}"]}}'
         self.error("SCC-E021", expr.site,
                    f"`{expr.name}` is an enum input: it can only be compared, with eq, ne or in "
                    f"(for example {example})")
 
     def text_misused(self, expr: Expr) -> None:
-        assert isinstance(expr, Text)
+        if not isinstance(expr, Text):
+            raise unexpected(expr, "checker")
         self.error("SCC-E022", expr.site,
                    f'the text "{expr.value}" is not an expression; text is only allowed as the value an '
                    "enum input is compared with (in eq, ne or in)")
@@ -223,7 +226,8 @@ class _Checker:
             return self.input(expr)
         if isinstance(expr, LetRef):
             return self.reference(expr)
-        assert isinstance(expr, Call)
+        if not isinstance(expr, Call):
+            raise unexpected(expr, "checker")
         operator, inner = OPERATORS[expr.op], depth + 1
         rule = operator.operands
         if rule is Operands.COMPARABLE:
@@ -324,7 +328,8 @@ class _Checker:
                    f"{describe(right, right_type)}")
 
     def enum_value(self, enum_side: Expr, text: Expr) -> None:
-        assert isinstance(enum_side, InputRef)
+        if not isinstance(enum_side, InputRef):
+            raise unexpected(enum_side, "checker")
         values = enum_side.type.values
         value = text.value if isinstance(text, Text) else None
         if value not in values:

@@ -19,7 +19,7 @@ from scc import COMPILER_ID, structure
 from scc.ast import Policy, build
 from scc.checker import check
 from scc.emit import assemble, emit_wat
-from scc.errors import CheckError, Diagnostic, Findings, PolicyError, ReadError, StructureError
+from scc.errors import CheckError, Diagnostic, Findings, InternalError, PolicyError, ReadError, StructureError
 from scc.gas import gas_max
 from scc.ir import Program
 from scc.limits import LIMITS, Limits
@@ -106,7 +106,8 @@ def compile_policy(source: bytes, limits: Limits = LIMITS) -> CompileResult:
     if not checked.valid:
         raise checked.stage(checked.diagnostics, hidden=checked.hidden_errors)
     policy, document = checked.policy, checked.document
-    assert policy is not None and document is not None
+    if policy is None or document is None:
+        raise InternalError("the checker called the policy valid but returned no policy (a bug in scc)")
     program = lower(policy)
     meta = module_meta(policy, program, source_hash(document.value), gas_max(program))
     meta_json = rfc8785.dumps(meta)

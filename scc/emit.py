@@ -21,7 +21,7 @@ import math
 import wasmtime
 
 from axon import abi
-from scc.errors import InternalError
+from scc.errors import InternalError, unexpected
 from scc.gas import block_cost, entry_cost
 from scc.ir import LetCode, Node, Program, RuleCode, ValType, walk
 from scc.operators import OPERATORS, Evaluation, Operator
@@ -133,9 +133,10 @@ class _Function:
             self.membership(node, operator)
         elif evaluation is Evaluation.SHORT_CIRCUIT:
             self.short_circuit(node, operator)
-        else:
-            assert evaluation is Evaluation.BRANCH, evaluation
+        elif evaluation is Evaluation.BRANCH:
             self.branch(node)
+        else:
+            raise unexpected(evaluation, "emit")
 
     def instructions(self, node: Node, operator: Operator) -> None:
         """The operator's own instructions (scc/operators.py), its operands on the stack; the first

@@ -170,3 +170,8 @@ class InternalError(SccError):
     code = "SCC-INTERNAL"
 
 
+def unexpected(value: object, where: str) -> InternalError:
+    """An InternalError for a value of a kind that `where` never receives from the earlier stages."""
+    return InternalError(f"{where} received {type(value).__name__} {value!r:.80} (a bug in scc)")
+
+

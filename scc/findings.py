@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from axon.abi import Fault
 from scc.ast import Boolean, Call, Expr, InputRef, LetDef, LetRef, Number, Policy, Text, children
-from scc.errors import Diagnostic
+from scc.errors import Diagnostic, unexpected
 from scc.operators import OPERATORS, Evaluation, Kind
 
 YES = frozenset({True})
@@ -100,7 +100,8 @@ class _Analysis:
             return Range(low, math.inf if decl.max is None else decl.max)
         if isinstance(expr, LetRef):
             return self.value(expr.definition)
-        assert isinstance(expr, Call)
+        if not isinstance(expr, Call):
+            raise unexpected(expr, "findings")
         operator = OPERATORS[expr.op]
         if operator.evaluation is Evaluation.BRANCH:
             condition, then, otherwise = expr.args
@@ -127,7 +128,8 @@ class _Analysis:
             return MAYBE
         if isinstance(expr, LetRef):
             return self.value(expr.definition)
-        assert isinstance(expr, Call)
+        if not isinstance(expr, Call):
+            raise unexpected(expr, "findings")
         op, args, operator = expr.op, expr.args, OPERATORS[expr.op]
         if op == "not":
             return frozenset(not v for v in self.bool(args[0]))
@@ -162,7 +164,8 @@ class _Analysis:
             return _less(a, b, strict=False)
         if op == "gt":
             return _less(b, a, strict=True)
-        assert op == "ge", op
+        if op != "ge":
+            raise unexpected(op, "findings (a comparison)")
         return _less(b, a, strict=False)
 
     def equal(self, left: Expr, right: Expr) -> frozenset[bool]:

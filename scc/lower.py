@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from axon.abi import GAS_PER_NODE, LOG_LEVELS, RESULT_SIZE
 from scc.ast import Boolean, Call, Expr, InputRef, LetDef, LetRef, Number, Policy, Text, children
+from scc.errors import unexpected
 from scc.findings import used_names
 from scc.ir import InputSlot, LetCode, LogCode, Node, Program, RuleCode, ValType
 from scc.operators import OPERATORS, Kind
@@ -95,7 +96,8 @@ class _Lowering:
         if isinstance(expr, LetRef):
             index = self.lets[expr.name]
             return Node("let", _valtype(expr), value=index, gas=GAS_PER_NODE, pointer=expr.site)
-        assert isinstance(expr, Call)
+        if not isinstance(expr, Call):
+            raise unexpected(expr, "lower")
         enum_values = next((a.type.values for a in expr.args if a.type.kind is Kind.ENUM), ())
         args = tuple(self.expr(arg, enum_values) for arg in expr.args)
         site = None

@@ -40,7 +40,8 @@ from synapse.sandbox import PAGE_BYTES, Limits, PolicyModule, engine, load_modul
 MAX_LOG_BYTES = 1024  # SIP-001 §5: a log message is at most 1,024 bytes of UTF-8
 
 _BLOCK = struct.Struct("<iiiiq")  # verdict, rule, fault, site, gas: the result block at offset 0
-assert _BLOCK.size == abi.RESULT_SIZE and abi.RESULT_GAS == 16
+if _BLOCK.size != abi.RESULT_SIZE or abi.RESULT_GAS != 16:
+    raise ImportError("synapse/evaluate.py reads a result block that axon/abi.py no longer describes")
 _VERDICTS = tuple(Verdict(code) for code in range(4))
 _NO_INPUTS: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
 _NO_MEMORY = memoryview(b"")

@@ -71,7 +71,8 @@ def from_dict(doc: object) -> Message:
     reason = schemas.first_error(SCHEMA, doc, "inner message")
     if reason is not None:
         raise SchemaError(reason)
-    assert isinstance(doc, dict)  # the schema says so
+    if not isinstance(doc, dict):  # the schema says so; checked again for the type and for python -O
+        raise SchemaError("inner message: not a JSON object")
     if _depth(doc["body"]) > MAX_DEPTH:
         raise SchemaError(f"inner message /body: nested deeper than {MAX_DEPTH} levels")
     # jsonschema's "integer" admits 1.0; the message carries the int.

@@ -846,7 +846,8 @@ class _StreamCheck:
     def end(self, whole: bool) -> None:
         """What only the end of the stream shows; the last record present is the one named."""
         first, last, report = self.first, self.last, self.report
-        assert first is not None and last is not None  # every segment has at least one record
+        if first is None or last is None:  # every segment has at least one record; checked all the same
+            raise _Bad(BadRecord(self.report.stream, None, None, "the stream has no record"))
         if whole and self.rotates_to is not None:
             raise _Bad(replace(last, reason=f"segment {self.rotates_to:06d} is missing: this seal closed its "
                                             "segment for it (segments were deleted from the end)"))
@@ -859,8 +860,7 @@ class _StreamCheck:
             raise _Bad(replace(first, reason="the stream has no seal: nothing in it is signed by the node "
                                              "key"))
         if report.after_last_seal:
-            unsealed = self.first_unsealed
-            assert unsealed is not None
+            unsealed = self.first_unsealed or last
             span = f"{report.after_last_seal} record(s) after the last seal (seq {unsealed.seq}..{last.seq})"
             if not self.rules.allow_unsealed_tail:
                 raise _Bad(replace(unsealed, reason=f"{span}: no seal vouches for them (a crash, or records "

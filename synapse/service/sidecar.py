@@ -41,7 +41,8 @@ from synapse.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
 from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
 from synapse.service import logs
 from synapse.service.config import SidecarConfig
-from synapse.service.errors import ServiceError
+from synapse.service.decision_log import DecisionLog
+from synapse.service.errors import DecisionLogError, ServiceError
 from synapse.service.metrics import UNKNOWN_TYPE
 from synapse.service.service import PolicyService
 
@@ -253,7 +254,8 @@ class Sidecar:
 
     def _make_alerter(self) -> Alerter | None:
         cfg = self.config.alerts
-        assert cfg is not None
+        if cfg is None:
+            return None
         try:
             recipients = RecipientBook(cfg.recipients, self.service.link.ledger())
             policy = AlertPolicy(recipients.latest, frozenset(cfg.verdicts),
@@ -268,19 +270,27 @@ class Sidecar:
 
     def _send(self, message: Message, now: float, decision_id: str) -> None:
         # Sealed here, for the recipients of the moment: the book re-resolves them if the ledger changed.
-        assert self._alerter is not None and self._recipients is not None
+        alerter, book = self._alerter, self._recipients
+        if alerter is None or book is None:  # _alert makes both before anything is sent
+            raise ServiceError("an alert was sent before alerts were set up", code="SYNAPSE-SVC-INTERNAL",
+                               status=500)
         try:
             ledger = self.service.link.ledger()
-            alerts = self._alerter.seal(message, self._recipients.current(ledger))
+            alerts = alerter.seal(message, book.current(ledger))
             results = AlertSender(ledger, self.service.identity).send(alerts, now)
         except ServiceError as exc:
-            results = [{"to": r.to, "error": exc.to_dict()} for r in self._recipients.latest]
+            results = [{"to": r.to, "error": exc.to_dict()} for r in book.latest]
         for result in results:
             self.service.metrics.alert_delivery("error" not in result)
             level = logging.WARNING if "error" in result else logging.INFO
             logs.event("alert", level, decision_id=decision_id, **result)
-            assert self.service.log is not None
-            self.service.log.append_event("alert", decision_id=decision_id, **result)
+            self._log().append_event("alert", decision_id=decision_id, **result)
+
+    def _log(self) -> DecisionLog:
+        log = self.service.log
+        if log is None:  # the service opens it at start, before the sidecar runs
+            raise DecisionLogError("the decision log is not open")
+        return log
 
     # -- commands ------------------------------------------------------------------------------------
 
@@ -293,8 +303,7 @@ class Sidecar:
                 for record in await asyncio.to_thread(inbox.poll):
                     self._count(record)
                     logs.event("command", logging.INFO, **record)
-                    assert self.service.log is not None
-                    self.service.log.append_event("command", **record)
+                    self._log().append_event("command", **record)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the ledger is away, or a record could not be logged: keep polling
