@@ -1,7 +1,17 @@
 """The service's view of the ledger: reachable or not, and the facts an artifact's verification used.
 
-`LedgerLink` opens the ledger lazily and again after any failure, so the service survives a ledger
-file that is missing, locked or broken, and reports that state (/readyz) instead of stopping.
+`LedgerLink` opens the ledger lazily and again after any failure, or when the file was replaced, so
+the service survives a ledger file that is missing, locked or broken, and reports that state (/readyz)
+instead of stopping.
+
+A ledger never goes backwards unnoticed. The link remembers, in the node state shared by the workers
+and kept across restarts (node_state.py), the highest head (seq, entry hash) it verified, and on every
+open and every check it requires the ledger to hold that very entry: a ledger cut short (an older
+copy, a truncated file) lacks it, a rewritten one of any length has another hash there. Such a ledger
+is not used (`LedgerRolledBack`: no upload, no load, no signed request, no anchor; the service serves
+only what it verified before, as when the ledger is away) until it holds the entry again. Within one
+open connection the ledger library already refuses entries changed under it (ChainBroken); the
+remembered head covers what one connection cannot see: a restart, a replaced file, another worker.
 
 `RecordingLedger` wraps a live ledger while Axon verifies an artifact and notes every record Axon
 reads (signer key, artifact record, policy name, groups). Those facts are stored beside the artifact; when the
@@ -12,6 +22,7 @@ signature, URN and authority checks still run, against the last known good state
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +33,7 @@ from typing import Any
 from axon.keys import PublicKey
 from axon.ledger import ArtifactRecord, GroupRecord, KeyRecord, Ledger, LedgerError, PolicyRecord
 from synapse.service.errors import ServiceError
+from synapse.service.node_state import Head, NodeState, NodeStateError
 
 
 class LedgerUnreachable(ServiceError):
@@ -29,37 +41,67 @@ class LedgerUnreachable(ServiceError):
     status = 503
 
 
+class LedgerRolledBack(LedgerUnreachable):
+    """The ledger does not hold the head this node verified: it went backwards or was rewritten."""
+
+    code = "SYNAPSE-SVC-LEDGER-ROLLED-BACK"
+
+
+EventFn = Callable[..., None]
+
+
+def rollback_reason(remembered: Head, found: Head | None, head_seq: int) -> str | None:
+    """Why a ledger whose head is `head_seq` and whose entry at the remembered seq is `found` (None: it
+    has no such entry) does not extend the `remembered` head; None when it does."""
+    seq, verified = remembered
+    if found is None:
+        return (f"the ledger ends at entry {head_seq}, but this node verified entry {seq} (hash "
+                f"{verified.hex()[:16]}...): entries {head_seq + 1}..{seq} are missing (a truncated or "
+                "older copy of the ledger)")
+    if found[1] != verified:
+        return (f"entry {seq} of the ledger is not the one this node verified (hash {found[1].hex()[:16]}... "
+                f"instead of {verified.hex()[:16]}...): the ledger was rewritten")
+    return None
+
+
 class LedgerLink:
-    def __init__(self, path: Path | None, clock: Callable[[], float] = time.time) -> None:
+    """`heads`: where the verified head is remembered (None: nowhere, for one-shot use)."""
+
+    def __init__(self, path: Path | None, clock: Callable[[], float] = time.time, *,
+                 heads: NodeState | None = None, events: EventFn | None = None) -> None:
         self.path = path
         self._clock = clock
+        self._heads = heads
+        self._events = events or (lambda *a, **k: None)
         self._lock = threading.RLock()  # the follower thread and request handlers share the connection
         self._ledger: Ledger | None = None
+        self._file: tuple[int, int] | None = None  # (device, inode) of the file the connection reads
+        self._verified: Head | None = None  # the head last checked on this connection
         self.reachable = False
         self.error: str | None = "not checked yet" if path is not None else "no ledger configured"
+        self.rolled_back: str | None = None  # why the ledger is not used, when it does not extend
         self.last_ok: float | None = None
         self.head_seq: int | None = None
 
     def ledger(self) -> Ledger:
-        """The open ledger, or LedgerUnreachable (and the link is marked down)."""
+        """The open ledger, or LedgerUnreachable / LedgerRolledBack (and the link is marked down)."""
         if self.path is None:
             raise LedgerUnreachable("no ledger is configured")
         with self._lock:
-            if self._ledger is not None and not self.path.exists():
-                self._drop("the ledger file disappeared")
-            if self._ledger is None:
-                try:
-                    self._ledger = Ledger.open(self.path)
-                except (LedgerError, OSError) as exc:
-                    self._fail(exc)
-            return self._ledger  # type: ignore[return-value]
+            ledger = self._connection()
+            if self.rolled_back is not None:
+                raise LedgerRolledBack(self.rolled_back)
+            return ledger
 
     def check(self) -> int:
-        """Touch the ledger (its head sequence number); raises LedgerUnreachable."""
+        """Check the ledger still extends the verified head and remember its head; returns its seq.
+        Raises LedgerUnreachable or LedgerRolledBack."""
+        if self.path is None:
+            raise LedgerUnreachable("no ledger is configured")
         with self._lock:
-            ledger = self.ledger()
+            ledger = self._connection()
             try:
-                head = ledger.head_seq
+                head = self._verify_head(ledger)
             except (LedgerError, OSError) as exc:
                 self._fail(exc)
             self.mark_ok(head)
@@ -79,6 +121,70 @@ class LedgerLink:
         with self._lock:
             self._drop(self.error)
 
+    def _connection(self) -> Ledger:
+        """The connection, (re)opened and its head checked when there is none or the file was replaced.
+        A ledger that does not extend the verified head stays open (so that the next check sees it
+        come right) but only `check` uses it."""
+        assert self.path is not None
+        if self._ledger is not None and _file_id(self.path) != self._file:
+            self._drop("the ledger file disappeared or was replaced")
+        if self._ledger is None:
+            file = _file_id(self.path)  # before opening: a file replaced meanwhile is reopened next time
+            try:
+                self._ledger = Ledger.open(self.path)
+                self._file, self._verified = file, None
+                self._verify_head(self._ledger)
+            except LedgerRolledBack:
+                pass
+            except (LedgerError, OSError) as exc:
+                self._fail(exc)
+        return self._ledger  # type: ignore[return-value]
+
+    def _verify_head(self, ledger: Ledger) -> int:
+        """Require `ledger` to hold the remembered head and remember its own (see the module docstring)."""
+        head = (ledger.head_seq, ledger.head_hash)
+        if self._heads is None or head == self._verified:
+            return head[0]
+
+        def extension(remembered: Head | None) -> Head:
+            start = head[0] if remembered is None else remembered[0]
+            entries = ledger.entries(after_seq=start - 1)
+            if remembered is not None:
+                found = (entries[0].seq, entries[0].entry_hash) if entries else None
+                reason = rollback_reason(remembered, found, ledger.head_seq)
+                if reason is not None:
+                    raise LedgerRolledBack(reason)
+            return (entries[-1].seq, entries[-1].entry_hash) if entries else head
+
+        try:
+            self._heads.advance_head(extension)
+        except LedgerRolledBack as exc:
+            self._refuse(ledger, exc.message)
+            raise
+        except NodeStateError as exc:  # without the remembered head the ledger cannot be checked
+            self._drop(exc.message)
+            raise LedgerUnreachable(exc.message) from None
+        self._verified = head
+        if self.rolled_back is not None:
+            self._events("ledger_extends_again", head_seq=head[0], previously=self.rolled_back)
+            self.rolled_back = None
+        return head[0]
+
+    def _refuse(self, ledger: Ledger, reason: str) -> None:
+        """Stop using a ledger that does not extend the verified head: whoever holds the connection
+        (a command inbox, a verification under way) loses it, and a fresh one is kept for `check`."""
+        if self.rolled_back != reason:
+            self._events("ledger_rolled_back", path=str(self.path), reason=reason)
+        self.rolled_back = reason
+        if self._verified is not None:  # the connection was in use: close it under its holders
+            self._drop(reason)
+            with contextlib.suppress(LedgerError, OSError):  # the next check reopens if this fails
+                self._file = _file_id(self.path)  # type: ignore[arg-type]
+                self._ledger = Ledger.open(self.path)  # type: ignore[arg-type]
+        self._verified = None
+        self.reachable = False
+        self.error = reason
+
     def _fail(self, exc: BaseException) -> None:
         self._drop(f"{type(exc).__name__}: {exc}")
         raise LedgerUnreachable(f"the ledger {self.path} cannot be read: {exc}") from None
@@ -88,8 +194,17 @@ class LedgerLink:
             with contextlib.suppress(Exception):  # closing a broken connection may fail too
                 self._ledger.close()
         self._ledger = None
+        self._verified = None
         self.reachable = False
         self.error = reason
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 # --- facts ------------------------------------------------------------------------------------------

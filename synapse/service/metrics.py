@@ -83,6 +83,9 @@ class Metrics:
         self.served = Gauge("synapse_artifacts_served", "Artifacts currently served.", w, registry=r)
         self.ledger_up = Gauge("synapse_ledger_reachable", "1 when the last ledger check succeeded.", w,
                                registry=r)
+        self.ledger_rolled_back = Gauge("synapse_ledger_rolled_back", "1 while the ledger does not hold "
+                                        "the head this node verified (cut short or rewritten): alert on it.",
+                                        w, registry=r)
         self.log_records = Counter("synapse_decision_log_records", "Records appended to the decision log.",
                                    w, registry=r)
         self.messages_dropped = Counter("synapse_sip017_messages_dropped",
@@ -168,9 +171,10 @@ class Metrics:
         self.ledger_head.labels(self.worker).set_function(lambda: -1 if head() is None else head())
         self.ledger_lag.labels(self.worker).set_function(lag)
 
-    def set_state(self, served: int, ledger_reachable: bool) -> None:
+    def set_state(self, served: int, ledger_reachable: bool, ledger_rolled_back: bool) -> None:
         self.served.labels(self.worker).set(served)
         self.ledger_up.labels(self.worker).set(1 if ledger_reachable else 0)
+        self.ledger_rolled_back.labels(self.worker).set(1 if ledger_rolled_back else 0)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -13,8 +13,9 @@ Rules (docs/service.md says the same for operators):
 - Uploading a version above the floor raises the floor and clears any pin.
 - The follower re-verifies every served artifact whenever the ledger's head moves (revocation,
   supersession, signer key revocation all show there) and stops serving those Axon now refuses; it
-  also reloads when another worker changed the store. When the ledger cannot be read, what was
-  verified last keeps being served and the registry reports itself degraded.
+  also reloads when another worker changed the store. When the ledger cannot be read, or does not
+  hold the head this node verified (ledger_link.py), what was verified last keeps being served, the
+  registry reports itself degraded, and nothing new is uploaded or loaded.
 
 Concurrency: the hot path (`resolve`) reads one immutable `View` without locking; changes build a new
 View and swap it in under the registry's lock.
@@ -351,8 +352,11 @@ class Registry:
         return entry
 
     def reactivate(self, urn: str) -> StoredArtifact:
-        """Serve a retired artifact again (SIP-017 CMD load); revoked or superseded ones stay refused."""
+        """Serve a retired artifact again (SIP-017 CMD load); revoked or superseded ones stay refused.
+        Like an upload it needs the live ledger: a retired artifact's revocation is never recorded in
+        the store, so its stored facts cannot tell (raises LedgerUnreachable / LedgerRolledBack)."""
         with self._lock:
+            self.link.ledger()
             with self.store.update() as index:
                 entry = self._entry(index, urn)
                 if entry.state not in ("active", "retired"):

@@ -45,7 +45,7 @@ class PolicyService:
         self._clock = clock
         self.metrics = Metrics(worker)
         self.node_state = NodeState(config.store.path / NODE_STATE_FILE)
-        self.link = LedgerLink(config.ledger.path, clock)
+        self.link = LedgerLink(config.ledger.path, clock, heads=self.node_state, events=self._event)
         self.metrics.watch_ledger(lambda: self.link.head_seq, lambda: self.link.last_ok, clock)
         self.store = ArtifactStore(config.store.path)
         self.registry = Registry(self.store, self.link, self._verify, self._make_evaluator,
@@ -178,7 +178,8 @@ class PolicyService:
             "node": self.identity.did,
             "serving_last_known_good": loaded and last_known_good,
             "ledger": {"configured": link.path is not None, "reachable": link.reachable,
-                       "error": link.error, "last_ok": link.last_ok, "head_seq": link.head_seq},
+                       "error": link.error, "last_ok": link.last_ok, "head_seq": link.head_seq,
+                       "rolled_back": link.rolled_back},
             "artifacts_served": len(view.servable),
             "policies": {name: s.summary() for name, s in sorted(view.active.items())},
             "policies_not_served": dict(sorted(view.unserved.items())),
@@ -209,10 +210,11 @@ class PolicyService:
         elif name in _REJECTION_EVENTS:
             self.metrics.rejected(name.removeprefix("artifact_"))
         warn = name in _REJECTION_EVENTS or name == "artifact_unverifiable"
-        level = logging.WARNING if warn else logging.INFO
+        level = logging.ERROR if name == "ledger_rolled_back" else logging.WARNING if warn else logging.INFO
         logs.event(name, level, worker=self.worker, **fields)
         if self.log is not None:
             self.log.append_event(name, **fields)
 
     def _update_gauges(self) -> None:
-        self.metrics.set_state(len(self.registry.view.servable), self.link.reachable)
+        self.metrics.set_state(len(self.registry.view.servable), self.link.reachable,
+                               self.link.rolled_back is not None)
