@@ -88,7 +88,7 @@ class LedgerLink:
         if self.path is None:
             raise LedgerUnreachable("no ledger is configured")
         with self._lock:
-            ledger = self._connection()
+            ledger = self._connection(self.path)
             if self.rolled_back is not None:
                 raise LedgerRolledBack(self.rolled_back)
             return ledger
@@ -99,7 +99,7 @@ class LedgerLink:
         if self.path is None:
             raise LedgerUnreachable("no ledger is configured")
         with self._lock:
-            ledger = self._connection()
+            ledger = self._connection(self.path)
             try:
                 head = self._verify_head(ledger)
             except (LedgerError, OSError) as exc:
@@ -121,17 +121,16 @@ class LedgerLink:
         with self._lock:
             self._drop(self.error)
 
-    def _connection(self) -> Ledger:
+    def _connection(self, path: Path) -> Ledger:
         """The connection, (re)opened and its head checked when there is none or the file was replaced.
         A ledger that does not extend the verified head stays open (so that the next check sees it
         come right) but only `check` uses it."""
-        assert self.path is not None
-        if self._ledger is not None and _file_id(self.path) != self._file:
+        if self._ledger is not None and _file_id(path) != self._file:
             self._drop("the ledger file disappeared or was replaced")
         if self._ledger is None:
-            file = _file_id(self.path)  # before opening: a file replaced meanwhile is reopened next time
+            file = _file_id(path)  # before opening: a file replaced meanwhile is reopened next time
             try:
-                self._ledger = Ledger.open(self.path)
+                self._ledger = Ledger.open(path)
                 self._file, self._verified = file, None
                 self._verify_head(self._ledger)
             except LedgerRolledBack:
@@ -176,11 +175,11 @@ class LedgerLink:
         if self.rolled_back != reason:
             self._events("ledger_rolled_back", path=str(self.path), reason=reason)
         self.rolled_back = reason
-        if self._verified is not None:  # the connection was in use: close it under its holders
+        if self._verified is not None and self.path is not None:  # in use: close it under its holders
             self._drop(reason)
             with contextlib.suppress(LedgerError, OSError):  # the next check reopens if this fails
-                self._file = _file_id(self.path)  # type: ignore[arg-type]
-                self._ledger = Ledger.open(self.path)  # type: ignore[arg-type]
+                self._file = _file_id(self.path)
+                self._ledger = Ledger.open(self.path)
         self._verified = None
         self.reachable = False
         self.error = reason
