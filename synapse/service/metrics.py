@@ -116,6 +116,7 @@ class Metrics:
         for outcome in DELIVERY_OUTCOMES:
             self.alert_deliveries.labels(self.worker, outcome)
         self._decision_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
+        self._request_children: dict[tuple[str, int], Counter] = {}
         self._latency = self.latency.labels(self.worker)
         self._log_records = self.log_records.labels(self.worker)
 
@@ -133,7 +134,11 @@ class Metrics:
         self._log_records.inc()
 
     def request(self, route: str, status: int) -> None:
-        self.requests.labels(self.worker, route, str(status)).inc()
+        child = self._request_children.get((route, status))
+        if child is None:  # labels() costs more than the increment; routes and statuses are few
+            child = self._request_children[(route, status)] = self.requests.labels(self.worker, route,
+                                                                                    str(status))
+        child.inc()
 
     def loaded(self, policy: str) -> None:
         self.artifact_loads.labels(self.worker, policy).inc()

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from axon.constraint_node import ConstraintNode, TransactionMessage, attestation
 from axon.keys import Identity
 from axon.ledger import LedgerError, ops
 from axon.verify import Verifier, VerifyConfig
@@ -21,7 +22,7 @@ from synapse.evaluate import Evaluator
 from synapse.hardening import locked_bytearray, wipe
 from synapse.sandbox import Limits
 from synapse.service import logs
-from synapse.service.auth import Authenticator
+from synapse.service.auth import Authenticator, Principal
 from synapse.service.config import ServiceConfig
 from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key
 from synapse.service.errors import DecisionLogError, ServiceError
@@ -166,7 +167,71 @@ class PolicyService:
         return {"decision_id": decision_id, "policy": served.policy, "urn": served.urn,
                 "version": served.version, **decision}
 
+    # -- administration ------------------------------------------------------------------------------
+
+    def authorize(self, headers: Mapping[str, str], method: str, target: str, body: bytes,
+                  scope: str) -> Principal:
+        """Who sent the request, if allowed `scope` (AuthRequired or Forbidden otherwise)."""
+        principal = self.auth.authenticate(headers, method, target, body)
+        self.auth.require(principal, scope)
+        return principal
+
+    def admit(self, client: str) -> None:
+        """One request from `client` against the rate limit (RateLimited when it is over)."""
+        self.limiter.check(client)
+
+    def artifacts(self) -> list[dict[str, Any]]:
+        """Every stored artifact, by URN, with its state."""
+        index = self.store.index()
+        return [self.registry.describe(entry) for _, entry in sorted(index.artifacts.items())]
+
+    def artifact(self, urn: str) -> dict[str, Any]:
+        return self.registry.describe(self.registry.entry(urn))
+
+    def retire(self, urn: str, *, by: str) -> dict[str, Any]:
+        """Stop serving an artifact (it stays stored, marked retired); `by` is recorded in the log."""
+        entry = self.registry.retire(urn)
+        logs.event("admin_retire", urn=urn, by=by)
+        return self.registry.describe(entry)
+
+    def policies(self) -> list[dict[str, Any]]:
+        return self.registry.policies()
+
+    def rollback(self, policy: str, urn: str, *, by: str) -> dict[str, Any]:
+        """Serve an older artifact of `policy` (a pin); what is served now."""
+        served = self.registry.rollback(policy, urn)
+        logs.event("admin_rollback", policy=policy, urn=urn, by=by)
+        return served.summary()
+
+    def unpin(self, policy: str, *, by: str) -> None:
+        self.registry.unpin(policy)
+        logs.event("admin_unpin", policy=policy, by=by)
+
+    # -- the constraint-node protocol ------------------------------------------------------------------
+
+    def attest_log_head(self) -> bytes:
+        """What this node attests when provisioned: its latest decision-log head (canonical JSON)."""
+        log = self.log
+        seq, head = log.head if log is not None else (0, "")
+        return attestation({"type": "sopcos-decision-log-head", "node": self.identity.did,
+                            "stream": None if log is None else log.stream, "seq": seq, "head": head})
+
+    def provisioner(self) -> Callable[[bytes], TransactionMessage]:
+        """Answers a Provisioning-Message with a transaction signed by the node key over `attest_log_head`,
+        for the ledger's chain. Raises ServiceError when the ledger (for its chain id) cannot be read:
+        without it the node would sign transactions replayable on any chain."""
+        chain_id = self.link.ledger().chain_id
+        node = ConstraintNode(self.identity.key)
+        return lambda body: node.respond(body, self.attest_log_head, chain_id)
+
     # -- reporting -----------------------------------------------------------------------------------
+
+    def count_request(self, route: str, status: int) -> None:
+        self.metrics.request(route, status)
+
+    def render_metrics(self) -> tuple[bytes, str]:
+        """The Prometheus exposition and its content type."""
+        return self.metrics.render(), self.metrics.content_type
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         view, link = self.registry.view, self.link
