@@ -68,6 +68,12 @@ class NodeDataError(ConstraintNodeError):
     code = "AXON-CN-DATA"
 
 
+class MediaTypeRefused(ConstraintNodeError):
+    """The request does not declare its body JSON (CoAP Content-Format 50): the node does not guess."""
+
+    code = "AXON-CN-MEDIA-TYPE"
+
+
 # --- strict JSON ------------------------------------------------------------------------------------------
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from typing import Any
 import rfc8785
 from jsonschema import Draft202012Validator
 
-from axon import artifact_crypto
+from axon import artifact_crypto, strictjson
 from axon.abi import read_meta
 from axon.artifact_crypto import WrappedKey
 from axon.errors import AxonError
@@ -68,7 +67,7 @@ class EnvelopeFormatError(AxonError):
 
 @cache
 def schema() -> dict[str, Any]:
-    return json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+    return strictjson.loads(SCHEMA_PATH.read_bytes())
 
 
 @cache

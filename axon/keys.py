@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 from eth_hash.auto import keccak
 
+from axon import strictjson
 from axon.errors import AxonError
 
 KEY_FILE_TYPE = "sopcos-secp256k1-key"
@@ -226,8 +227,8 @@ def parse_key_document(text: str, passphrase: str | None) -> Identity:
         key = SigningKey.from_hex(text)
         return Identity(key, did_for(key.public_key))
     try:
-        doc = json.loads(text)
-    except ValueError as exc:
+        doc = strictjson.loads(text)
+    except strictjson.JsonError as exc:
         raise KeyFileError("key is neither a key file (JSON) nor a 64-hex-digit secret") from exc
     if not isinstance(doc, dict) or doc.get("type") != KEY_FILE_TYPE or not isinstance(doc.get("did"), str):
         raise KeyFileError(f"not a Sopcos key file (expected type {KEY_FILE_TYPE!r} and a did)")

@@ -5,6 +5,13 @@ overflow to infinity, integer literals too long to read, trailing garbage, and n
 limit; on request (`allow_floats=False`) any number that is not an integer literal. The depth is
 measured *before* parsing: CPython's parser recurses per level, and with a raised recursion limit a few
 kilobytes of brackets exhaust the C stack and kill the process instead of raising.
+
+Every JSON document the project reads goes through `loads` (ruff's TID251 bans `json.loads`,
+`orjson.loads` and their kin everywhere else; pyproject.toml). The usual document takes a fast path:
+orjson reads it, and the result is kept only when it cannot differ from the strict reading (no more
+colons than keys, so no key repeated; no more brackets than the depth limit; no float that may have
+been a long integer literal). Anything else, including whatever orjson refuses, is read again by the
+standard library's parser with the strict hooks, which decides and says where.
 """
 
 from __future__ import annotations
@@ -12,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 from typing import Any
+
+import orjson
 
 from axon.errors import AxonError
 
@@ -77,9 +86,14 @@ def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, allow_floats
     `allow_floats=False` also refuses numbers with a fraction or an exponent (`12.0`, `1e3`), for
     formats whose numbers are all integers (a float there is an error, or an attempt at ambiguity).
     """
-    if isinstance(data, bytes | bytearray | memoryview):
+    if isinstance(data, memoryview | bytearray):
+        data = bytes(data)
+    doc = _fast(data, max_depth, allow_floats)
+    if doc is not _UNDECIDED:
+        return doc
+    if isinstance(data, bytes):
         try:
-            text = bytes(data).decode("utf-8")
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise JsonError(f"not UTF-8 (byte {exc.start})") from None
     else:
@@ -97,15 +111,37 @@ def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, allow_floats
         raise JsonError("a number is too long to read") from None
 
 
-def refuse_repeated_keys(raw: bytes, keys: int) -> None:
-    """Raise JsonError when `raw`, already read by a lenient parser that kept `keys` keys (one of each
-    repeated key), repeats a key or breaks another strict rule.
+_UNDECIDED = object()
+_CONTAINERS = (dict, list)
+_LONG_INTEGER = 2.0**63  # orjson reads an integer literal beyond 64 bits as a float; the strict parser as int
 
-    Every key in JSON text is followed by a colon, so when `raw` holds no more colons than `keys`, no
-    key can repeat and nothing is read again: the check costs one byte count on the usual path.
+
+def _fast(data: bytes | str, max_depth: int, allow_floats: bool) -> Any:
+    """orjson's reading of `data` when it cannot differ from the strict one, else _UNDECIDED.
+
+    Every key in JSON text is followed by a colon, so when the text holds no more colons than the
+    document kept keys, no key repeated (orjson keeps the last of two): the check costs a byte count and
+    one walk over the parsed values. Nor can it nest deeper than it has brackets.
     """
-    if raw.count(b":") > keys:
-        loads(raw)
+    colon, brackets = (b":", (b"[", b"{")) if type(data) is bytes else (":", ("[", "{"))
+    if data.count(brackets[0]) + data.count(brackets[1]) > max_depth:
+        return _UNDECIDED
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _UNDECIDED
+    keys, pending = 0, [doc]
+    while pending:
+        value = pending.pop()
+        kind = type(value)
+        if kind is dict:
+            keys += len(value)
+            pending.extend(value.values())
+        elif kind is list:
+            pending.extend(value)
+        elif kind is float and (not allow_floats or not -_LONG_INTEGER < value < _LONG_INTEGER):
+            return _UNDECIDED
+    return doc if data.count(colon) <= keys else _UNDECIDED
 
 
 class _Refused(ValueError):

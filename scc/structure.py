@@ -17,6 +17,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, ValidationError
 
+from axon import strictjson
 from scc.errors import Diagnostic
 from scc.operators import OPERATORS, Evaluation, Operator
 from scc.reader import join_pointer
@@ -37,7 +38,7 @@ _TYPE_NAMES = {
 @functools.cache
 def load_schema() -> dict[str, Any]:
     """The SIP-001 schema shipped with scc."""
-    return json.loads(resources.files("scc").joinpath("schema", SCHEMA_RESOURCE).read_bytes())
+    return strictjson.loads(resources.files("scc").joinpath("schema", SCHEMA_RESOURCE).read_bytes())
 
 
 @functools.cache

@@ -34,6 +34,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
+from axon import strictjson
 from scc.compiler import compile_policy
 from scc.errors import PolicyError, SccError
 
@@ -138,7 +139,7 @@ def discover(paths: Sequence[str | os.PathLike[str]]) -> list[Path]:
 
 @functools.cache
 def _validator() -> Draft202012Validator:
-    schema = json.loads(resources.files("scc").joinpath("schema", SCHEMA_RESOURCE).read_bytes())
+    schema = strictjson.loads(resources.files("scc").joinpath("schema", SCHEMA_RESOURCE).read_bytes())
     return Draft202012Validator(schema)
 
 
@@ -149,10 +150,10 @@ def _pointer(path: Iterable[str | int]) -> str:
 def load_test_file(path: Path) -> PolicyTestFile:
     """Read one test file and check it against scc/schema/policy-test.schema.json."""
     try:
-        document = json.loads(path.read_bytes())
+        document = strictjson.loads(path.read_bytes())
     except OSError as exc:
         raise TestFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except strictjson.JsonError as exc:
         raise TestFileError(f"{path}: not valid JSON: {exc}") from None
     errors = sorted(_validator().iter_errors(document), key=lambda e: list(e.absolute_path))
     if errors:
@@ -219,8 +220,8 @@ def run_cases(wasm: bytes, cases: Sequence[dict[str, Any]], *, python: str = sys
     decisions = []
     for number, line in enumerate(answers, start=1):
         try:
-            decision = json.loads(line)
-        except json.JSONDecodeError:
+            decision = strictjson.loads(line)
+        except strictjson.JsonError:
             raise RuntimeUnavailable(f"the runtime's answer {number} is not JSON: {line[:200]!r}") from None
         if not isinstance(decision, dict) or "verdict" not in decision:
             raise RuntimeUnavailable(f"the runtime's answer {number} is not a decision: {line[:200]!r}")

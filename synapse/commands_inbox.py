@@ -18,7 +18,6 @@ replies on the ledger, and returns the records for the decision log
 
 from __future__ import annotations
 
-import json
 import logging
 import secrets
 import time
@@ -29,6 +28,7 @@ from typing import Any, Protocol
 
 import jsonschema
 
+from axon import strictjson
 from axon.keys import Identity
 from axon.ledger import LedgerError, ops
 from axon.messaging import authority, schemas
@@ -46,7 +46,7 @@ DEFAULT_MAX_CONTEXT_TTL_S = 24 * 3600
 
 
 def _load_validators() -> dict[str, jsonschema.protocols.Validator]:
-    doc = json.loads(resources.files("synapse").joinpath("commands.schema.json").read_text("utf-8"))
+    doc = strictjson.loads(resources.files("synapse").joinpath("commands.schema.json").read_bytes())
     return {name: jsonschema.Draft202012Validator(schema) for name, schema in doc["$defs"].items()}
 
 

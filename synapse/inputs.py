@@ -17,10 +17,12 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
+from axon import strictjson
 from axon.abi import ModuleMeta
-from synapse.errors import InputFault, MetaRefused
+from synapse.errors import InputFault, MetaRefused, SynapseError
 
 NOW = "now"
 MAX_ENUM_VALUES = 256
@@ -231,3 +233,93 @@ def _is_finite_number(value: Any) -> bool:
         return math.isfinite(float(value))
     except OverflowError:
         return False
+
+
+# -- readings: the one way telemetry and context enter (synapse eval, the sidecar feed, the REST API) --
+
+MAX_READING_INPUTS = 1024
+MAX_INPUT_NAME = 128
+MAX_TEXT = 1024
+MAX_POLICY_NAME = 300
+_READING_MEMBERS = frozenset(("telemetry", "context", "policy"))
+_SCALARS = (bool, int, float, str)
+
+
+class ReadingInvalid(SynapseError):
+    """A reading breaks the rules of `Reading` (docs/service.md, "Readings"). `pointer` is the JSON
+    Pointer of the offending member ('' for the whole document); `not_json` when it is not strict JSON."""
+
+    code = "SYNAPSE-READING"
+
+    def __init__(self, pointer: str, why: str, *, not_json: bool = False) -> None:
+        super().__init__(f"{pointer}: {why}" if pointer else why)
+        self.pointer, self.why, self.not_json = pointer, why, not_json
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One reading: {"telemetry": {...}, "context": {...}, "policy": NAME}, context and policy optional.
+
+    Values are true/false, numbers (an integer, or a finite double) or strings of at most 1,024
+    characters; names are 1 to 128 characters; at most 1,024 of each. Nothing else is a member.
+    """
+
+    telemetry: dict[str, Any]
+    context: dict[str, Any]
+    policy: str | None = None
+
+    @classmethod
+    def parse(cls, raw: bytes | str, *, pointer: str = "", need_policy: bool = False) -> Reading:
+        """Read one reading from strict JSON text (axon.strictjson), or raise ReadingInvalid."""
+        return cls.from_json(read_document(raw), pointer=pointer, need_policy=need_policy)
+
+    @classmethod
+    def from_json(cls, doc: Any, *, pointer: str = "", need_policy: bool = False) -> Reading:
+        """A reading from a document strictjson already read (a batch item), or ReadingInvalid."""
+        if type(doc) is not dict:
+            raise ReadingInvalid(pointer, f"must be a JSON object, got {_json_type(doc)}")
+        extra = doc.keys() - _READING_MEMBERS
+        if extra:
+            name = sorted(extra)[0]
+            raise ReadingInvalid(_child(pointer, name), "is not a member of a reading (telemetry, context, "
+                                                        "policy)")
+        policy = doc.get("policy")
+        if "policy" in doc:
+            if type(policy) is not str or not 1 <= len(policy) <= MAX_POLICY_NAME:
+                raise ReadingInvalid(_child(pointer, "policy"),
+                                     f"must be a string of 1 to {MAX_POLICY_NAME} characters")
+        elif need_policy:
+            raise ReadingInvalid(_child(pointer, "policy"), "is required: a policy name or artifact URN")
+        if "telemetry" not in doc:
+            raise ReadingInvalid(_child(pointer, "telemetry"), "is required (an object of input values)")
+        telemetry = _values(doc["telemetry"], _child(pointer, "telemetry"))
+        context = _values(doc["context"], _child(pointer, "context")) if "context" in doc else {}
+        return cls(telemetry, context, policy)
+
+
+def read_document(raw: bytes | str) -> Any:
+    """A document holding readings (one, or a batch), read by axon.strictjson, or ReadingInvalid."""
+    try:
+        return strictjson.loads(raw)
+    except strictjson.JsonError as exc:
+        raise ReadingInvalid("", f"not strict JSON: {exc}", not_json=True) from None
+
+
+def _values(values: Any, pointer: str) -> dict[str, Any]:
+    if type(values) is not dict:
+        raise ReadingInvalid(pointer, f"must be a JSON object, got {_json_type(values)}")
+    if len(values) > MAX_READING_INPUTS:
+        raise ReadingInvalid(pointer, f"has {len(values)} members; at most {MAX_READING_INPUTS}")
+    for name, value in values.items():
+        kind = type(value)
+        if kind not in _SCALARS or (kind is str and len(value) > MAX_TEXT) or (
+                kind is float and not -_FINITE_MAX <= value <= _FINITE_MAX):
+            raise ReadingInvalid(_child(pointer, name), f"must be true, false, a finite number, or a string "
+                                                        f"of at most {MAX_TEXT} characters")
+        if not 1 <= len(name) <= MAX_INPUT_NAME:
+            raise ReadingInvalid(_child(pointer, name), f"a name has 1 to {MAX_INPUT_NAME} characters")
+    return values
+
+
+def _child(pointer: str, key: str) -> str:
+    return pointer + "/" + key.replace("~", "~0").replace("/", "~1")

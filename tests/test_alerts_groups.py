@@ -152,7 +152,7 @@ def test_sidecar_alerts_the_group_members_of_the_moment(tmp_path):
     server = Server(plant.dir, cfg, command="run", stdin=subprocess.PIPE).wait_ready()
 
     def feed(telemetry: dict) -> None:
-        server.proc.stdin.write(json.dumps(telemetry).encode() + b"\n")
+        server.proc.stdin.write(json.dumps({"telemetry": telemetry}).encode() + b"\n")
         server.proc.stdin.flush()
 
     def alerts(who) -> list:

@@ -13,6 +13,7 @@ import socket
 import aiocoap
 import pytest
 import rlp
+from aiocoap.numbers import ContentFormat
 from eth_account import Account
 from eth_utils import to_checksum_address
 from fastapi import FastAPI
@@ -353,12 +354,23 @@ def test_coap_round_trip_over_a_real_socket() -> None:
 
             client = await aiocoap.Context.create_client_context()
             try:
-                bad = await client.request(aiocoap.Message(code=aiocoap.POST, uri=uri,
-                                                           payload=b'{"type": 1, "nonce": -1}')).response
+                bad = await client.request(aiocoap.Message(
+                    code=aiocoap.POST, uri=uri, payload=b'{"type": 1, "nonce": -1}',
+                    content_format=ContentFormat.JSON)).response
+                # issue 10: a body declared as text, or not declared at all, is refused, however good it is
+                good = json.dumps(DRAFT_PROVISIONING).encode()
+                undeclared = [await client.request(aiocoap.Message(code=aiocoap.POST, uri=uri, payload=good,
+                                                                   **fmt)).response
+                              for fmt in ({"content_format": ContentFormat.TEXT}, {})]
             finally:
                 await client.shutdown()
             assert bad.code == aiocoap.BAD_REQUEST
             assert json.loads(bad.payload)["error"]["code"] == "AXON-CN-MALFORMED"
+            assert [(r.code, json.loads(r.payload)) for r in undeclared] == [
+                (aiocoap.UNSUPPORTED_CONTENT_FORMAT, {"type": 0, "error": {
+                    "code": "AXON-CN-MEDIA-TYPE",
+                    "message": f"{shown} is not JSON; send application/json (Content-Format 50)"}})
+                for shown in ("Content-Format 0", "no Content-Format")]
             with pytest.raises(NodeReportedError, match="could not read its data"):  # readings exhausted
                 await coap_node.provision(uri, msg)
         finally:

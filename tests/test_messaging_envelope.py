@@ -220,3 +220,17 @@ def test_fast_path_agrees_with_jsonschema():
                 {**good, "p": "sip-017 "}, {**good, "ephem_pub": good["ephem_pub"] + "\n"}]
     for doc in variants:
         assert E.fast_path_accepts(doc) == (schemas.first_error(E.SCHEMA, doc, "envelope") is None)
+
+
+def test_an_envelope_with_two_ivs_is_refused_before_decryption():
+    # issue 10: with "last member wins" the first iv was invisible to every check and the envelope opened;
+    # a reader must never choose between two values of one member.
+    text = E.seal(RECIPIENT.public_key, _msg()).to_json()
+    iv = json.loads(text)["iv"]
+    doubled = text.replace(f'"iv":"{iv}"', f'"iv":"{"00" * 12}","iv":"{iv}"')
+    assert doubled != text
+    with pytest.raises(MalformedEnvelope, match="envelope: not strict JSON: key 'iv' appears twice"):
+        E.open(RECIPIENT, doubled)
+    with pytest.raises(MalformedEnvelope, match="appears twice"):
+        E.open(RECIPIENT, doubled.encode())
+    assert E.open(RECIPIENT, text) == _msg()

@@ -111,7 +111,7 @@ def test_wrapper_for_another_recipient_is_dropped(p):
 
 
 @pytest.mark.parametrize("doc", [
-    "not json", "[]", {"p": "sip-017-signed"},
+    "not json", "[]", {"p": "sip-017-signed"}, '{"p": "sip-017-signed", "p": "sip-017-signed"}',
     {"p": "sip-017", "from": "x", "to": "y", "envelope": {}, "sig": ""},
 ])
 def test_malformed_wrappers_are_refused_precisely(p, doc):

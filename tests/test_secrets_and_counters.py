@@ -86,7 +86,7 @@ def test_the_sidecar_counts_what_it_drops_and_keeps_a_context_value_secret(tmp_p
         before = metrics()
         assert value(before, "synapse_commands_total", command="set_context", outcome="executed") == 0
         feed = server.proc.stdin
-        feed.write(json.dumps(NORMAL).encode() + b"\n")
+        feed.write(json.dumps({"telemetry": NORMAL}).encode() + b"\n")
         feed.flush()
         # An administrator sets a confidential context value; an operator may not unload (refused).
         post(plant, plant.admin, command(plant, {"command": "set_context", "name": "shift_code",

@@ -77,10 +77,10 @@ def test_replay_from_stdin_survives_malformed_lines(module_file):
     assert result.returncode == 0, result.stderr
     decisions = lines(result.stdout)
     assert [d["verdict"] for d in decisions] == ["ALLOW", "DENY", "DENY", "DENY", "DENY", "HALT", "DENY"]
-    assert decisions[1]["reason"].startswith("line 2: not valid JSON")
-    assert decisions[2]["reason"].startswith("line 3: expected an object")
-    assert decisions[3]["reason"].startswith("line 4: expected an object")
-    assert decisions[4]["reason"].startswith("line 5: not valid JSON")
+    assert decisions[1]["reason"].startswith("line 2: not strict JSON")
+    assert decisions[2]["reason"] == "line 3: must be a JSON object, got an array"
+    assert decisions[3]["reason"].startswith("line 4: /extra: is not a member of a reading")
+    assert decisions[4]["reason"].startswith("line 5: not strict JSON")
     assert decisions[5]["reason"] is None
     # a reading sent twice is ambiguous (was it 99 or 50 bar?): DENY, not "the last one wins"
     assert decisions[6]["reason"].startswith("line 7: not strict JSON: key 'pressure_bar' appears twice")
@@ -106,9 +106,13 @@ def test_a_refused_module_is_exit_2_naming_the_import(tmp_path):
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--telemetry", "{oops"], b"--telemetry is not valid JSON"),
-    (["--telemetry", "[1]"], b"--telemetry must be a JSON object"),
-    (["--telemetry", "{}", "--context", "nope"], b"--context is not valid JSON"),
+    (["--telemetry", "{oops"], b"--telemetry is not strict JSON"),
+    (["--telemetry", "[1]"], b"/telemetry: must be a JSON object, got an array [SYNAPSE-READING]"),
+    (["--telemetry", "{}", "--context", "nope"], b"--context is not strict JSON"),
+    # issue 10: the same reading twice on the command line is refused as on an --input line
+    (["--telemetry", '{"pressure_bar": 99, "pressure_bar": 50}'], b"key 'pressure_bar' appears twice"),
+    (["--telemetry", "{}", "--context", '{"mode": "AUTO", "mode": "MAINTENANCE"}'],
+     b"key 'mode' appears twice"),
     (["--input", "-", "--context", "{}"], b"--context goes with --telemetry"),
     (["--input", "/nonexistent/readings.jsonl"], b"cannot read /nonexistent/readings.jsonl: No such file"),
     (["--telemetry", "{}", "--fuel", "-1"], b"fuel must be a whole number"),
@@ -140,6 +144,6 @@ def test_replay_writes_one_line_per_input_line():
     assert replay(evaluator, iter([*records, b"junk\n"]), out) == len(records) + 1
     decisions = lines(out.getvalue())
     assert len(decisions) == len(records) + 1
-    assert decisions[-1]["reason"].startswith(f"line {len(records) + 1}: not valid JSON")
+    assert decisions[-1]["reason"].startswith(f"line {len(records) + 1}: not strict JSON")
     assert [d["verdict"] for d in decisions[:-1]] == [
         evaluator.evaluate(orjson.loads(r)["telemetry"], {"mode": "AUTO"}).name for r in records]

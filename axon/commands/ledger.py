@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from axon import strictjson
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, help_for, read_text
 from axon.commands.loaders import LEDGER_ENV, ledger_path, load_key, open_ledger_to_check
 from axon.errors import AxonError
@@ -215,8 +216,8 @@ def _register_artifact(args: argparse.Namespace) -> int:
 
 def _sop_fields(path: Path) -> dict[str, Any]:
     try:
-        envelope = json.loads(read_text(path))
-    except ValueError as exc:
+        envelope = strictjson.loads(read_text(path))
+    except strictjson.JsonError as exc:
         raise UsageError(f"{path} is not a JSON .sop envelope") from exc
     meta = envelope.get("meta") if isinstance(envelope, dict) else None
     if not isinstance(meta, dict):

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from axon import strictjson
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, help_for, read_bytes, read_text, write_atomic
 from axon.commands.loaders import LEDGER_ENV, load_key, open_ledger
 from axon.keys import KEY_ENV, InvalidKey, PublicKey
@@ -89,8 +90,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _message(args: argparse.Namespace) -> Message:
     try:
-        body = json.loads(args.body)
-    except ValueError as exc:
+        body = strictjson.loads(args.body)
+    except strictjson.JsonError as exc:
         raise UsageError(f"--body is not JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise UsageError("--body must be a JSON object, e.g. '{\"command\": \"ping\"}'")
@@ -193,10 +194,10 @@ def _read_state(path: Path) -> dict[str, Any]:
         return {"after_seq": 0, "nonces": {}, "forgotten_until": -1}
     text = read_text(path, what="inbox state")
     try:
-        state = json.loads(text)
+        state = strictjson.loads(text)
         return {"after_seq": int(state["after_seq"]),
                 "nonces": {str(k): int(v) for k, v in dict(state["nonces"]).items()},
                 "forgotten_until": int(state["forgotten_until"])}
-    except (ValueError, KeyError, TypeError) as exc:
+    except (strictjson.JsonError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"inbox state {path} is unreadable ({exc}); move it away to re-read "
                          "everything") from exc

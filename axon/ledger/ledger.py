@@ -7,13 +7,13 @@ take SQLite's write lock, catch up with entries other processes appended, then a
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axon import strictjson
 from axon.keys import Identity
 from axon.ledger import ops
 from axon.ledger.errors import ChainBroken, LedgerError
@@ -244,7 +244,8 @@ class Ledger:
     def _entry(self, row: StoredRow) -> Entry:
         # Rows up to the head were replayed, so their stored op equals the transaction's data.
         return Entry(seq=row.seq, timestamp=row.timestamp, tx=row.tx, tx_hash=row.tx_hash,
-                     sender=row.sender, nonce=row.nonce, op=json.loads(row.op), prev_hash=row.prev_hash,
+                     sender=row.sender, nonce=row.nonce,
+                     op=strictjson.loads(row.op, max_depth=ops.MAX_JSON_DEPTH), prev_hash=row.prev_hash,
                      entry_hash=row.entry_hash)
 
 

@@ -6,12 +6,13 @@ untrusted (and, past decryption, possibly confidential), so it must not be echoe
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from importlib import resources
 
 import jsonschema
 from jsonschema.exceptions import ValidationError, best_match
+
+from axon import strictjson
 
 _MAX_NAME = 40
 
@@ -19,7 +20,7 @@ _MAX_NAME = 40
 @cache
 def load(name: str) -> dict:
     """A schema shipped beside this module, e.g. `load("inner.schema.json")`."""
-    return json.loads(resources.files(__package__).joinpath(name).read_text(encoding="utf-8"))
+    return strictjson.loads(resources.files(__package__).joinpath(name).read_bytes())
 
 
 @cache

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import rfc8785
 
+from axon import strictjson
 from axon.keys import Identity, PublicKey, sha256
 from axon.messaging import schemas
 from axon.messaging.envelope import DEFAULT_MAX_BYTES, Envelope
@@ -125,11 +126,9 @@ class SignedEnvelope:
                 raise TooLarge(f"signed envelope: {len(data)} bytes, over the "
                                f"{max_bytes + WRAPPER_OVERHEAD}-byte limit")
             try:
-                doc = json.loads(data)
-            except RecursionError:
-                raise MalformedEnvelope("signed envelope: JSON nested too deeply") from None
-            except ValueError:
-                raise MalformedEnvelope("signed envelope: not valid JSON") from None
+                doc = strictjson.loads(data)
+            except strictjson.JsonError as exc:
+                raise MalformedEnvelope(f"signed envelope: not strict JSON: {exc}") from None
         else:
             doc = dict(data)
         reason = schemas.first_error(SCHEMA, doc, "signed envelope")

@@ -2,6 +2,7 @@
 
 Our binding (docs/constraint-node.md): the node serves `POST /provision` with a Provisioning-Message as
 JSON (Content-Format 50, application/json); it answers 2.04 Changed with a type-1 Transaction-Message,
+4.15 Unsupported Content-Format with a type-0 message when the request declares no format or another,
 4.00 Bad Request with a type-0 message when the provisioning message is malformed, or 5.00 with a
 type-0 message when the node itself failed. Large answers travel block-wise (aiocoap does it).
 """
@@ -19,8 +20,10 @@ from aiocoap.numbers import ContentFormat
 from axon.constraint_node import (
     ConstraintNode,
     ConstraintNodeError,
+    MediaTypeRefused,
     NodeTransaction,
     ProvisioningMessage,
+    TransactionMessage,
     parse_transaction_message,
 )
 
@@ -40,6 +43,12 @@ class ProvisionResource(aiocoap.resource.Resource):
         self._node, self._read, self._chain_id = node, read, chain_id
 
     async def render_post(self, request: aiocoap.Message) -> aiocoap.Message:
+        declared = request.opt.content_format
+        if declared != ContentFormat.JSON:
+            shown = "no Content-Format" if declared is None else f"Content-Format {int(declared)}"
+            refused = MediaTypeRefused(f"{shown} is not JSON; send application/json (Content-Format 50)")
+            return aiocoap.Message(code=aiocoap.UNSUPPORTED_CONTENT_FORMAT, content_format=ContentFormat.JSON,
+                                   payload=TransactionMessage.failure(refused).to_json())
         reply = self._node.respond(request.payload, self._read, self._chain_id)
         if not reply.is_error:
             code = aiocoap.CHANGED

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -60,7 +61,7 @@ def _module_meta(envelope: Envelope) -> dict[str, Any] | None:
 
 def describe(envelope: Envelope, module: dict[str, Any] | None, size: int) -> dict[str, Any]:
     order = ("header", "meta", "encryption", "distribution", "payload", "signature")  # SIP-009 §4's order
-    doc = {key: json.loads(json.dumps(envelope.doc[key])) for key in order}
+    doc = {key: copy.deepcopy(envelope.doc[key]) for key in order}
     doc["payload"]["blob"] = f"<{len(envelope.blob)} bytes>"
     return {"verified": False, "file_bytes": size, "envelope": doc, "module": module}
 

@@ -18,6 +18,7 @@ from axon.errors import AxonError
 from axon.keys import DID_RE, KEY_ENV, Identity
 from axon.ledger import Ledger, ops
 from scc.commands.compile import compile_reporting, read_source
+from scc.reader import read
 
 SOURCE_DATE_EPOCH = "SOURCE_DATE_EPOCH"
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     result = compile_reporting(name, source, "not packaged")
     if result is None:
         return EXIT_FAIL
-    level = json.loads(source).get("authority_level") or LEVELS[0]
+    level = read(source).value.get("authority_level") or LEVELS[0]
     ledger = open_ledger(args.ledger) if args.ledger else None
     try:
         if ledger is not None:

@@ -4,9 +4,10 @@ Nothing here decides anything. What it guarantees is the shape of failure: every
 body {"code", "message", "errors"} with a 4xx status (or 503 when the decision log cannot be
 written), never a stack trace; see docs/service.md for the endpoints and codes.
 
-The evaluation routes are bare ASGI apps (`_JsonEndpoint`: pydantic-core validation, orjson out):
-measured, Starlette's and FastAPI's request/response objects cost more than the evaluation itself.
-They are still in the OpenAPI document, added from the same pydantic models by `_openapi`.
+The evaluation routes are bare ASGI apps (`_JsonEndpoint`: the body read as a `Reading`, the one
+parser `synapse eval` and the sidecar use, orjson out): measured, Starlette's and FastAPI's
+request/response objects cost more than the evaluation itself. They are still in the OpenAPI document,
+added from the pydantic models in models.py (which describe the same rules) by `_openapi`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import gc
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 from fastapi import Depends, FastAPI, Request, Response
@@ -33,6 +35,7 @@ from axon import strictjson
 from axon.constraint_node import ConstraintNode, attestation
 from synapse.api import models
 from synapse.api.constraint import make_router
+from synapse.inputs import Reading, ReadingInvalid, read_document
 from synapse.service import logs
 from synapse.service.auth import SIGNATURE_HEADER, SIGNER_HEADER, Principal
 from synapse.service.errors import BodyTooLarge, RateLimited, RequestInvalid, ServiceError
@@ -45,6 +48,7 @@ _UNLIMITED_PATHS = {"/healthz", "/readyz", "/metrics"}
 _PLAIN_PATHS = {"/v1/evaluate", "/evaluate", "/v1/evaluate/batch"}
 
 Background = Callable[[PolicyService], Awaitable[None]]
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def create_app(service: PolicyService, *, preload: list | None = None,
@@ -132,28 +136,51 @@ async def authorize(request: Request, service: PolicyService, scope: str) -> Pri
 # -- evaluation ------------------------------------------------------------------------------------
 
 
-def _parse(model: type[BaseModel], body: bytes) -> Any:
+def _read(parse: Callable[[bytes], Any], body: bytes) -> Any:
+    """`parse(body)` (synapse.inputs.Reading's rules), its refusal as a 400 (not strict JSON) or a 422."""
     try:
-        parsed = model.model_validate_json(body)
-    except ValidationError as exc:
-        errors = exc.errors(include_url=False, include_input=False)
-        if any(e["type"] == "json_invalid" for e in errors):
-            raise _not_json(errors[0]["msg"]) from None
-        raise RequestInvalid(f"the request body does not match {model.__name__}",
-                             errors=_error_details(errors)) from None
-    # pydantic keeps the last of two equal keys; a reading sent twice is ambiguous, so it is refused.
+        return parse(body)
+    except ReadingInvalid as exc:
+        if exc.not_json:
+            raise _not_json(exc.why) from None
+        raise RequestInvalid("the request body is not a valid reading",
+                             errors=[{"pointer": exc.pointer, "message": exc.why}]) from None
+
+
+def _batch(body: bytes) -> tuple[str | None, list[Reading]]:
+    """{"policy": NAME, "inputs": [reading, ...]}: the batch's default policy and its readings."""
+    doc = read_document(body)
+    if type(doc) is not dict:
+        raise ReadingInvalid("", "must be a JSON object with inputs")
+    extra = doc.keys() - {"policy", "inputs"}
+    if extra:
+        raise ReadingInvalid("/" + sorted(extra)[0], "is not a member of a batch (policy, inputs)")
+    inputs = doc.get("inputs")
+    if type(inputs) is not list or not inputs:
+        raise ReadingInvalid("/inputs", "must be a non-empty array of readings")
+    default = Reading.from_json({"telemetry": {}, "policy": doc["policy"]}) if "policy" in doc else None
+    return (None if default is None else default.policy,
+            [Reading.from_json(item, pointer=f"/inputs/{i}") for i, item in enumerate(inputs)])
+
+
+def _model(model: type[_Model], content_type: str | None, body: bytes) -> _Model:
+    """A JSON body read by axon.strictjson (not FastAPI's lenient reader) and validated as `model`."""
+    _check_media_type(content_type)
     try:
-        strictjson.refuse_repeated_keys(body, _key_count(parsed))
+        doc = strictjson.loads(body)
     except strictjson.JsonError as exc:
         raise _not_json(str(exc)) from None
-    return parsed
+    try:
+        return model.model_validate(doc)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_input=False)
+        raise RequestInvalid(f"the request body does not match {model.__name__}",
+                             errors=_error_details(errors)) from None
 
 
-def _key_count(request: BaseModel) -> int:
-    """Keys the request's JSON object held (what pydantic kept; a repeated key counts once)."""
-    if isinstance(request, models.EvaluateRequest):
-        return len(request.model_fields_set) + len(request.telemetry) + len(request.context)
-    return -1  # other shapes: always read strictly
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI requestBody of a route that reads its body itself (`_model`)."""
+    return {"requestBody": {"required": True, "content": {JSON: {"schema": _ref(model.__name__)}}}}
 
 
 def _not_json(reason: str) -> RequestInvalid:
@@ -178,9 +205,13 @@ def _error_details(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ()) -
 
 
 def _check_media_type(content_type: str | None) -> None:
-    if content_type is not None and "json" not in content_type.lower():
-        raise ServiceError(f"content type {content_type!r} is not JSON; send application/json",
-                           code="SYNAPSE-SVC-MEDIA-TYPE", status=415)
+    """The body must be declared JSON: application/json or application/<something>+json. A body without
+    a Content-Type is refused too (415), as docs/service.md says: the service does not guess."""
+    media = (content_type or "").split(";", 1)[0].strip().lower()
+    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
+        shown = "no content type" if content_type is None else f"content type {content_type!r}"
+        raise ServiceError(f"{shown} is not JSON; send application/json", code="SYNAPSE-SVC-MEDIA-TYPE",
+                           status=415)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
@@ -192,9 +223,8 @@ class _JsonEndpoint:
     server, orjson out. Starlette's Request/Response objects cost more than the evaluation itself;
     errors are raised as ServiceError and answered by GuardMiddleware like everywhere else."""
 
-    def __init__(self, service: PolicyService, handle: Callable[[Any], Any],
-                 model: type[BaseModel]) -> None:
-        self.service, self.handle, self.model = service, handle, model
+    def __init__(self, service: PolicyService, handle: Callable[[bytes], Any]) -> None:
+        self.service, self.handle = service, handle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
@@ -210,7 +240,7 @@ class _JsonEndpoint:
         body = b"".join(chunks)
         auth = self.service.auth
         auth.require(auth.authenticate(headers, scope["method"], _target(scope), body), "evaluate")
-        payload = orjson.dumps(self.handle(_parse(self.model, body)))
+        payload = orjson.dumps(self.handle(body))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode())]})
@@ -219,31 +249,34 @@ class _JsonEndpoint:
 
 def _evaluation_routes(app: FastAPI, service: PolicyService) -> None:
     max_batch = service.config.limits.max_batch
+    parse = partial(Reading.parse, need_policy=True)
 
-    def evaluate(req: models.EvaluateRequest) -> dict[str, Any]:
-        return service.evaluate(req.policy, req.telemetry, req.context)
+    def evaluate(body: bytes) -> dict[str, Any]:
+        reading = _read(parse, body)
+        return service.evaluate(reading.policy, reading.telemetry, reading.context)
 
-    def evaluate_batch(req: models.EvaluateBatchRequest) -> dict[str, Any]:
-        if len(req.inputs) > max_batch:
+    def evaluate_batch(body: bytes) -> dict[str, Any]:
+        default, readings = _read(_batch, body)
+        if len(readings) > max_batch:
             raise RequestInvalid(f"a batch holds at most {max_batch} inputs (limits.max_batch)",
-                                 errors=[{"pointer": "/inputs", "message": f"{len(req.inputs)} inputs"}])
-        results: list[dict[str, Any]] = []
-        for i, item in enumerate(req.inputs):
-            policy = item.policy or req.policy
-            if policy is None:
+                                 errors=[{"pointer": "/inputs", "message": f"{len(readings)} inputs"}])
+        for i, reading in enumerate(readings):
+            if (reading.policy or default) is None:
                 raise RequestInvalid("every input needs a policy, or the batch a default one",
                                      errors=[{"pointer": f"/inputs/{i}/policy", "message": "missing"}])
-        for i, item in enumerate(req.inputs):
+        results: list[dict[str, Any]] = []
+        for i, reading in enumerate(readings):
+            policy = reading.policy or default
             try:
-                results.append(service.evaluate(item.policy or req.policy, item.telemetry, item.context))
+                results.append(service.evaluate(policy, reading.telemetry, reading.context))
             except ServiceError as exc:
                 if exc.status >= 500:
                     raise
                 results.append({"index": i, "error": exc.to_dict()})
         return {"results": results}
 
-    one = _JsonEndpoint(service, evaluate, models.EvaluateRequest)
-    batch = _JsonEndpoint(service, evaluate_batch, models.EvaluateBatchRequest)
+    one = _JsonEndpoint(service, evaluate)
+    batch = _JsonEndpoint(service, evaluate_batch)
     # Plain routes first, so they are matched before anything FastAPI adds.
     app.router.routes[:0] = [
         Route("/v1/evaluate", one, methods=["POST"], name="evaluate"),
@@ -310,10 +343,11 @@ def _admin_routes(app: FastAPI, service: PolicyService) -> None:
         return {"policies": registry.policies()}
 
     @app.post("/v1/policies/{name}/rollback", response_model=models.ArtifactRef, responses=_ERRORS,
-              openapi_extra={"security": _ADMIN}, tags=["policies"],
+              openapi_extra={"security": _ADMIN, **_json_body(models.RollbackRequest)}, tags=["policies"],
               summary="Serve an older artifact of the policy (an explicit, authorised rollback)")
-    async def rollback(name: str, body: models.RollbackRequest, request: Request) -> dict[str, Any]:
+    async def rollback(name: str, request: Request) -> dict[str, Any]:
         principal = await authorize(request, service, "admin")
+        body = _model(models.RollbackRequest, request.headers.get("content-type"), await request.body())
         served = await asyncio.to_thread(registry.rollback, name, body.urn)
         logs.event("admin_rollback", policy=name, urn=body.urn, by=principal.name)
         return served.summary()
@@ -516,7 +550,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     _, defs = models_json_schema(
         [(models.EvaluateRequest, "validation"), (models.EvaluateBatchRequest, "validation"),
          (models.Decision, "serialization"), (models.BatchResponse, "serialization"),
-         (models.ErrorBody, "serialization")],
+         (models.ErrorBody, "serialization"), (models.RollbackRequest, "validation")],
         ref_template="#/components/schemas/{model}")
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})

@@ -13,9 +13,11 @@ Name = Annotated[str, Field(min_length=1, max_length=300, strict=True,
                                         "(urn:sopcos:artifact:sha256:...)")]
 FiniteNumber = Annotated[float, Field(allow_inf_nan=False, strict=True)]
 Text = Annotated[str, Field(max_length=1024, strict=True)]
-# A telemetry or context value: a number, a boolean, or an enum value (a string). Nothing else.
+# A telemetry or context value: a number, a boolean, or an enum value (a string). Nothing else. These
+# models document the API; synapse.inputs.Reading applies the same rules to every reading.
 Scalar = StrictBool | StrictInt | FiniteNumber | Text
-Inputs = Annotated[dict[Annotated[str, Field(max_length=128)], Scalar], Field(max_length=MAX_INPUTS)]
+InputName = Annotated[str, Field(min_length=1, max_length=128)]
+Inputs = Annotated[dict[InputName, Scalar], Field(max_length=MAX_INPUTS)]
 
 
 class _Strict(BaseModel):

@@ -9,12 +9,13 @@ from typing import IO
 
 import orjson
 
+from axon import strictjson
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_lines
-from axon.strictjson import JsonError, refuse_repeated_keys
 from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
 from synapse.evaluate import Evaluator
+from synapse.inputs import Reading, ReadingInvalid
 from synapse.sandbox import Limits
 
 HELP = """Evaluate a compiled policy module in the sandbox and print each decision as one line of JSON:
@@ -26,9 +27,10 @@ One decision:
 
 Replay, one decision per input line, in order (FILE or - for stdin):
   synapse eval boiler.wasm --input readings.jsonl
-  each line: {"telemetry": {...}, "context": {...}}  (either may be left out: an empty object)
+  each line is a reading: {"telemetry": {...}, "context": {...}, "policy": NAME}, context and policy
+  optional; a policy, if named, must be this module's (docs/service.md, "Readings")
 
-A line that is not such an object yields a DENY decision whose reason names the line; the replay goes on.
+A line that is not such a reading yields a DENY decision whose reason names the line; the replay goes on.
 Every failure of an evaluation (a bad input, a fault, a trap, a limit) is a DENY decision with a reason.
 
 Signed artifacts: MODULE.sop is verified by Axon first (signature, hashes, the signer's authority,
@@ -40,13 +42,6 @@ Exit status: 0 decisions were printed (whatever they say), 1 the .sop artifact f
 file were unusable.
 """
 
-_RECORD_KEYS = frozenset(("telemetry", "context"))
-_EMPTY: dict = {}
-
-
-def _size(value: object) -> int:
-    """Keys an input object holds (0 for anything else, which the evaluator refuses anyway)."""
-    return len(value) if type(value) is dict else 0
 _NEWLINE = orjson.OPT_APPEND_NEWLINE
 
 
@@ -86,9 +81,15 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"{exc} [{exc.code}]") from None
     out = sys.stdout.buffer
     if args.telemetry is not None:
-        telemetry = _argument_object("--telemetry", args.telemetry)
-        context = _argument_object("--context", args.context) if args.context is not None else {}
-        out.write(orjson.dumps(evaluator.evaluate(telemetry, context).to_dict(), option=_NEWLINE))
+        doc = {"telemetry": _argument("--telemetry", args.telemetry)}
+        if args.context is not None:
+            doc["context"] = _argument("--context", args.context)
+        try:
+            reading = Reading.from_json(doc)
+        except ReadingInvalid as exc:
+            raise UsageError(f"{exc} [{exc.code}]") from None
+        decision = evaluator.evaluate(reading.telemetry, reading.context)
+        out.write(orjson.dumps(decision.to_dict(), option=_NEWLINE))
         out.flush()
         return EXIT_OK
     replay(evaluator, read_lines(args.input, stdin=True), out, line_buffered=args.line_buffered)
@@ -96,40 +97,31 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _argument_object(option: str, text: str) -> dict:
+def _argument(option: str, text: str) -> object:
     try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise UsageError(f"{option} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise UsageError(f"{option} must be a JSON object")
-    return value
+        return strictjson.loads(text)
+    except strictjson.JsonError as exc:
+        raise UsageError(f"{option} is not strict JSON: {exc}") from None
 
 
 def replay(
     evaluator: Evaluator, lines: Iterable[bytes], out: IO[bytes], *, line_buffered: bool = False
 ) -> int:
     """Write one decision per input line, in order; return how many were written."""
-    loads, dumps, evaluate, write = orjson.loads, orjson.dumps, evaluator.evaluate, out.write
+    dumps, evaluate, write, parse = orjson.dumps, evaluator.evaluate, out.write, Reading.parse
+    policy = evaluator.meta.policy
     count = 0
     for count, line in enumerate(lines, 1):  # noqa: B007 (count is the result)
         try:
-            record = loads(line)
-        except orjson.JSONDecodeError as exc:
-            decision = Decision.deny(f"line {count}: not valid JSON: {exc}")
+            reading = parse(line)
+        except ReadingInvalid as exc:
+            decision = Decision.deny(f"line {count}: {exc}")
         else:
-            if type(record) is dict and record.keys() <= _RECORD_KEYS:
-                telemetry, context = record.get("telemetry", _EMPTY), record.get("context", _EMPTY)
-                try:  # a reading sent twice on one line is ambiguous: which did the plant mean?
-                    refuse_repeated_keys(line, len(record) + _size(telemetry) + _size(context))
-                except JsonError as exc:
-                    decision = Decision.deny(f"line {count}: not strict JSON: {exc}")
-                else:
-                    decision = evaluate(telemetry, context)
+            if reading.policy is None or reading.policy == policy:
+                decision = evaluate(reading.telemetry, reading.context)
             else:
-                decision = Decision.deny(
-                    f'line {count}: expected an object with "telemetry" and "context" (and nothing else)'
-                )
+                decision = Decision.deny(f"line {count}: the reading is for policy {reading.policy!r}; "
+                                         f"this module is {policy!r}")
         write(dumps(decision.to_dict(), option=_NEWLINE))
         if line_buffered:
             out.flush()

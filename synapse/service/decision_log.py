@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 import os
 import re
@@ -73,6 +72,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import orjson
 import rfc8785
 
+from axon import strictjson
 from axon.keys import Identity, InvalidKey, PublicKey, sha256
 from synapse.service.errors import DecisionLogError
 
@@ -501,8 +501,8 @@ def _read_record(raw: bytes) -> tuple[dict[str, Any], bytes]:
     if not raw.endswith(b"\n"):
         raise _Damaged("last line is incomplete (interrupted write?)")
     try:
-        record = json.loads(raw, object_pairs_hook=_object, parse_constant=_not_json)
-    except ValueError as exc:  # also UnicodeDecodeError
+        record = strictjson.loads(raw)
+    except strictjson.JsonError as exc:
         raise _Damaged(f"not valid JSON: {exc}") from None
     if not isinstance(record, dict):
         raise _Damaged("not a JSON object")
@@ -518,17 +518,6 @@ def _read_record(raw: bytes) -> tuple[dict[str, Any], bytes]:
     if seq is None or record.get("kind") not in KINDS or not isinstance(record.get("prev"), str):
         raise _Damaged("not a decision-log record (an integer seq, a known kind and prev are required)", seq)
     return record, body
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise ValueError("a member name occurs twice in one object")
-    return obj
-
-
-def _not_json(constant: str) -> None:
-    raise ValueError(f"{constant} is not a JSON value")
 
 
 def _first_line(path: Path) -> bytes:

@@ -1,8 +1,9 @@
 """The sidecar: evaluate policies unattended, on a schedule, from a telemetry feed (`synapse run`).
 
-Feed. A JSON-lines file or standard input; each line is {"telemetry": {...}, "context": {...},
-"policy": NAME} (context and policy optional) or a bare object, which is all telemetry. A line that is
-not such an object is logged (with its line number) and skipped. A file can be followed as it grows.
+Feed. A JSON-lines file or standard input; each line is a reading (synapse.inputs.Reading, the rules
+`synapse eval` and the REST API apply): {"telemetry": {...}, "context": {...}, "policy": NAME}, context
+and policy optional. A line that is not a reading is logged (with its line number) and skipped. A file
+can be followed as it grows.
 
 Schedule. With `interval` > 0 the lines update a snapshot (the latest value of every input) and every
 `interval` seconds each configured policy (default: every policy with an active artifact) is
@@ -24,21 +25,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
-from axon import strictjson
 from axon.messaging.inner import Message
 from synapse.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
 from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
+from synapse.inputs import Reading, ReadingInvalid
 from synapse.service import logs
 from synapse.service.config import SidecarConfig
 from synapse.service.decision_log import DecisionLog
@@ -50,46 +47,6 @@ _EOF = object()
 _COMMAND_OUTCOMES = {"ok": "executed", "refused": "refused", "failed": "failed"}
 _FOLLOW_POLL_S = 0.1
 _CHUNK = 65536
-
-
-@dataclass(frozen=True)
-class Update:
-    line: int
-    telemetry: dict[str, Any]
-    context: dict[str, Any]
-    policy: str | None
-
-
-def parse_line(raw: bytes, line: int) -> Update:
-    """One feed line, or ValueError saying what is wrong with it."""
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise ValueError("a line must be a JSON object")
-    if "telemetry" in doc:
-        extra = set(doc) - {"telemetry", "context", "policy"}
-        if extra:
-            raise ValueError(f"unknown key {sorted(extra)[0]!r} (a line has telemetry, context, policy)")
-        telemetry, context, policy = doc["telemetry"], doc.get("context", {}), doc.get("policy")
-    else:
-        telemetry, context, policy = doc, {}, None
-    for name, values in (("telemetry", telemetry), ("context", context)):
-        if not isinstance(values, dict):
-            raise ValueError(f"{name} must be an object")
-        for key, value in values.items():
-            if not isinstance(value, bool | int | float | str) or (isinstance(value, float)
-                                                                   and not math.isfinite(value)):
-                raise ValueError(f"{name}.{key} must be a number, a boolean or a string")
-    if policy is not None and (not isinstance(policy, str) or not policy):
-        raise ValueError("policy must be a non-empty string")
-    nested = len(telemetry) + len(context) if "telemetry" in doc else 0
-    try:  # a reading sent twice on one line is ambiguous: which did the plant mean?
-        strictjson.refuse_repeated_keys(raw, len(doc) + nested)
-    except strictjson.JsonError as exc:
-        raise ValueError(f"not strict JSON: {exc}") from None
-    return Update(line, telemetry, context, policy)
 
 
 class FeedReader:
@@ -205,11 +162,11 @@ class Sidecar:
             if eof:
                 return
 
-    def _parse(self, item: tuple[int, bytes]) -> Update | None:
+    def _parse(self, item: tuple[int, bytes]) -> Reading | None:
         lineno, raw = item
         try:
-            return parse_line(raw, lineno)
-        except ValueError as exc:
+            return Reading.parse(raw)
+        except ReadingInvalid as exc:
             logs.event("feed_line_invalid", logging.WARNING, source=self.config.source, line=lineno,
                        reason=str(exc))
             return None

@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from axon import strictjson
 from synapse.service.errors import ServiceError
 
 INDEX_FORMAT = "sopcos-artifact-store-1"
@@ -99,7 +100,7 @@ class ArtifactStore:
         except OSError as exc:
             raise StoreError(f"cannot read {self._index_path}: {exc.strerror}") from exc
         try:
-            doc = json.loads(raw)
+            doc = strictjson.loads(raw)
             if doc.get("format") != INDEX_FORMAT:
                 raise ValueError(f"format {doc.get('format')!r}")
             return Index(
@@ -107,7 +108,7 @@ class ArtifactStore:
                 artifacts={urn: StoredArtifact(**a) for urn, a in doc["artifacts"].items()},
                 policies={name: PolicyState(**p) for name, p in doc["policies"].items()},
             )
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (strictjson.JsonError, ValueError, KeyError, TypeError, AttributeError) as exc:
             raise StoreError(f"{self._index_path} is damaged ({exc}); move it aside and upload the "
                              "artifacts again") from exc
 
