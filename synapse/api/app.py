@@ -25,6 +25,7 @@ import orjson
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -74,11 +75,15 @@ def create_app(service: PolicyService, *, preload: list | None = None,
             await asyncio.gather(*tasks, return_exceptions=True)
             await asyncio.to_thread(service.stop)
 
-    app = FastAPI(title="Sopcos Synapse policy service", version="1", lifespan=lifespan,
-                  description="Evaluate Sopcos policies (SIP-001) compiled to signed artifacts (SIP-009), "
-                              "manage those artifacts, and observe the service. Errors are "
-                              '{"code", "message", "errors"}; treat any answer that is not a decision as '
-                              "DENY.")
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts, styles and icon from the package
+    # (under /static-offline-docs), never from a CDN: a plant network has no way out (docs/service.md).
+    # The Swagger UI validator badge would call validator.swagger.io: off.
+    app = FastAPIOffline(title="Sopcos Synapse policy service", version="1", lifespan=lifespan,
+                         swagger_ui_parameters={"validatorUrl": None},
+                         description="Evaluate Sopcos policies (SIP-001) compiled to signed artifacts "
+                                     "(SIP-009), manage those artifacts, and observe the service. Errors are "
+                                     '{"code", "message", "errors"}; treat any answer that is not a decision '
+                                     "as DENY.")
     app.state.service = service
     _exception_handlers(app)
     _evaluation_routes(app, service)
