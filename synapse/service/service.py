@@ -159,7 +159,8 @@ class PolicyService:
         except Exception as exc:  # Evaluator.evaluate never raises; if it ever does, it fails safe
             decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}",
                                      gas_used=None).to_dict()
-        assert self.log is not None
+        if self.log is None:  # start() opens it; without it a decision cannot exist (it is not returned)
+            raise DecisionLogError("the decision log is not open")
         decision_id = self.log.append_decision(decision, telemetry, context, policy=served.policy,
                                                urn=served.urn, version=served.version, source=source)
         self.metrics.decision(served.policy, decision["verdict"], decision["gas_used"],
