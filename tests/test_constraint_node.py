@@ -9,6 +9,7 @@ import hashlib
 import io
 import json
 import socket
+from functools import partial
 
 import aiocoap
 import pytest
@@ -389,7 +390,8 @@ def test_coap_client_reports_an_unreachable_node() -> None:
 
 def test_http_router_translates_to_the_node() -> None:
     app = FastAPI()
-    app.include_router(make_router(ConstraintNode(NODE_KEY), lambda: b"Temperature=25C", None))
+    app.include_router(make_router(partial(ConstraintNode(NODE_KEY).respond, read=lambda: b"Temperature=25C",
+                                           chain_id=None)))
     client = TestClient(app)
     ok = client.post(PATH, content=json.dumps(DRAFT_PROVISIONING))
     assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
@@ -401,7 +403,8 @@ def test_http_router_translates_to_the_node() -> None:
     assert PATH in client.get("/openapi.json").json()["paths"]
 
     failing = FastAPI()
-    failing.include_router(make_router(ConstraintNode(NODE_KEY), lambda: 1 / 0, None))  # type: ignore[arg-type,return-value]
+    failing.include_router(make_router(partial(ConstraintNode(NODE_KEY).respond, read=lambda: 1 / 0,  # type: ignore[arg-type,return-value]
+                                               chain_id=None)))
     broken = TestClient(failing).post(PATH, content=json.dumps(DRAFT_PROVISIONING))
     assert broken.status_code == 500 and broken.json()["error"]["code"] == "AXON-CN-DATA"
 

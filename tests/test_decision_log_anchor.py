@@ -132,18 +132,18 @@ def anchored_log(tmp_path) -> tuple[Plant, Path]:
         service.follow()  # the first step anchors at once: the stream is on the ledger from its start
         assert len(_anchors(plant)) == 1
         for _ in range(2):
-            service.log.append_event("probe")
+            service.record_event("probe")
         service.follow()  # 2 records, no time passed: not due
         assert len(_anchors(plant)) == 1
         for _ in range(5):
-            service.log.append_event("probe")
+            service.record_event("probe")
         service.follow()  # anchor_every = 5 records
         assert len(_anchors(plant)) == 2
-        service.log.append_event("probe")
+        service.record_event("probe")
         clock.now += 100
         service.follow()  # anchor_interval = 100 s
         assert len(_anchors(plant)) == 3
-        service.log.append_event("probe")
+        service.record_event("probe")
     finally:
         service.stop()  # the final seal is anchored too
     return plant, tmp_path / "log"

@@ -311,13 +311,13 @@ def test_service_bounds_evaluation_time_and_never_returns_an_unlogged_decision(t
     service.start()
     try:
         service.upload(sop)
-        served = service.registry.resolve("boiler-guard")
+        served = service._registry.resolve("boiler-guard")
         assert served.urn == urn and served.evaluator.limits.deadline_ms == 7.5
-        assert service.evaluate("boiler-guard", NORMAL, AUTO)["verdict"] == "ALLOW"
-        os.close(service.log._fd)  # the disk goes away under the log
+        assert service.evaluate("boiler-guard", NORMAL, AUTO).name == "ALLOW"
+        os.close(service._log._fd)  # the disk goes away under the log
         with pytest.raises(DecisionLogError) as info:
             service.evaluate("boiler-guard", NORMAL, AUTO)
         assert info.value.status == 503
-        service.log._fd = -1
+        service._log._fd = -1
     finally:
-        service.link.close()
+        service._link.close()

@@ -33,9 +33,9 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from axon import strictjson
-from axon.constraint_node import ConstraintNode, attestation
 from synapse.api import models
 from synapse.api.constraint import make_router
+from synapse.decision import Decision, DecisionJson
 from synapse.inputs import Reading, ReadingInvalid, read_document
 from synapse.service import logs
 from synapse.service.auth import SIGNATURE_HEADER, SIGNER_HEADER, Principal
@@ -133,9 +133,7 @@ async def authorize(request: Request, service: PolicyService, scope: str) -> Pri
     headers = request.headers
     signed = SIGNATURE_HEADER in headers or SIGNER_HEADER in headers
     body = await request.body() if signed else b""
-    principal = service.auth.authenticate(headers, request.method, _target(request.scope), body)
-    service.auth.require(principal, scope)
-    return principal
+    return service.authorize(headers, request.method, _target(request.scope), body, scope)
 
 
 # -- evaluation ------------------------------------------------------------------------------------
@@ -243,8 +241,7 @@ class _JsonEndpoint:
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        auth = self.service.auth
-        auth.require(auth.authenticate(headers, scope["method"], _target(scope), body), "evaluate")
+        self.service.authorize(headers, scope["method"], _target(scope), body, "evaluate")
         payload = orjson.dumps(self.handle(body))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
@@ -253,32 +250,16 @@ class _JsonEndpoint:
 
 
 def _evaluation_routes(app: FastAPI, service: PolicyService) -> None:
-    max_batch = service.config.limits.max_batch
     parse = partial(Reading.parse, need_policy=True)
 
-    def evaluate(body: bytes) -> dict[str, Any]:
+    def evaluate(body: bytes) -> DecisionJson:
         reading = _read(parse, body)
-        return service.evaluate(reading.policy, reading.telemetry, reading.context)
+        return service.evaluate(reading.policy, reading.telemetry, reading.context).to_dict()
 
     def evaluate_batch(body: bytes) -> dict[str, Any]:
-        default, readings = _read(_batch, body)
-        if len(readings) > max_batch:
-            raise RequestInvalid(f"a batch holds at most {max_batch} inputs (limits.max_batch)",
-                                 errors=[{"pointer": "/inputs", "message": f"{len(readings)} inputs"}])
-        for i, reading in enumerate(readings):
-            if (reading.policy or default) is None:
-                raise RequestInvalid("every input needs a policy, or the batch a default one",
-                                     errors=[{"pointer": f"/inputs/{i}/policy", "message": "missing"}])
-        results: list[dict[str, Any]] = []
-        for i, reading in enumerate(readings):
-            policy = reading.policy or default
-            try:
-                results.append(service.evaluate(policy, reading.telemetry, reading.context))
-            except ServiceError as exc:
-                if exc.status >= 500:
-                    raise
-                results.append({"index": i, "error": exc.to_dict()})
-        return {"results": results}
+        results = service.evaluate_batch(*_read(_batch, body))
+        return {"results": [r.to_dict() if isinstance(r, Decision) else {"index": i, "error": r.to_dict()}
+                            for i, r in enumerate(results)]}
 
     one = _JsonEndpoint(service, evaluate)
     batch = _JsonEndpoint(service, evaluate_batch)
@@ -308,44 +289,39 @@ _ADMIN = [{"bearerAuth": []}, {"signedRequest": []}]
 
 
 def _admin_routes(app: FastAPI, service: PolicyService) -> None:
-    registry = service.registry
-
     @app.put("/v1/artifacts", response_model=models.UploadResponse, status_code=201, responses=_ERRORS,
              openapi_extra={**_SOP_BODY, "security": _ADMIN}, tags=["artifacts"],
              summary="Upload a .sop artifact; Axon verifies it before it is stored or served")
     async def upload(request: Request, response: Response) -> dict[str, Any]:
         await authorize(request, service, "admin")
-        entry, created = await asyncio.to_thread(service.upload, await request.body())
+        artifact, created = await asyncio.to_thread(service.upload, await request.body())
         response.status_code = 201 if created else 200
-        return {**registry.describe(entry), "created": created}
+        return {**artifact, "created": created}
 
     @app.get("/v1/artifacts", response_model=models.ArtifactList, responses=_ERRORS, tags=["artifacts"],
              summary="Every stored artifact with its state")
     async def list_artifacts(request: Request) -> dict[str, Any]:
         await authorize(request, service, "evaluate")
-        index = registry.store.index()
-        return {"artifacts": [registry.describe(e) for _, e in sorted(index.artifacts.items())]}
+        return {"artifacts": service.artifacts()}
 
     @app.get("/v1/artifacts/{urn}", response_model=models.ArtifactInfo, responses=_ERRORS,
              tags=["artifacts"], summary="One stored artifact")
     async def show_artifact(urn: str, request: Request) -> dict[str, Any]:
         await authorize(request, service, "evaluate")
-        return registry.describe(registry.entry(urn))
+        return service.artifact(urn)
 
     @app.post("/v1/artifacts/{urn}/retire", response_model=models.ArtifactInfo, responses=_ERRORS,
               openapi_extra={"security": _ADMIN}, tags=["artifacts"],
               summary="Stop serving an artifact (it stays in the store, marked retired)")
     async def retire(urn: str, request: Request) -> dict[str, Any]:
         principal = await authorize(request, service, "admin")
-        entry = await asyncio.to_thread(registry.retire, urn)
-        logs.event("admin_retire", urn=urn, by=principal.name)
-        return registry.describe(entry)
+        return await asyncio.to_thread(partial(service.retire, urn, by=principal.name))
 
     @app.get("/v1/policies", response_model=models.PolicyList, responses=_ERRORS, tags=["policies"],
              summary="Every policy, its active artifact, pin and floor")
     async def list_policies(request: Request) -> dict[str, Any]:
         await authorize(request, service, "evaluate")
-        return {"policies": registry.policies()}
+        return {"policies": service.policies()}
 
     @app.post("/v1/policies/{name}/rollback", response_model=models.ArtifactRef, responses=_ERRORS,
               openapi_extra={"security": _ADMIN, **_json_body(models.RollbackRequest)}, tags=["policies"],
@@ -353,17 +329,14 @@ def _admin_routes(app: FastAPI, service: PolicyService) -> None:
     async def rollback(name: str, request: Request) -> dict[str, Any]:
         principal = await authorize(request, service, "admin")
         body = _model(models.RollbackRequest, request.headers.get("content-type"), await request.body())
-        served = await asyncio.to_thread(registry.rollback, name, body.urn)
-        logs.event("admin_rollback", policy=name, urn=body.urn, by=principal.name)
-        return served.summary()
+        return await asyncio.to_thread(partial(service.rollback, name, body.urn, by=principal.name))
 
     @app.delete("/v1/policies/{name}/pin", status_code=204, responses=_ERRORS,
                 openapi_extra={"security": _ADMIN}, tags=["policies"],
                 summary="Remove a rollback pin: the newest version at or above the floor serves again")
     async def unpin(name: str, request: Request) -> Response:
         principal = await authorize(request, service, "admin")
-        await asyncio.to_thread(registry.unpin, name)
-        logs.event("admin_unpin", policy=name, by=principal.name)
+        await asyncio.to_thread(partial(service.unpin, name, by=principal.name))
         return Response(status_code=204)
 
 
@@ -387,7 +360,8 @@ def _observability_routes(app: FastAPI, service: PolicyService) -> None:
     @app.get("/metrics", tags=["observability"], summary="Prometheus metrics",
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
-        return Response(service.metrics.render(), media_type=service.metrics.content_type)
+        exposition, content_type = service.render_metrics()
+        return Response(exposition, media_type=content_type)
 
 
 # -- the constraint-node protocol --------------------------------------------------------------------
@@ -397,23 +371,16 @@ def _constraint_node_route(app: FastAPI, service: PolicyService) -> None:
     """POST /v1/constraint-node/provision (synapse/api/constraint.py): the node signs a transaction
     carrying an attestation of its latest decision-log head. Administrative: the node key signs it."""
     try:
-        chain_id = service.link.ledger().chain_id
+        respond = service.provisioner()
     except ServiceError:  # without the ledger's chain id the route would sign replayable transactions
         logs.event("constraint_node_not_mounted", logging.WARNING,
                    reason="the ledger (for its chain id) could not be read at start")
         return
 
-    def read() -> bytes:
-        log = service.log
-        seq, head = log.head if log is not None else (0, "")
-        return attestation({"type": "sopcos-decision-log-head", "node": service.identity.did,
-                            "stream": None if log is None else log.stream, "seq": seq, "head": head})
-
     async def admin(request: Request) -> None:
         await authorize(request, service, "admin")
 
-    app.include_router(make_router(ConstraintNode(service.identity.key), read, chain_id,
-                                   dependencies=[Depends(admin)]), tags=["constraint-node"])
+    app.include_router(make_router(respond, dependencies=[Depends(admin)]), tags=["constraint-node"])
 
 
 # -- errors ------------------------------------------------------------------------------------------
@@ -467,7 +434,6 @@ class GuardMiddleware:
         self.max_body = limits.max_body_bytes
         self.max_artifact = limits.max_artifact_bytes
         self.access_log = service.config.server.access_log
-        self._request_counters: dict[tuple[str, int], Any] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -485,7 +451,7 @@ class GuardMiddleware:
         try:
             if path not in _UNLIMITED_PATHS:
                 client = scope.get("client")
-                self.service.limiter.check(client[0] if client else "unknown")
+                self.service.admit(client[0] if client else "unknown")
             limit = self.max_artifact if path == "/v1/artifacts" else self.max_body
             declared = _content_length(scope)
             if declared is not None and declared > limit:
@@ -505,18 +471,11 @@ class GuardMiddleware:
         finally:
             route = scope.get("route")  # FastAPI sets it for its own routes only
             label = route.path if route is not None else path if path in _PLAIN_PATHS else "unmatched"
-            self._count(label, status[0])
+            self.service.count_request(label, status[0])
             if self.access_log or status[0] >= 400:
                 logs.event("request", logging.INFO, method=scope["method"], path=label,
                            status=status[0], ms=round((time.perf_counter() - start) * 1000, 3),
                            client=(scope.get("client") or ("?",))[0])
-
-    def _count(self, route: str, status: int) -> None:
-        counter = self._request_counters.get((route, status))
-        if counter is None:
-            counter = self.service.metrics.requests.labels(self.service.metrics.worker, route, str(status))
-            self._request_counters[(route, status)] = counter
-        counter.inc()
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -554,7 +513,7 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     doc = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
     _, defs = models_json_schema(
         [(models.EvaluateRequest, "validation"), (models.EvaluateBatchRequest, "validation"),
-         (models.Decision, "serialization"), (models.BatchResponse, "serialization"),
+         (models.BatchResponse, "serialization"),
          (models.ErrorBody, "serialization"), (models.RollbackRequest, "validation")],
         ref_template="#/components/schemas/{model}")
     components = doc.setdefault("components", {})
@@ -581,8 +540,8 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
                           **errors}}}
 
     doc["paths"]["/v1/evaluate"] = operation("Evaluate one input against a policy", "EvaluateRequest",
-                                             "Decision", "evaluate")
-    doc["paths"]["/evaluate"] = operation("Same as /v1/evaluate", "EvaluateRequest", "Decision",
+                                             "DecisionJson", "evaluate")
+    doc["paths"]["/evaluate"] = operation("Same as /v1/evaluate", "EvaluateRequest", "DecisionJson",
                                           "evaluate_unversioned")
     doc["paths"]["/v1/evaluate/batch"] = operation("Evaluate a list of inputs in order",
                                                    "EvaluateBatchRequest", "BatchResponse", "evaluate_batch")

@@ -1,9 +1,9 @@
 """HTTP binding of the constraint-node protocol (draft-urien-08 §4.2): POST /v1/constraint-node/provision.
 
-A thin translation over axon.constraint_node: the body is a Provisioning-Message, the answer a
-Transaction-Message signed by this node's key over the data `read()` returns (a reading or a decision
-attestation). 200 with type 1; 400 with type 0 when the provisioning message is malformed; 500 with
-type 0 when the node could not produce its data. Mount with `app.include_router(make_router(...))`.
+A thin translation over axon.constraint_node: the body is a Provisioning-Message, the answer the
+Transaction-Message `respond(body)` gives (`ConstraintNode.respond` over the node's data: a reading or a
+decision attestation). 200 with type 1; 400 with type 0 when the provisioning message is malformed; 500
+with type 0 when the node could not produce its data. Mount with `app.include_router(make_router(...))`.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.params import Depends
 
-from axon.constraint_node import PROVISIONING_SCHEMA, TRANSACTION_SCHEMA, ConstraintNode
+from axon.constraint_node import PROVISIONING_SCHEMA, TRANSACTION_SCHEMA, TransactionMessage
 
 PATH = "/v1/constraint-node/provision"
 JSON = "application/json"
@@ -24,7 +24,7 @@ def _schema(schema: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in schema.items() if k != "$schema"}
 
 
-def make_router(node: ConstraintNode, read: Callable[[], bytes], chain_id: int | None, *,
+def make_router(respond: Callable[[bytes], TransactionMessage], *,
                 dependencies: Sequence[Depends] = ()) -> APIRouter:
     """`dependencies` lets the service put its own authorisation in front of the route."""
     router = APIRouter(dependencies=list(dependencies))
@@ -43,7 +43,7 @@ def make_router(node: ConstraintNode, read: Callable[[], bytes], chain_id: int |
         },
     )
     async def provision(request: Request) -> Response:
-        reply = node.respond(await request.body(), read, chain_id)
+        reply = respond(await request.body())
         status = 200 if not reply.is_error else 400 if reply.client_error else 500
         return Response(content=reply.to_json(), media_type=JSON, status_code=status)
 

@@ -1,10 +1,13 @@
-"""The HTTP API's request and response shapes (pydantic), which also document it in OpenAPI."""
+"""The HTTP API's request and response shapes (pydantic), which also document it in OpenAPI. A decision
+is not described here: the API answers `synapse.decision.Decision.to_dict()`, typed by DecisionJson."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from synapse.decision import DecisionJson
 
 MAX_INPUTS = 1024
 
@@ -43,24 +46,6 @@ class EvaluateBatchRequest(_Strict):
                                                          "limits.max_batch bounds the length)")]
 
 
-class LogEntry(BaseModel):
-    level: Literal["info", "warn", "error"]
-    message: str
-
-
-class Decision(BaseModel):
-    decision_id: str = Field(description="Names the decision-log record (<stream id>-<seq>)")
-    policy: str
-    urn: str
-    version: str
-    verdict: Literal["DENY", "ALLOW", "WARN", "HALT"]
-    code: Literal[0, 1, 2, 3]
-    rule: str | None = Field(description="The deciding rule; null when the default or a failure decided")
-    logs: list[LogEntry]
-    reason: str | None = Field(description="Why a failure decided (verdict is then DENY); else null")
-    gas_used: int | None
-
-
 class ErrorDetail(BaseModel):
     pointer: str = Field(description="JSON Pointer into the request body ('' for the whole body)")
     message: str
@@ -78,7 +63,7 @@ class BatchError(BaseModel):
 
 
 class BatchResponse(BaseModel):
-    results: list[Decision | BatchError] = Field(
+    results: list[DecisionJson | BatchError] = Field(
         description="One per input, in order: a decision, or an error (no decision was made: treat it "
                     "as DENY)")
 

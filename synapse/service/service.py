@@ -9,30 +9,31 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from axon.constraint_node import ConstraintNode, TransactionMessage, attestation
 from axon.keys import Identity
-from axon.ledger import LedgerError, ops
+from axon.ledger import Ledger, LedgerError, ops
 from axon.verify import Verifier, VerifyConfig
 from synapse.decision import Decision
 from synapse.evaluate import Evaluator
 from synapse.hardening import locked_bytearray, wipe
+from synapse.inputs import Reading
 from synapse.sandbox import Limits
 from synapse.service import logs
 from synapse.service.auth import Authenticator, Principal
 from synapse.service.config import ServiceConfig
 from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key
-from synapse.service.errors import DecisionLogError, ServiceError
+from synapse.service.errors import DecisionLogError, RequestInvalid, ServiceError
 from synapse.service.ledger_link import LedgerLink
 from synapse.service.metrics import Metrics
 from synapse.service.node_state import FILE_NAME as NODE_STATE_FILE
 from synapse.service.node_state import NodeState
 from synapse.service.ratelimit import RateLimiter
 from synapse.service.registry import Registry
-from synapse.service.store import ArtifactStore, StoredArtifact
+from synapse.service.store import ArtifactStore
 
 _REJECTION_EVENTS = {"artifact_revoked", "artifact_superseded", "artifact_rejected", "artifact_expired"}
 
@@ -45,18 +46,18 @@ class PolicyService:
         self.worker = worker
         self._clock = clock
         self.metrics = Metrics(worker)
-        self.node_state = NodeState(config.store.path / NODE_STATE_FILE)
-        self.link = LedgerLink(config.ledger.path, clock, heads=self.node_state, events=self._event)
-        self.metrics.watch_ledger(lambda: self.link.head_seq, lambda: self.link.last_ok, clock)
-        self.store = ArtifactStore(config.store.path)
-        self.registry = Registry(self.store, self.link, self._verify, self._make_evaluator,
+        self._node_state = NodeState(config.store.path / NODE_STATE_FILE)
+        self._link = LedgerLink(config.ledger.path, clock, heads=self._node_state, events=self._event)
+        self.metrics.watch_ledger(lambda: self._link.head_seq, lambda: self._link.last_ok, clock)
+        self._store = ArtifactStore(config.store.path)
+        self._registry = Registry(self._store, self._link, self._verify, self._make_evaluator,
                                  events=self._event, clock=clock)
-        self.auth = Authenticator(config.auth, identity.did, self._signer_key, self.node_state, clock)
-        self.limiter = RateLimiter(config.limits.rate, config.limits.burst)
+        self._auth = Authenticator(config.auth, identity.did, self._signer_key, self._node_state, clock)
+        self._limiter = RateLimiter(config.limits.rate, config.limits.burst)
         self._limits = Limits(deadline_ms=config.limits.eval_timeout_ms)
         self._verify_config = VerifyConfig(max_artifact_bytes=config.limits.max_artifact_bytes)
-        self.log: DecisionLog | None = None
-        self.anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
+        self._log: DecisionLog | None = None
+        self._anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
         self.state = "starting"
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -64,12 +65,12 @@ class PolicyService:
     def start(self, preload: list[Path] | None = None) -> None:
         """Open the store and the decision log, load `preload` artifacts and everything stored."""
         cfg = self.config.decision_log
-        self.store.open()
+        self._store.open()
         masker = None
         if cfg.mask:
             key_path = cfg.mask_key or self.config.store.path / "decision-mask.key"
             masker = Masker(load_mask_key(key_path), cfg.mask)
-        self.log = DecisionLog(cfg.path, self.identity, stream=f"w{self.worker}",
+        self._log = DecisionLog(cfg.path, self.identity, stream=f"w{self.worker}",
                                rotate_bytes=cfg.rotate_bytes, seal_every=cfg.seal_every,
                                seal_interval=cfg.seal_interval, fsync_interval=cfg.fsync_interval,
                                masker=masker, clock=self._clock).open()
@@ -79,48 +80,50 @@ class PolicyService:
                               "last known ledger facts can be served")
         for path in preload or []:
             self.preload(path)
-        self.registry.refresh(force=True)
+        self._registry.refresh(force=True)
         self._update_gauges()
         self.state = "running"
-        logs.event("service_started", worker=self.worker, served=len(self.registry.view.servable),
-                   ledger_reachable=self.link.reachable)
+        logs.event("service_started", worker=self.worker, served=len(self._registry.view.servable),
+                   ledger_reachable=self._link.reachable)
 
     def preload(self, path: Path) -> None:
         """Upload an artifact file at start (config or flag). A refusal is logged, not fatal."""
         try:
-            entry, _ = self.upload(Path(path).read_bytes())
-            logs.event("artifact_preloaded", path=str(path), urn=entry.urn, policy=entry.policy)
+            artifact, _ = self.upload(Path(path).read_bytes())
+            logs.event("artifact_preloaded", path=str(path), urn=artifact["urn"], policy=artifact["policy"])
         except OSError as exc:
             logs.event("artifact_preload_failed", logging.ERROR, path=str(path), reason=exc.strerror)
         except ServiceError as exc:
             logs.event("artifact_preload_failed", logging.ERROR, path=str(path), code=exc.code,
                        reason=exc.message)
 
-    def upload(self, data: bytes) -> tuple[StoredArtifact, bool]:
-        """Verify through Axon and store; a refusal is counted by its code and re-raised."""
+    def upload(self, data: bytes) -> tuple[dict[str, Any], bool]:
+        """Verify through Axon and store: the artifact's description and whether it is new. A refusal is
+        counted by its code and re-raised."""
         try:
-            return self.registry.upload(data)
+            entry, created = self._registry.upload(data)
         except ServiceError as exc:
             self.metrics.rejected(exc.code)
             logs.event("artifact_refused", logging.WARNING, worker=self.worker, code=exc.code,
                        reason=exc.message)
             raise
+        return self._registry.describe(entry), created
 
     def stop(self) -> None:
         """Seal and close the decision log (nothing logged is lost), anchor its final seal, release the
         ledger."""
-        if self.log is not None:
-            self.log.close()
+        if self._log is not None:
+            self._log.close()
             self.anchor_log(force=True)
-        self.link.close()
-        self.node_state.close()
+        self._link.close()
+        self._node_state.close()
         self.state = "stopped"
         logs.event("service_stopped", worker=self.worker)
 
     def follow(self) -> None:
         """One follower step: store changes, ledger changes, expiry (blocking I/O: run it off the loop)."""
         try:
-            self.registry.refresh()
+            self._registry.refresh()
         finally:
             self._update_gauges()
             self.anchor_log()
@@ -128,91 +131,137 @@ class PolicyService:
     def anchor_log(self, *, force: bool = False) -> None:
         """Post the decision log's latest seal on the ledger (LOG_ANCHOR, signed by the node key) when
         the schedule says so, or now with `force`. Never raises: a failure is logged and retried later."""
-        log = self.log
+        log = self._log
         now = self._clock()
         if log is None or self.config.ledger.path is None:
             return
-        if not (self.anchors.due(log.head[0], now) or (force and log.head[0] > self.anchors.anchored_seq)):
+        if not (self._anchors.due(log.head[0], now) or (force and log.head[0] > self._anchors.anchored_seq)):
             return
         try:
             seq, head = log.seal()
             op = ops.log_anchor(self.identity.did, log.stream_id, seq, head)
-            entry = self.link.ledger().sign_and_submit(self.identity, op, int(now))
+            entry = self._link.ledger().sign_and_submit(self.identity, op, int(now))
         except (ServiceError, LedgerError, DecisionLogError) as exc:
-            self.anchors.attempted(now, None)
+            self._anchors.attempted(now, None)
             logs.event("log_anchor_failed", logging.WARNING, worker=self.worker, code=exc.code,
                        reason=str(exc))
             return
-        self.anchors.attempted(now, seq)
+        self._anchors.attempted(now, seq)
         logs.event("log_anchored", worker=self.worker, stream_id=log.stream_id, seq=seq, ledger_seq=entry.seq)
 
     # -- deciding ------------------------------------------------------------------------------------
 
     def evaluate(self, policy: str, telemetry: dict[str, Any], context: dict[str, Any], *,
-                 source: str = "http") -> dict[str, Any]:
-        """Decide and log. Raises PolicyUnknown/PolicyNotServed before deciding, DecisionLogError when
-        the decision cannot be logged (it is then not returned: an unlogged decision does not exist)."""
-        served = self.registry.resolve(policy)
+                 source: str = "http") -> Decision:
+        """Decide and log; the decision as recorded. Raises PolicyUnknown/PolicyNotServed before deciding,
+        DecisionLogError when the decision cannot be logged (it is then not returned: an unlogged decision
+        does not exist)."""
+        served = self._registry.resolve(policy)
         start = time.perf_counter()
         try:
-            decision = served.evaluator.evaluate(telemetry, context).to_dict()
+            decision = served.evaluator.evaluate(telemetry, context)
         except Exception as exc:  # Evaluator.evaluate never raises; if it ever does, it fails safe
-            decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}",
-                                     gas_used=None).to_dict()
-        if self.log is None:  # start() opens it; without it a decision cannot exist (it is not returned)
-            raise DecisionLogError("the decision log is not open")
-        decision_id = self.log.append_decision(decision, telemetry, context, policy=served.policy,
-                                               urn=served.urn, version=served.version, source=source)
-        self.metrics.decision(served.policy, decision["verdict"], decision["gas_used"],
+            decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}", gas_used=None)
+        decision_id = self._open_log().append_decision(
+            decision.to_dict(), telemetry, context, policy=served.policy, urn=served.urn,
+            version=served.version, source=source)
+        self.metrics.decision(served.policy, decision.verdict.name, decision.gas_used,
                               time.perf_counter() - start)
-        return {"decision_id": decision_id, "policy": served.policy, "urn": served.urn,
-                "version": served.version, **decision}
+        return decision.recorded(decision_id, served.policy, served.urn, served.version)
+
+    def evaluate_batch(self, default_policy: str | None,
+                       readings: Sequence[Reading]) -> list[Decision | ServiceError]:
+        """Decide each reading in order, under its own policy or else `default_policy`: its decision, or
+        why it was not decided (an unknown or unserved policy: that reading's answer is DENY). The whole
+        batch is refused (RequestInvalid) when it is longer than limits.max_batch or a reading has no
+        policy; it stops at a decision that cannot be logged (DecisionLogError)."""
+        max_batch = self.config.limits.max_batch
+        if len(readings) > max_batch:
+            raise RequestInvalid(f"a batch holds at most {max_batch} inputs (limits.max_batch)",
+                                 errors=[{"pointer": "/inputs", "message": f"{len(readings)} inputs"}])
+        policies = [reading.policy or default_policy for reading in readings]
+        for i, policy in enumerate(policies):
+            if policy is None:
+                raise RequestInvalid("every input needs a policy, or the batch a default one",
+                                     errors=[{"pointer": f"/inputs/{i}/policy", "message": "missing"}])
+        results: list[Decision | ServiceError] = []
+        for policy, reading in zip(policies, readings, strict=True):
+            try:
+                results.append(self.evaluate(policy, reading.telemetry, reading.context))  # type: ignore[arg-type]
+            except DecisionLogError:
+                raise
+            except ServiceError as exc:
+                results.append(exc)
+        return results
+
+    def record_event(self, name: str, /, **fields: Any) -> None:
+        """An event in the decision log (DecisionLogError when it cannot be written)."""
+        self._open_log().append_event(name, **fields)
+
+    def _open_log(self) -> DecisionLog:
+        if self._log is None:  # start() opens it, before anything can decide
+            raise DecisionLogError("the decision log is not open")
+        return self._log
 
     # -- administration ------------------------------------------------------------------------------
 
     def authorize(self, headers: Mapping[str, str], method: str, target: str, body: bytes,
                   scope: str) -> Principal:
         """Who sent the request, if allowed `scope` (AuthRequired or Forbidden otherwise)."""
-        principal = self.auth.authenticate(headers, method, target, body)
-        self.auth.require(principal, scope)
+        principal = self._auth.authenticate(headers, method, target, body)
+        self._auth.require(principal, scope)
         return principal
 
     def admit(self, client: str) -> None:
         """One request from `client` against the rate limit (RateLimited when it is over)."""
-        self.limiter.check(client)
+        self._limiter.check(client)
 
     def artifacts(self) -> list[dict[str, Any]]:
         """Every stored artifact, by URN, with its state."""
-        index = self.store.index()
-        return [self.registry.describe(entry) for _, entry in sorted(index.artifacts.items())]
+        index = self._store.index()
+        return [self._registry.describe(entry) for _, entry in sorted(index.artifacts.items())]
 
     def artifact(self, urn: str) -> dict[str, Any]:
-        return self.registry.describe(self.registry.entry(urn))
+        return self._registry.describe(self._registry.entry(urn))
 
     def retire(self, urn: str, *, by: str) -> dict[str, Any]:
         """Stop serving an artifact (it stays stored, marked retired); `by` is recorded in the log."""
-        entry = self.registry.retire(urn)
+        entry = self._registry.retire(urn)
         logs.event("admin_retire", urn=urn, by=by)
-        return self.registry.describe(entry)
+        return self._registry.describe(entry)
+
+    def reactivate(self, urn: str, *, by: str) -> dict[str, Any]:
+        """Serve a retired artifact again (when Axon still accepts it); `by` is recorded in the log."""
+        entry = self._registry.reactivate(urn)
+        logs.event("admin_reactivate", urn=urn, by=by)
+        return self._registry.describe(entry)
 
     def policies(self) -> list[dict[str, Any]]:
-        return self.registry.policies()
+        return self._registry.policies()
+
+    def served_policies(self) -> list[str]:
+        """The names of the policies served now, sorted."""
+        return sorted(self._registry.view.active)
+
+    def ledger(self) -> Ledger:
+        """The ledger this node follows (ServiceError when it cannot be opened)."""
+        return self._link.ledger()
 
     def rollback(self, policy: str, urn: str, *, by: str) -> dict[str, Any]:
         """Serve an older artifact of `policy` (a pin); what is served now."""
-        served = self.registry.rollback(policy, urn)
+        served = self._registry.rollback(policy, urn)
         logs.event("admin_rollback", policy=policy, urn=urn, by=by)
         return served.summary()
 
     def unpin(self, policy: str, *, by: str) -> None:
-        self.registry.unpin(policy)
+        self._registry.unpin(policy)
         logs.event("admin_unpin", policy=policy, by=by)
 
     # -- the constraint-node protocol ------------------------------------------------------------------
 
     def attest_log_head(self) -> bytes:
         """What this node attests when provisioned: its latest decision-log head (canonical JSON)."""
-        log = self.log
+        log = self._log
         seq, head = log.head if log is not None else (0, "")
         return attestation({"type": "sopcos-decision-log-head", "node": self.identity.did,
                             "stream": None if log is None else log.stream, "seq": seq, "head": head})
@@ -221,7 +270,7 @@ class PolicyService:
         """Answers a Provisioning-Message with a transaction signed by the node key over `attest_log_head`,
         for the ledger's chain. Raises ServiceError when the ledger (for its chain id) cannot be read:
         without it the node would sign transactions replayable on any chain."""
-        chain_id = self.link.ledger().chain_id
+        chain_id = self._link.ledger().chain_id
         node = ConstraintNode(self.identity.key)
         return lambda body: node.respond(body, self.attest_log_head, chain_id)
 
@@ -235,9 +284,9 @@ class PolicyService:
         return self.metrics.render(), self.metrics.content_type
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        view, link = self.registry.view, self.link
-        loaded = self.registry.loaded_once and self.state == "running"
-        last_known_good = not link.reachable or self.registry.offline
+        view, link = self._registry.view, self._link
+        loaded = self._registry.loaded_once and self.state == "running"
+        last_known_good = not link.reachable or self._registry.offline
         status = "starting" if not loaded else ("degraded" if last_known_good else "ready")
         detail = {
             "status": status,
@@ -249,8 +298,8 @@ class PolicyService:
             "artifacts_served": len(view.servable),
             "policies": {name: s.summary() for name, s in sorted(view.active.items())},
             "policies_not_served": dict(sorted(view.unserved.items())),
-            "decision_log": None if self.log is None else {
-                "stream": self.log.stream, "head_seq": self.log.head[0]},
+            "decision_log": None if self._log is None else {
+                "stream": self._log.stream, "head_seq": self._log.head[0]},
         }
         return loaded, detail
 
@@ -268,7 +317,7 @@ class PolicyService:
                 wipe(module)
 
     def _signer_key(self, did: str) -> Any:
-        return self.link.ledger().key(did)
+        return self._link.ledger().key(did)
 
     def _event(self, name: str, **fields: Any) -> None:
         if name == "artifact_loaded" or name == "artifact_uploaded":
@@ -278,9 +327,9 @@ class PolicyService:
         warn = name in _REJECTION_EVENTS or name == "artifact_unverifiable"
         level = logging.ERROR if name == "ledger_rolled_back" else logging.WARNING if warn else logging.INFO
         logs.event(name, level, worker=self.worker, **fields)
-        if self.log is not None:
-            self.log.append_event(name, **fields)
+        if self._log is not None:
+            self._log.append_event(name, **fields)
 
     def _update_gauges(self) -> None:
-        self.metrics.set_state(len(self.registry.view.servable), self.link.reachable,
-                               self.link.rolled_back is not None)
+        self.metrics.set_state(len(self._registry.view.servable), self._link.reachable,
+                               self._link.rolled_back is not None)

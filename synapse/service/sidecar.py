@@ -35,11 +35,11 @@ from typing import Any
 from axon.messaging.inner import Message
 from synapse.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
 from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
+from synapse.decision import Decision
 from synapse.inputs import Reading, ReadingInvalid
 from synapse.service import logs
 from synapse.service.config import SidecarConfig
-from synapse.service.decision_log import DecisionLog
-from synapse.service.errors import DecisionLogError, ServiceError
+from synapse.service.errors import ServiceError
 from synapse.service.metrics import UNKNOWN_TYPE
 from synapse.service.service import PolicyService
 
@@ -180,7 +180,7 @@ class Sidecar:
 
     def _evaluate(self, telemetry: dict[str, Any], feed_context: dict[str, Any],
                   policy: str | None) -> None:
-        names = [policy] if policy else (self.config.policies or sorted(self.service.registry.view.active))
+        names = [policy] if policy else (self.config.policies or self.service.served_policies())
         context = self._context(feed_context)
         for name in names:
             try:
@@ -194,15 +194,15 @@ class Sidecar:
 
     # -- alerts --------------------------------------------------------------------------------------
 
-    def _alert(self, result: dict[str, Any], telemetry: dict[str, Any]) -> None:
+    def _alert(self, result: Decision, telemetry: dict[str, Any]) -> None:
         if self.config.alerts is None or not self.config.alerts.recipients:
             return
         alerter = self._alerter or self._make_alerter()
         if alerter is None:
             return
         now = self._clock()
-        decision_id = result["decision_id"]
-        message = alerter.decide(result, result["policy"], result["urn"], decision_id, now, telemetry)
+        decision_id = result.decision_id
+        message = alerter.decide(result.to_dict(), result.policy, result.urn, decision_id, now, telemetry)
         if message is not None:
             sending = asyncio.to_thread(self._send, message, now, decision_id)
             task = asyncio.get_running_loop().create_task(sending)
@@ -214,7 +214,7 @@ class Sidecar:
         if cfg is None:
             return None
         try:
-            recipients = RecipientBook(cfg.recipients, self.service.link.ledger())
+            recipients = RecipientBook(cfg.recipients, self.service.ledger())
             policy = AlertPolicy(recipients.latest, frozenset(cfg.verdicts),
                                  cfg.repeat_after, cfg.max_per_window, cfg.rate_window, cfg.include_telemetry)
         except Exception as exc:  # the ledger or a recipient is not there yet: try again next time
@@ -232,7 +232,7 @@ class Sidecar:
             raise ServiceError("an alert was sent before alerts were set up", code="SYNAPSE-SVC-INTERNAL",
                                status=500)
         try:
-            ledger = self.service.link.ledger()
+            ledger = self.service.ledger()
             alerts = alerter.seal(message, book.current(ledger))
             results = AlertSender(ledger, self.service.identity).send(alerts, now)
         except ServiceError as exc:
@@ -241,13 +241,7 @@ class Sidecar:
             self.service.metrics.alert_delivery("error" not in result)
             level = logging.WARNING if "error" in result else logging.INFO
             logs.event("alert", level, decision_id=decision_id, **result)
-            self._log().append_event("alert", decision_id=decision_id, **result)
-
-    def _log(self) -> DecisionLog:
-        log = self.service.log
-        if log is None:  # the service opens it at start, before the sidecar runs
-            raise DecisionLogError("the decision log is not open")
-        return log
+            self.service.record_event("alert", decision_id=decision_id, **result)
 
     # -- commands ------------------------------------------------------------------------------------
 
@@ -260,7 +254,7 @@ class Sidecar:
                 for record in await asyncio.to_thread(inbox.poll):
                     self._count(record)
                     logs.event("command", logging.INFO, **record)
-                    self._log().append_event("command", **record)
+                    self.service.record_event("command", **record)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the ledger is away, or a record could not be logged: keep polling
@@ -285,7 +279,7 @@ class Sidecar:
         service = self.service
         processor = CommandProcessor(_Handlers(self), service.identity.did,
                                      max_context_ttl_s=self.config.commands.max_context_ttl)
-        return LedgerCommandInbox(service.link.ledger(), service.identity, processor, clock=self._clock)
+        return LedgerCommandInbox(service.ledger(), service.identity, processor, clock=self._clock)
 
     def set_context(self, name: str, value: Any, expires_at: float) -> None:
         self._overrides = {**self._overrides, name: (value, float(expires_at))}
@@ -298,12 +292,12 @@ class _Handlers:
         self._sidecar = sidecar
 
     def load_artifact(self, urn: str) -> dict[str, Any]:
-        entry = self._sidecar.service.registry.reactivate(urn)
-        return {"policy": entry.policy, "version": entry.version}
+        artifact = self._sidecar.service.reactivate(urn, by="ledger command")
+        return {"policy": artifact["policy"], "version": artifact["version"]}
 
     def unload(self, urn: str) -> dict[str, Any]:
-        entry = self._sidecar.service.registry.retire(urn)
-        return {"policy": entry.policy, "version": entry.version}
+        artifact = self._sidecar.service.retire(urn, by="ledger command")
+        return {"policy": artifact["policy"], "version": artifact["version"]}
 
     def set_context(self, name: str, value: Any, expires_at: int) -> None:
         # Nothing to add to the record: the value may be confidential (docs/messaging.md), and the
