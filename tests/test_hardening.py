@@ -8,7 +8,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from synapse.artifacts import load_verified
 from synapse.hardening import dumpable, locked_bytearray, wipe
 from tests.artifact_fixtures import GROUP, NOW, compiled, make_world
 from tests.service_support import Plant, Server, write_config
+from tests.waiting import wait_until
 
 CHILD = """
 import json, resource
@@ -123,10 +123,9 @@ def test_serve_and_each_spawned_worker_are_hardened(tmp_path):
         assert len(workers) == 2  # (multiprocessing's resource tracker is a child too)
         # Read from outside: the kernel's own view of each process's core limit.
         assert [_core_limit(p) for p in [pid, *workers]] == [["0", "0"]] * 3
-        deadline = time.monotonic() + 60  # both workers up (a SIGTERM while one starts is another test)
-        while {e.get("worker") for e in server.events() if e.get("event") == "service_started"} != {0, 1}:
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.1)
+        # Both workers up (a SIGTERM while one starts is another test).
+        wait_until(lambda: {e.get("worker") for e in server.events() if e.get("event") == "service_started"}
+                   == {0, 1}, what="both workers to start")
     finally:
         assert server.stop() == 0
     lines = server.stderr_path.read_text().splitlines()

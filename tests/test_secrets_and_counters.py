@@ -25,6 +25,7 @@ from axon.transports.scp_protocol import ScpConfig
 from synapse.service.metrics import Metrics
 from tests.scp_fixtures import CLIENT, SERVER
 from tests.service_support import AUTO, NORMAL, Plant, Server, write_config
+from tests.waiting import wait_until
 
 SECRET = "S3CRET-maint-4711"
 HALT = {**NORMAL, "pressure_bar": 99}
@@ -42,16 +43,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 def value(text: str, name: str, **labels: str) -> float:
     return samples(text).get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = predicate()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def post(plant: Plant, sender, envelope: dict) -> None:
@@ -114,7 +105,7 @@ def test_the_sidecar_counts_what_it_drops_and_keeps_a_context_value_secret(tmp_p
                      value(text, "synapse_alert_deliveries_total", outcome="posted")]
             return text if all(moved) else None
 
-        text = wait_for(counted, 30, "every counter to move")
+        text = wait_until(counted, what="every counter to move")
         assert value(text, "synapse_commands_total", command="set_context", outcome="executed") == 1
         assert value(text, "synapse_commands_total", command="unload", outcome="refused") == 1
         assert value(text, "synapse_commands_total", command="unload", outcome="executed") == 0
@@ -132,7 +123,7 @@ def test_the_sidecar_counts_what_it_drops_and_keeps_a_context_value_secret(tmp_p
             text = metrics()
             return text if value(text, "synapse_ledger_head_seq") >= head else None
 
-        text = wait_for(followed, 30, "the follower to reach the ledger head")
+        text = wait_until(followed, what="the follower to reach the ledger head")
         lag = value(text, "synapse_ledger_follow_lag_seconds")
         assert 0 <= lag < float("inf")
         assert value(before, "synapse_ledger_head_seq") < head

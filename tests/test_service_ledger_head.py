@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -16,6 +15,7 @@ from synapse.service.auth import hash_token, new_token
 from synapse.service.ledger_link import LedgerLink, LedgerRolledBack, LedgerUnreachable, rollback_reason
 from synapse.service.node_state import NodeState
 from tests.service_support import AUTO, NORMAL, Plant, Server, identity, write_config
+from tests.waiting import wait_until
 
 ADMIN_TOKEN = new_token()
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -118,13 +118,6 @@ def config(plant: Plant) -> Path:
     }, tokens=[{"name": "admin", "sha256": hash_token(ADMIN_TOKEN), "scopes": ["admin"]}])
 
 
-def wait_for(predicate, what: str, limit: float = 10.0) -> None:
-    deadline = time.monotonic() + limit
-    while not predicate():
-        assert time.monotonic() < deadline, what
-        time.sleep(0.05)
-
-
 def assert_refuses_the_revoked_artifact(server: Server, sop: bytes, why: str) -> None:
     ready = server.client.get("/readyz").json()
     assert ready["status"] == "degraded" and why in ready["ledger"]["rolled_back"]
@@ -145,13 +138,13 @@ def test_a_ledger_cut_short_or_rewritten_does_not_bring_a_revoked_artifact_back(
         for artifact in (sop, other):
             assert server.client.put("/v1/artifacts", content=artifact, headers=ADMIN).status_code == 201
         plant.revoke(urn, "calibration wrong")
-        wait_for(lambda: server.client.post("/v1/evaluate", json=BODY).status_code == 409,
-                 "the revocation was not applied")
+        wait_until(lambda: server.client.post("/v1/evaluate", json=BODY).status_code == 409,
+                   what="the revocation to be applied")
 
         # While running: the ledger is replaced by its copy from before the revocation.
         swap_in(plant, before_revocation)
-        wait_for(lambda: server.client.get("/readyz").json()["ledger"]["rolled_back"] is not None,
-                 "the shorter ledger was not noticed")
+        wait_until(lambda: server.client.get("/readyz").json()["ledger"]["rolled_back"] is not None,
+                   what="the shorter ledger to be noticed")
         assert_refuses_the_revoked_artifact(server, sop, "missing")
         # What was verified before is still served.
         assert server.client.post("/v1/evaluate", json=OTHER).status_code == 200
