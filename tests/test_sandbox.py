@@ -49,7 +49,7 @@ def test_the_epoch_ticker_advances_and_interrupts():
         run('(module (func (export "f") (loop $l (br $l))))', fuel=10**15, deadline_ticks=20)
     elapsed = time.monotonic() - started
     assert info.value.trap_code is wasmtime.TrapCode.INTERRUPT
-    assert 0.015 <= elapsed < 2.0  # about 20 ticks of 1 ms
+    assert elapsed >= 0.015  # about 20 ticks of 1 ms; never early (how late depends on the machine's load)
 
 
 def test_memory_cannot_grow_past_the_limit():

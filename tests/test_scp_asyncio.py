@@ -127,11 +127,9 @@ def test_close_is_prompt_even_when_the_application_stopped_reading() -> None:
             conn = await connect(HOST, server.port, CLIENT, PinnedPeer(SERVER.key.public_key), config=config)
             while conn._proto.unacked or len(conn._inbox) < 1:
                 await asyncio.sleep(0.01)
-            loop = asyncio.get_running_loop()
-            start = loop.time()
             await conn.close()
-            assert loop.time() - start < 5  # the ACK of CLOSE was read, not waited out
-            assert isinstance(conn._end, ScpConnectionClosed)
+            # The ACK of CLOSE was read: close_timeout was not waited out (that ends it differently).
+            assert isinstance(conn._end, ScpConnectionClosed) and str(conn._end) == "the connection is closed"
 
     run(main())
 
