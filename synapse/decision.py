@@ -9,6 +9,8 @@ from typing_extensions import TypedDict  # pydantic reads only this one on Pytho
 
 from axon.abi import Verdict
 
+_WIRE = {verdict: (verdict.name, int(verdict)) for verdict in Verdict}  # Enum.name is slow per call
+
 
 class LogLine(TypedDict):
     level: Literal["info", "warn", "error"]
@@ -75,9 +77,10 @@ class Decision:
         return self.verdict.name
 
     def to_dict(self) -> DecisionJson:
+        name, code = _WIRE[self.verdict]
         decision: DecisionJson = {
-            "verdict": self.verdict.name,
-            "code": int(self.verdict),
+            "verdict": name,
+            "code": code,
             "rule": self.rule,
             "logs": [dict(entry) for entry in self.logs],
             "reason": self.reason,

@@ -162,10 +162,10 @@ class PolicyService:
             decision = served.evaluator.evaluate(telemetry, context)
         except Exception as exc:  # Evaluator.evaluate never raises; if it ever does, it fails safe
             decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}", gas_used=None)
-        decision_id = self._open_log().append_decision(
-            decision.to_dict(), telemetry, context, policy=served.policy, urn=served.urn,
-            version=served.version, source=source)
-        self.metrics.decision(served.policy, decision.verdict.name, decision.gas_used,
+        logged = decision.to_dict()
+        decision_id = self._open_log().append_decision(logged, telemetry, context, policy=served.policy,
+                                                       urn=served.urn, version=served.version, source=source)
+        self.metrics.decision(served.policy, logged["verdict"], decision.gas_used,
                               time.perf_counter() - start)
         return decision.recorded(decision_id, served.policy, served.urn, served.version)
 
