@@ -7,6 +7,7 @@ derived from fixed labels, so failures reproduce.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import random
 from dataclasses import dataclass
@@ -108,3 +109,64 @@ def wat_module(wat: str = GOOD_WAT, *, pad: int = 0, **meta_fields: object) -> b
 def compiled(policy: str = "boiler-guard") -> bytes:
     """The real compiler's module for one of the example policies."""
     return compile_policy((POLICIES / f"{policy}.json").read_bytes()).wasm
+
+
+def tamper_cases(world: World, doc: dict) -> list[tuple[str, object, str]]:
+    """Each leaf of a signed envelope (`doc`, parsed), edited to another value of the right form without
+    re-signing: (leaf path, new value, the error code verification must give)."""
+    other_hash = "sha256:" + "cd" * 32
+    cases = [
+        ("header/magic", "SOPX", "AXON-VERIFY-MAGIC"),
+        ("header/version", "1.2", "AXON-VERIFY-VERSION"),
+        ("header/type", "WASM_MODULE", "AXON-VERIFY-TYPE"),
+        ("header/kid", world.junior.did, "AXON-VERIFY-SIGNATURE"),
+        ("header/kid", "did:sopcos:nobody#key-1", "AXON-VERIFY-SIGNER-UNKNOWN"),
+        ("meta/source_hash", other_hash, "AXON-VERIFY-SIGNATURE"),
+        ("meta/compiler_version", "scc-9.9.9", "AXON-VERIFY-SIGNATURE"),
+        ("meta/authority_level", "LVL_1", "AXON-VERIFY-SIGNATURE"),
+        ("meta/urn", "urn:sopcos:artifact:sha256:" + "cd" * 32, "AXON-VERIFY-SIGNATURE"),
+        ("meta/policy", "tank-overfill", "AXON-VERIFY-SIGNATURE"),
+        ("meta/version", "1.2.1", "AXON-VERIFY-SIGNATURE"),
+        ("meta/abi", 2, "AXON-VERIFY-SIGNATURE"),
+        ("meta/gas_max", 13, "AXON-VERIFY-SIGNATURE"),
+        ("meta/created_at", NOW - 1, "AXON-VERIFY-SIGNATURE"),
+        ("meta/expires_at", NOW + 10**6, "AXON-VERIFY-SIGNATURE"),
+        ("distribution/storage_hint", "s3://elsewhere/", "AXON-VERIFY-SIGNATURE"),
+        ("payload/integrity", other_hash, "AXON-VERIFY-SIGNATURE"),
+        ("payload/blob", flip_b64(doc["payload"]["blob"]), "AXON-VERIFY-SIGNATURE"),
+        ("signature", flip_b64(doc["signature"], at=10), "AXON-VERIFY-SIGNATURE"),
+    ]
+    if doc["encryption"]["enabled"]:
+        cases += [
+            ("encryption/enabled", False, "AXON-VERIFY-SCHEMA"),
+            ("encryption/algo", "AES-128-GCM", "AXON-VERIFY-SCHEMA"),
+            ("encryption/iv", flip_b64(doc["encryption"]["iv"]), "AXON-VERIFY-SIGNATURE"),
+            ("encryption/recipient_context", "did:sopcos:group:other", "AXON-VERIFY-SIGNATURE"),
+            ("encryption/recipients/0/kid", world.outsider.did, "AXON-VERIFY-SIGNATURE"),
+            ("encryption/recipients/0/ephem_pub", flip_b64(doc["encryption"]["recipients"][0]["ephem_pub"]),
+             "AXON-VERIFY-SIGNATURE"),
+            ("encryption/recipients/0/iv", flip_b64(doc["encryption"]["recipients"][0]["iv"]),
+             "AXON-VERIFY-SIGNATURE"),
+            ("encryption/recipients/0/wrapped_key",
+             flip_b64(doc["encryption"]["recipients"][0]["wrapped_key"]), "AXON-VERIFY-SIGNATURE"),
+        ]
+    else:
+        cases.append(("encryption/enabled", True, "AXON-VERIFY-SCHEMA"))
+    return cases
+
+
+def flip_b64(text: str, at: int = 5) -> str:
+    """`text` (base64) with the character at `at` changed to the next one of the alphabet."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    return text[:at] + alphabet[(alphabet.index(text[at]) + 1) % 64] + text[at + 1:]
+
+
+def set_leaf(doc: dict, path: str, value: object) -> dict:
+    """A copy of `doc` with the leaf at `path` (keys and list indexes joined by "/") set to `value`."""
+    doc = copy.deepcopy(doc)
+    *parents, last = path.split("/")
+    target = doc
+    for key in parents:
+        target = target[int(key)] if isinstance(target, list) else target[key]
+    target[last] = value
+    return doc

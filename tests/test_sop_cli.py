@@ -22,8 +22,7 @@ from scc import cli as scc_cli
 from scc.commands.package import parse_expiry
 from synapse import artifacts
 from synapse import cli as synapse_cli
-from tests.artifact_fixtures import GROUP, NOW, POLICIES, World, compiled, make_world
-from tests.test_verify import _set, _tamper_cases
+from tests.artifact_fixtures import GROUP, NOW, POLICIES, World, compiled, make_world, set_leaf, tamper_cases
 
 BOILER = POLICIES / "boiler-guard.json"
 HOT = ["--telemetry", '{"pressure_bar": 97.5, "valve_open": false}', "--context", '{"mode": "AUTO"}']
@@ -84,8 +83,8 @@ def test_every_tampered_field_is_refused_and_never_evaluated(world, tmp_path, ca
     original = artifacts.Evaluator.from_wasm
     monkeypatch.setattr(artifacts.Evaluator, "from_wasm",
                         classmethod(lambda cls, *a, **k: built.append(1) or original(*a, **k)))
-    for path, value, expected in _tamper_cases(world, doc):
-        sop.write_bytes(json.dumps(_set(doc, path, value)).encode())
+    for path, value, expected in tamper_cases(world, doc):
+        sop.write_bytes(json.dumps(set_leaf(doc, path, value)).encode())
         code, out, err = run(synapse_cli.main, "eval", sop, "--ledger", "ledger.db",
                              "--key", "node.key", *HOT, capsys=capsys)
         assert (code, out) == (1, ""), path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import json
 
 import pytest
@@ -22,7 +21,17 @@ from axon.verify import (
     VerifyConfig,
     VerifyError,
 )
-from tests.artifact_fixtures import GROUP, NOW, World, identity, make_world, wat_module
+from tests.artifact_fixtures import (
+    GROUP,
+    NOW,
+    World,
+    flip_b64,
+    identity,
+    make_world,
+    set_leaf,
+    tamper_cases,
+    wat_module,
+)
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 
@@ -250,74 +259,16 @@ def test_high_s_twin_of_a_valid_signature_is_refused(world, module):
     assert code_of(world, dumps(doc)) == "AXON-VERIFY-SIGNATURE"
 
 
-# Each leaf of a signed envelope, edited to another value of the right form, without re-signing.
-def _tamper_cases(world: World, doc: dict) -> list[tuple[str, object, str]]:
-    other_hash = "sha256:" + "cd" * 32
-    cases = [
-        ("header/magic", "SOPX", "AXON-VERIFY-MAGIC"),
-        ("header/version", "1.2", "AXON-VERIFY-VERSION"),
-        ("header/type", "WASM_MODULE", "AXON-VERIFY-TYPE"),
-        ("header/kid", world.junior.did, "AXON-VERIFY-SIGNATURE"),
-        ("header/kid", "did:sopcos:nobody#key-1", "AXON-VERIFY-SIGNER-UNKNOWN"),
-        ("meta/source_hash", other_hash, "AXON-VERIFY-SIGNATURE"),
-        ("meta/compiler_version", "scc-9.9.9", "AXON-VERIFY-SIGNATURE"),
-        ("meta/authority_level", "LVL_1", "AXON-VERIFY-SIGNATURE"),
-        ("meta/urn", "urn:sopcos:artifact:sha256:" + "cd" * 32, "AXON-VERIFY-SIGNATURE"),
-        ("meta/policy", "tank-overfill", "AXON-VERIFY-SIGNATURE"),
-        ("meta/version", "1.2.1", "AXON-VERIFY-SIGNATURE"),
-        ("meta/abi", 2, "AXON-VERIFY-SIGNATURE"),
-        ("meta/gas_max", 13, "AXON-VERIFY-SIGNATURE"),
-        ("meta/created_at", NOW - 1, "AXON-VERIFY-SIGNATURE"),
-        ("meta/expires_at", NOW + 10**6, "AXON-VERIFY-SIGNATURE"),
-        ("distribution/storage_hint", "s3://elsewhere/", "AXON-VERIFY-SIGNATURE"),
-        ("payload/integrity", other_hash, "AXON-VERIFY-SIGNATURE"),
-        ("payload/blob", _flip_b64(doc["payload"]["blob"]), "AXON-VERIFY-SIGNATURE"),
-        ("signature", _flip_b64(doc["signature"], at=10), "AXON-VERIFY-SIGNATURE"),
-    ]
-    if doc["encryption"]["enabled"]:
-        cases += [
-            ("encryption/enabled", False, "AXON-VERIFY-SCHEMA"),
-            ("encryption/algo", "AES-128-GCM", "AXON-VERIFY-SCHEMA"),
-            ("encryption/iv", _flip_b64(doc["encryption"]["iv"]), "AXON-VERIFY-SIGNATURE"),
-            ("encryption/recipient_context", "did:sopcos:group:other", "AXON-VERIFY-SIGNATURE"),
-            ("encryption/recipients/0/kid", world.outsider.did, "AXON-VERIFY-SIGNATURE"),
-            ("encryption/recipients/0/ephem_pub", _flip_b64(doc["encryption"]["recipients"][0]["ephem_pub"]),
-             "AXON-VERIFY-SIGNATURE"),
-            ("encryption/recipients/0/iv", _flip_b64(doc["encryption"]["recipients"][0]["iv"]),
-             "AXON-VERIFY-SIGNATURE"),
-            ("encryption/recipients/0/wrapped_key",
-             _flip_b64(doc["encryption"]["recipients"][0]["wrapped_key"]), "AXON-VERIFY-SIGNATURE"),
-        ]
-    else:
-        cases.append(("encryption/enabled", True, "AXON-VERIFY-SCHEMA"))
-    return cases
-
-
-def _flip_b64(text: str, at: int = 5) -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    return text[:at] + alphabet[(alphabet.index(text[at]) + 1) % 64] + text[at + 1:]
-
-
-def _set(doc: dict, path: str, value: object) -> dict:
-    doc = copy.deepcopy(doc)
-    *parents, last = path.split("/")
-    target = doc
-    for key in parents:
-        target = target[int(key)] if isinstance(target, list) else target[key]
-    target[last] = value
-    return doc
-
-
 @pytest.mark.parametrize("encrypted", [False, True], ids=["plain", "encrypted"])
 def test_tampering_with_any_field_fails_with_its_code(world, module, encrypted):
     envelope = world.package(module, encrypt_for=[GROUP] if encrypted else None)
     doc = json.loads(envelope.to_bytes())
     verifier(world, world.node).verify(envelope.to_bytes())  # untouched, it passes
-    cases = _tamper_cases(world, doc)
+    cases = tamper_cases(world, doc)
     leaves = {path for path, _, _ in cases}
     assert leaves >= _leaf_paths(doc), "every leaf of the envelope is tampered with"
     for path, value, code in cases:
-        data = dumps(_set(doc, path, value))
+        data = dumps(set_leaf(doc, path, value))
         assert code_of(world, data, world.node) == code, path
 
 
@@ -562,9 +513,9 @@ def test_encryption_binds_header_meta_and_blob(world, module, edit):
         doc["meta"]["urn"] = "urn:sopcos:artifact:sha256:" + digest
     elif edit == "wrapped_key":
         for item in doc["encryption"]["recipients"]:
-            item["wrapped_key"] = _flip_b64(item["wrapped_key"])
+            item["wrapped_key"] = flip_b64(item["wrapped_key"])
     else:
-        doc["encryption"]["iv"] = _flip_b64(doc["encryption"]["iv"])
+        doc["encryption"]["iv"] = flip_b64(doc["encryption"]["iv"])
     signer = world.root if edit == "header" else world.author
     envelope = env_mod.sign(Envelope.parse(doc), signer)
     if edit == "blob":
