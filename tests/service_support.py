@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 BOILER = json.loads((REPO / "policies" / "boiler-guard.json").read_text())
 NORMAL = {"pressure_bar": 50, "temp_c": 20, "valve_open": False}
 AUTO = {"mode": "AUTO"}
+HALT = {**NORMAL, "pressure_bar": 99}
 
 
 def identity(name: str) -> Identity:
@@ -115,6 +116,35 @@ def write_config(path: Path, sections: dict[str, dict[str, Any]], tokens: list[d
         lines += [f"{k} = {toml_value(v)}" for k, v in tok.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def sidecar_config(plant: Plant, sop_path: Path, **sidecar: Any) -> Path:
+    """A `synapse run` config for `plant` serving `sop_path`; `sidecar` holds the [sidecar] keys and the
+    `alerts` / `commands` sub-sections."""
+    sections = {
+        "ledger": {"path": plant.ledger_path, "follow_interval": 0.5},
+        "node": {"key": plant.node_key},
+        "store": {"path": plant.dir / "store"},
+        "decision_log": {"path": plant.dir / "decisions"},
+        "auth": {"open_evaluate": True},
+        "sidecar": {"artifacts": [sop_path],
+                    **{k: v for k, v in sidecar.items() if k not in ("alerts", "commands")}},
+    }
+    for sub in ("alerts", "commands"):
+        if sub in sidecar:
+            sections[f"sidecar.{sub}"] = sidecar[sub]
+    return write_config(plant.dir / "sidecar.toml", sections)
+
+
+def records(plant: Plant) -> list[dict]:
+    """Every record of the first worker's decision log, in order."""
+    return [json.loads(line) for seg in sorted((plant.dir / "decisions").glob("w0-*.jsonl"))
+            for line in seg.read_text().splitlines()]
+
+
+def decisions(plant: Plant) -> list[dict]:
+    """The decision records of `records(plant)`."""
+    return [r for r in records(plant) if r["kind"] == "decision"]
 
 
 _RUNNING: list[subprocess.Popen] = []

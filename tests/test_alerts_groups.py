@@ -21,8 +21,8 @@ from synapse.alerts import (
     resolve_recipients,
 )
 from tests.messaging_fixtures import T0, plant
-from tests.service_support import AUTO, NORMAL, Plant, Server
-from tests.test_service_sidecar import HALT, sidecar_config, wait_for
+from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, sidecar_config
+from tests.waiting import wait_until
 
 ROOM = "did:sopcos:group:control-room"
 
@@ -162,15 +162,15 @@ def test_sidecar_alerts_the_group_members_of_the_moment(tmp_path):
 
     try:
         feed(HALT)
-        first = wait_for(lambda: alerts(plant.operator), 20, "the first ALERT to the operator")
+        first = wait_until(lambda: alerts(plant.operator), 20, "the first ALERT to the operator")
         assert alerts(plant.admin) == first and alerts(plant.author) == []
         plant.submit(plant.root, ops.revoke_key(plant.operator.did))
         plant.submit(plant.root, ops.define_group(ROOM, [plant.admin.did, plant.author.did]))
         feed(NORMAL)
         feed(HALT)  # a new HALT episode: alerted again
-        second = wait_for(lambda: alerts(plant.author), 20, "an ALERT to the member added")
+        second = wait_until(lambda: alerts(plant.author), 20, "an ALERT to the member added")
         assert second != first
-        wait_for(lambda: len(alerts(plant.admin)) == 2, 20, "the second ALERT to the admin")
+        wait_until(lambda: len(alerts(plant.admin)) == 2, 20, "the second ALERT to the admin")
         assert alerts(plant.admin) == first + second
         assert alerts(plant.operator) == first  # revoked: nothing more
     finally:

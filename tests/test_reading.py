@@ -13,8 +13,8 @@ import pytest
 
 from scc.compiler import compile_policy
 from synapse.inputs import MAX_INPUT_NAME, MAX_READING_INPUTS, MAX_TEXT, Reading, ReadingInvalid
-from tests.service_support import AUTO, NORMAL, REPO, Plant, Server
-from tests.test_service_sidecar import decisions, sidecar_config, wait_for
+from tests.service_support import AUTO, NORMAL, REPO, Plant, Server, decisions, sidecar_config
+from tests.waiting import wait_until
 
 P = {"policy": "boiler-guard"}
 
@@ -97,7 +97,7 @@ def sidecar(tmp_path_factory):
         refused = {e["line"]: e["reason"] for e in server.events() if e.get("event") == "feed_line_invalid"}
         return refused if len(refused) + len(decisions(plant)) >= len(TABLE) else None
 
-    refused = wait_for(fed, 60, "every feed line decided or refused")
+    refused = wait_until(fed, 60, "every feed line decided or refused")
     yield server, refused
     server.stop()
 

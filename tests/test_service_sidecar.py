@@ -17,49 +17,13 @@ from axon.messaging.inner import Message
 from axon.messaging.receiver import Receiver
 from synapse.cli import main as synapse_main
 from synapse.service.sidecar import FeedReader
-from tests.service_support import AUTO, NORMAL, Plant, Server, write_config
-
-HALT = {**NORMAL, "pressure_bar": 99}
+from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, decisions, records, sidecar_config
+from tests.waiting import wait_until
 
 
 @pytest.fixture
 def plant(tmp_path) -> Plant:
     return Plant(tmp_path)
-
-
-def sidecar_config(plant: Plant, sop_path, **sidecar) -> object:
-    sections = {
-        "ledger": {"path": plant.ledger_path, "follow_interval": 0.5},
-        "node": {"key": plant.node_key},
-        "store": {"path": plant.dir / "store"},
-        "decision_log": {"path": plant.dir / "decisions"},
-        "auth": {"open_evaluate": True},
-        "sidecar": {"artifacts": [sop_path],
-                    **{k: v for k, v in sidecar.items() if k not in ("alerts", "commands")}},
-    }
-    for sub in ("alerts", "commands"):
-        if sub in sidecar:
-            sections[f"sidecar.{sub}"] = sidecar[sub]
-    return write_config(plant.dir / "sidecar.toml", sections)
-
-
-def records(plant: Plant) -> list[dict]:
-    return [json.loads(line) for seg in sorted((plant.dir / "decisions").glob("w0-*.jsonl"))
-            for line in seg.read_text().splitlines()]
-
-
-def decisions(plant: Plant) -> list[dict]:
-    return [r for r in records(plant) if r["kind"] == "decision"]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def verify(plant: Plant) -> int:
@@ -107,10 +71,10 @@ def test_stdin_on_a_schedule_with_alerts_http_and_sigterm(plant):
     try:
         server.proc.stdin.write(json.dumps({"telemetry": NORMAL}).encode() + b"\n")
         server.proc.stdin.flush()
-        wait_for(lambda: any(d["verdict"] == "ALLOW" for d in decisions(plant)), 20, "scheduled ALLOW")
+        wait_until(lambda: any(d["verdict"] == "ALLOW" for d in decisions(plant)), 20, "scheduled ALLOW")
         server.proc.stdin.write(json.dumps({"telemetry": HALT}).encode() + b"\n")
         server.proc.stdin.flush()
-        wait_for(lambda: any(d["verdict"] == "HALT" for d in decisions(plant)), 20, "scheduled HALT")
+        wait_until(lambda: any(d["verdict"] == "HALT" for d in decisions(plant)), 20, "scheduled HALT")
         # The same HTTP API is served meanwhile.
         r = server.client.post("/v1/evaluate", json={"policy": "boiler-guard", "telemetry": NORMAL,
                                                      "context": AUTO})
@@ -121,14 +85,14 @@ def test_stdin_on_a_schedule_with_alerts_http_and_sigterm(plant):
                 inbox = LedgerInbox(ledger, Receiver(plant.operator.key, did=plant.operator.did))
                 return [i for i in inbox.poll() if i.received is not None]
 
-        (item,) = wait_for(alerts, 20, "an ALERT on the ledger")[:1]
+        (item,) = wait_until(alerts, 20, "an ALERT on the ledger")[:1]
         assert item.received.sender.did == plant.node.did and item.received.message.type == "ALERT"
         body = item.received.message.body
         assert body["verdict"] == "HALT" and body["urn"] == urn and body["rule"] == "halt-overpressure"
         assert body["decision_id"] in {d["decision_id"] for d in decisions(plant)}
         # Scheduled evaluations go on (the verdict stays HALT); de-duplication keeps it to one alert.
         n = len(decisions(plant))
-        wait_for(lambda: len(decisions(plant)) > n + 3, 20, "more scheduled evaluations")
+        wait_until(lambda: len(decisions(plant)) > n + 3, 20, "more scheduled evaluations")
         assert len(alerts()) == 1
     finally:
         assert server.stop() == 0
@@ -153,11 +117,11 @@ def test_commands_from_the_ledger(plant):
     try:
         server.proc.stdin.write(json.dumps({"telemetry": NORMAL}).encode() + b"\n")
         server.proc.stdin.flush()
-        wait_for(lambda: any(d["rule"] == "normal" for d in decisions(plant)), 20, "a normal decision")
+        wait_until(lambda: any(d["rule"] == "normal" for d in decisions(plant)), 20, "a normal decision")
         # An administrator (LVL_4+ may set context) puts the boiler into maintenance for a minute.
         post_command(plant, plant.admin, {"command": "set_context", "name": "mode", "value": "MAINTENANCE",
                                           "expires_at": int(time.time()) + 60})
-        wait_for(lambda: any(d["rule"] == "maintenance" for d in decisions(plant)), 20, "the override")
+        wait_until(lambda: any(d["rule"] == "maintenance" for d in decisions(plant)), 20, "the override")
         # An operator (LVL_2) may not unload; an administrator may.
         post_command(plant, plant.operator, {"command": "unload", "urn": urn})
         post_command(plant, plant.admin, {"command": "unload", "urn": urn})
@@ -165,7 +129,7 @@ def test_commands_from_the_ledger(plant):
             found = [r for r in records(plant) if r.get("event") == "command"]
             return found if len(found) >= 3 else None
 
-        found = wait_for(command_records, 20, "three command records")
+        found = wait_until(command_records, 20, "three command records")
         statuses = {(r["data"]["from"], r["data"].get("command"), r["data"]["status"]) for r in found}
         assert (plant.operator.did, "unload", "refused") in statuses
         assert (plant.admin.did, "unload", "ok") in statuses
