@@ -1,8 +1,8 @@
 """`scc test`: run the cases of `NAME.test.json` files against the *compiled* policy modules.
 
 What is tested is what will run beside the PLC: each policy is compiled with the real compiler and
-every case goes through the real runtime, `python -m synapse eval MODULE --input -` (a subprocess,
-because scc must not import synapse). The pipeline is a row of small stages:
+every case goes through the real runtime, synapse's `Evaluator`, in this process (scc sits above
+synapse: README, "Layout"). The pipeline is a row of small stages:
 
   1. discover(paths)          the *.test.json files (files as given, directories searched)
   2. load_test_file(path)     read and schema-check one file (docs/policy-tests.md)
@@ -12,18 +12,14 @@ because scc must not import synapse). The pipeline is a row of small stages:
   6. render_console(), junit_xml()   the reports
 
 Problems with the test files themselves (unreadable, not matching the schema, no files at all) raise
-TestFileError; a runtime that cannot be started or answers nonsense raises RuntimeUnavailable: both
-are usage/I/O errors (exit 2). A failing case or a policy that does not compile is a test failure.
+TestFileError; a module the runtime refuses raises ModuleRefused: both are usage/I/O errors
+(exit 2). A failing case or a policy that does not compile is a test failure.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
-import subprocess
-import sys
-import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -37,12 +33,14 @@ from jsonschema import Draft202012Validator
 from axon import strictjson
 from scc.compiler import compile_policy
 from scc.errors import PolicyError, SccError
+from synapse.decision import Decision
+from synapse.errors import SynapseError
+from synapse.evaluate import Evaluator
+from synapse.inputs import Reading, ReadingInvalid
 
 SCHEMA_RESOURCE = "policy-test.schema.json"
 TEST_SUFFIX = ".test.json"
 DEFAULT_PATHS = ("policies",)
-# Seconds the runtime may take for one file's cases; generous, it exists to stop a hung process.
-RUNTIME_TIMEOUT_S = 120.0
 
 
 class TestFileError(SccError):
@@ -52,8 +50,8 @@ class TestFileError(SccError):
     code = "SCC-TEST-FILE"
 
 
-class RuntimeUnavailable(SccError):
-    """The runtime could not be started, or its answers could not be read."""
+class ModuleRefused(SccError):
+    """The runtime refused a compiled module: it could not load or instantiate it."""
 
     code = "SCC-TEST-RUNTIME"
 
@@ -195,37 +193,25 @@ def _describe_compile_error(exc: PolicyError, policy_path: Path) -> str:
 # ------------------------------------------------------------------------------ 4. run
 
 
-def run_cases(wasm: bytes, cases: Sequence[dict[str, Any]], *, python: str = sys.executable) -> list[dict]:
-    """One decision per case, in order, from `python -m synapse eval MODULE --input -`."""
-    lines = "".join(
-        json.dumps({"telemetry": c.get("telemetry", {}), "context": c.get("context", {})}) + "\n"
-        for c in cases
-    )
-    with tempfile.TemporaryDirectory(prefix="scc-test-") as tmp:
-        module = Path(tmp) / "policy.wasm"
-        module.write_bytes(wasm)
-        try:
-            done = subprocess.run(
-                [python, "-m", "synapse", "eval", str(module), "--input", "-"],
-                input=lines, capture_output=True, text=True, timeout=RUNTIME_TIMEOUT_S, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise RuntimeUnavailable(f"could not run the runtime (python -m synapse eval): {exc}") from None
-    answers = done.stdout.splitlines()
-    if len(answers) != len(cases):
-        detail = done.stderr.strip().splitlines()[-1:] or [f"exit status {done.returncode}"]
-        raise RuntimeUnavailable(
-            f"the runtime answered {len(answers)} of {len(cases)} cases: {detail[0]}"
-        )
+def run_cases(wasm: bytes, cases: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One decision per case, in order, from the runtime's evaluator with its default limits.
+
+    A case whose telemetry or context is not a reading (a null, a list, an over-long string) is a
+    DENY whose reason names the case and the value, as the runtime refuses such a reading."""
+    try:
+        evaluator = Evaluator.from_wasm(wasm)
+    except SynapseError as exc:
+        raise ModuleRefused(f"the runtime refused the compiled module: {exc} [{exc.code}]") from None
     decisions = []
-    for number, line in enumerate(answers, start=1):
+    for number, case in enumerate(cases, start=1):
         try:
-            decision = strictjson.loads(line)
-        except strictjson.JsonError:
-            raise RuntimeUnavailable(f"the runtime's answer {number} is not JSON: {line[:200]!r}") from None
-        if not isinstance(decision, dict) or "verdict" not in decision:
-            raise RuntimeUnavailable(f"the runtime's answer {number} is not a decision: {line[:200]!r}")
-        decisions.append(decision)
+            reading = Reading.from_json({"telemetry": case.get("telemetry", {}),
+                                         "context": case.get("context", {})})
+        except ReadingInvalid as exc:
+            decision = Decision.deny(f"case {number}: {exc}")
+        else:
+            decision = evaluator.evaluate(reading.telemetry, reading.context)
+        decisions.append(dict(decision.to_dict()))
     return decisions
 
 

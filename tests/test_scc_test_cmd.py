@@ -11,6 +11,9 @@ from pathlib import Path
 import pytest
 
 from scc.cli import main
+from scc.compiler import compile_policy
+from scc.testing import ModuleRefused, run_cases
+from synapse import cli as synapse_cli
 
 POLICY = {
     "sip": "001", "policy": "pump-guard", "version": "1.0.0",
@@ -165,6 +168,33 @@ def test_no_test_files_is_a_usage_error(tmp_path, capsys):
     assert code == 2 and "no *.test.json files found" in err
     code, _, err = scc_test(capsys, tmp_path / "nowhere")
     assert code == 2 and "no such file or directory" in err
+
+
+def test_a_case_that_is_not_a_reading_is_a_deny_naming_the_case_and_the_value(tmp_path, capsys):
+    cases = [case("trip", 13, 50, "HALT"),
+             {"name": "gauge null", "telemetry": {"pressure_bar": None, "flow_m3h": 50}, "expect": "ALLOW"}]
+    code, out, _ = scc_test(capsys, write(tmp_path, cases))
+    assert code == 1
+    assert "reason:   case 2: /telemetry/pressure_bar: must be true, false, a finite number" in out
+    assert "verdict: expected ALLOW, got DENY" in out and out.splitlines()[-1] == "1 passed, 1 failed"
+
+
+def test_the_decisions_are_the_ones_synapse_eval_gives(tmp_path, capsys):
+    """In-process evaluation answers every case exactly as `synapse eval --input` does."""
+    wasm = compile_policy(json.dumps(POLICY).encode()).wasm
+    module, readings = tmp_path / "pump-guard.wasm", tmp_path / "readings.jsonl"
+    module.write_bytes(wasm)
+    readings.write_text("".join(json.dumps({"telemetry": c["telemetry"]}) + "\n" for c in PASSING))
+    assert synapse_cli.main(["eval", str(module), "--input", str(readings)]) == 0
+    replayed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    decided = run_cases(wasm, PASSING)
+    assert len(replayed) == len(PASSING) and decided == replayed
+    assert {d["verdict"] for d in decided} == {"HALT", "WARN", "ALLOW", "DENY"}
+
+
+def test_a_module_the_runtime_refuses_is_reported_not_run():
+    with pytest.raises(ModuleRefused, match="the runtime refused the compiled module"):
+        run_cases(b"\0asm\x01\0\0\0", PASSING)
 
 
 def test_the_installed_command_runs_the_bundled_policies():

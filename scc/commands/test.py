@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, write_atomic
-from scc.testing import DEFAULT_PATHS, RuntimeUnavailable, TestFileError, junit_xml, render_console, run_tests
+from scc.testing import DEFAULT_PATHS, ModuleRefused, TestFileError, junit_xml, render_console, run_tests
 
 HELP = "run the NAME.test.json cases of policies against their compiled modules"
 DESCRIPTION = """Compile each policy named by a NAME.test.json file and run every case in it through
-the runtime (synapse), exactly as the policy will run beside the PLC.
+the runtime (synapse's evaluator, in this process), exactly as the policy will run beside the PLC.
 
 Prints every failing case with the decision it got (verdict, deciding rule, reason, logs), the rules
 that no case made decide, and a closing line "N passed, N failed".
@@ -38,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         suites = run_tests(args.paths)
-    except (TestFileError, RuntimeUnavailable) as exc:
+    except (TestFileError, ModuleRefused) as exc:
         raise UsageError(str(exc)) from None
     sys.stdout.write(render_console(suites))
     if args.junit is not None:
