@@ -83,10 +83,10 @@ def _compiled_validator() -> Any:
 
 
 def _known_valid(doc: Any) -> bool:
-    """jsonschema-rs, compiled from the same schema, says "valid" in ~4 µs where jsonschema takes ~140;
-    only that answer is taken from it. Anything else (not installed, invalid, a value it cannot convert)
-    goes to jsonschema, the reference, which also words the error (tests/test_envelope.py checks that
-    the two agree)."""
+    """jsonschema-rs, compiled from the same schema, says "valid" far sooner than jsonschema (figures in
+    docs/artifacts.md, "Accelerators"); only that answer is taken from it. Anything else (not installed,
+    invalid, a value it cannot convert) goes to jsonschema, the reference, which also words the error
+    (tests/test_envelope.py checks that the two agree)."""
     compiled = _compiled_validator()
     if compiled is None:
         return False
@@ -118,9 +118,9 @@ def _simd_decode(text: str) -> bytes:
     return pybase64.b64decode(text, validate=True)
 
 
-# The blob is most of an envelope and decoding it most of a verification: binascii decodes ~0.5 GB/s
-# (~260 µs for a 134 KB blob), pybase64's SIMD decoder ~40 times that. Either is used with the same
-# rules (tests/test_envelope.py checks each against a regular expression of strict base64).
+# The blob is most of an envelope and decoding it most of a verification, so pybase64's SIMD decoder is
+# preferred to binascii when installed (figures in docs/artifacts.md, "Accelerators"). Either is used
+# with the same rules (tests/test_envelope.py checks each against a regular expression of strict base64).
 BASE64_DECODERS: dict[str, Callable[[str], bytes]] = {"binascii": _binascii_decode}
 if pybase64 is not None:
     BASE64_DECODERS["pybase64"] = _simd_decode
@@ -291,8 +291,9 @@ def canonical_parts(doc: Mapping[str, Any], *, blob_is_base64: bool = False) -> 
 
     With `blob_is_base64` (the caller has strictly decoded `payload.blob`, as `Envelope.parse` does),
     the blob, the one large string, goes in verbatim where a marker was canonicalised: base64 text
-    holds nothing RFC 8785 escapes, and rfc8785's escaper costs ≈0.4 ms per 100 KB. The result is
-    rfc8785's byte for byte (tests/test_envelope.py); if the marker occurs elsewhere, rfc8785 does it all.
+    holds nothing RFC 8785 escapes, and rfc8785's escaper would be the costliest part of the signature
+    check (docs/artifacts.md, "Performance"). The result is rfc8785's byte for byte
+    (tests/test_envelope.py); if the marker occurs elsewhere, rfc8785 does it all.
     """
     if not blob_is_base64:
         return (rfc8785.dumps(doc),)
