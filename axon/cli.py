@@ -8,7 +8,7 @@ from axon.clikit import run_cli
 
 DESCRIPTION = """Axon, the trust layer: verify artifacts, keep the ledger, exchange SIP-017 messages.
 
-  axon verify ARTIFACT.sop --ledger L [--key NODEKEY] [--rebuild POLICY.json]
+  axon verify ARTIFACT.sop --ledger L [--key NODEKEY]
   axon ledger init --ledger L --root-key ROOT.key     (then register-key, register-artifact, ...)
   axon msg send --to DID --type CMD --body JSON --key KEYFILE --ledger L
   axon tx decode HEX                                  fields, hash and sender of a transaction

@@ -14,6 +14,7 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
   scc keygen -o KEYFILE --name NAME          a secp256k1 signing key (file mode 0600)
   scc package POLICY.json --key KEYFILE --kid DID -o OUT.sop
   scc inspect OUT.sop                        what an artifact claims (axon verify checks it)
+  scc rebuild OUT.sop POLICY.json --ledger L verify, then rebuild from source: the same bytes?
 
 Exit status: 0 success, 1 the policy/test/artifact failed, 2 usage or I/O error.
 """
@@ -25,6 +26,7 @@ COMMANDS = [
     "scc.commands.keygen",
     "scc.commands.package",
     "scc.commands.inspect",
+    "scc.commands.rebuild",
     "scc.commands.test",
 ]
 

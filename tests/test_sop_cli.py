@@ -1,4 +1,4 @@
-"""The artifact command lines: `scc package`, `scc inspect`, `axon verify` (--json, --rebuild) and
+"""The artifact command lines: `scc package`, `scc inspect`, `axon verify` (--json), `scc rebuild` and
 `synapse eval ARTIFACT.sop`, which evaluates only what Axon verified."""
 
 from __future__ import annotations
@@ -168,13 +168,16 @@ def _with_version(module: bytes, version: str, **meta_changes: object) -> bytes:
 def test_rebuild(world, tmp_path, capsys):
     sop = package(tmp_path, capsys, "--register", "--encrypt-for", GROUP)
     ledger, key = "ledger.db", "node.key"
-    code, out, _ = run(axon_cli.main, "verify", sop, "--ledger", ledger, "--key", key, "--rebuild", BOILER,
-                       "--json", capsys=capsys)
-    rebuild = json.loads(out)["rebuild"]
-    assert code == 0 and rebuild["matches"] and rebuild["local_module"] == rebuild["artifact_module"], rebuild
-    code, out, _ = run(axon_cli.main, "verify", sop, "--ledger", ledger, "--key", key, "--rebuild",
-                       POLICIES / "tank-overfill.json", capsys=capsys)
-    assert code == 1 and "rebuild    no: this source is not the one" in out
+    code, out, _ = run(scc_cli.main, "rebuild", sop, BOILER, "--ledger", ledger, "--key", key, "--json",
+                       capsys=capsys)
+    result = json.loads(out)
+    rebuild = result["rebuild"]
+    assert code == 0 and result["ok"] and result["artifact"]["encrypted"], result
+    assert rebuild["matches"] and rebuild["local_module"] == rebuild["artifact_module"], rebuild
+    code, out, _ = run(scc_cli.main, "rebuild", sop, POLICIES / "tank-overfill.json", "--ledger", ledger,
+                       "--key", key, capsys=capsys)
+    assert code == 1 and "VERIFIED boiler-guard" in out and "rebuild    no: this source is not the one" in out
+    assert not list(tmp_path.glob("*.wasm"))  # the rebuilt module stayed in memory
 
 
 def test_rebuild_with_another_compiler_version_is_a_clear_no(world, tmp_path, capsys):
@@ -183,9 +186,32 @@ def test_rebuild_with_another_compiler_version_is_a_clear_no(world, tmp_path, ca
     world.register(envelope)
     sop = tmp_path / "old.sop"
     sop.write_bytes(envelope.to_bytes())
-    code, out, _ = run(axon_cli.main, "verify", sop, "--ledger", "ledger.db", "--rebuild", BOILER,
-                       capsys=capsys)
+    code, out, _ = run(scc_cli.main, "rebuild", sop, BOILER, "--ledger", "ledger.db", capsys=capsys)
     assert code == 1 and "cannot confirm: the artifact was built by scc-0.0.9" in out
+
+
+def test_rebuild_verifies_first_and_reports_a_source_that_does_not_compile(world, tmp_path, capsys):
+    sop = package(tmp_path, capsys, "--register")
+    (tmp_path / "newer.json").write_text('{"boiler-guard": "99.0.0"}')
+    code, out, err = run(scc_cli.main, "rebuild", sop, BOILER, "--ledger", "ledger.db", "--installed",
+                         "newer.json", capsys=capsys)
+    assert code == 1 and out == "" and "REFUSED" in err
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**json.loads(BOILER.read_text()), "default": "MAYBE"}))
+    code, out, err = run(scc_cli.main, "rebuild", sop, broken, "--ledger", "ledger.db", capsys=capsys)
+    assert code == 2 and out == "" and "/default" in err and "not rebuilt: 1 error(s)" in err
+    code, _, err = run(scc_cli.main, "rebuild", sop, tmp_path / "nope.json", "--ledger", "ledger.db",
+                       capsys=capsys)
+    assert code == 2 and "nope.json" in err
+
+
+def test_axon_verify_rebuild_points_at_scc_rebuild(world, tmp_path, capsys):
+    """Axon does not compile: the old flag is a usage error that names the command that does."""
+    sop = package(tmp_path, capsys, "--register")
+    code, out, err = run(axon_cli.main, "verify", sop, "--ledger", "ledger.db", "--rebuild", BOILER,
+                         capsys=capsys)
+    assert code == 2 and out == ""
+    assert f"scc rebuild {sop} {BOILER} --ledger PATH" in err
 
 
 def test_verify_usage_errors(world, tmp_path, capsys):

@@ -6,9 +6,7 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
-from axon import artifact_rebuild
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_bytes, read_text
 from axon.commands.loaders import LEDGER_ENV, load_key, open_ledger
 from axon.keys import KEY_ENV, Identity
@@ -23,53 +21,64 @@ imports/exports. Each failure has a stable code (AXON-VERIFY-...; docs/artifacts
 
   axon verify boiler.sop --ledger plant.ledger
   axon verify boiler.sop --ledger plant.ledger --key node.key --json
-  axon verify boiler.sop --ledger plant.ledger --rebuild boiler.json
 
---rebuild also compiles POLICY.json with this machine's scc (`python -m scc compile`, in a child
-process) and says whether it gives the artifact's module byte for byte; a different compiler
-version is a clear "cannot confirm".
+Whether the module is the one its source compiles to is a question for the compiler, asked with
+`scc rebuild ARTIFACT.sop POLICY.json --ledger PATH` (it runs these same checks first).
 
 The ledger comes from --ledger or ${LEDGER_ENV}; the node key from --key or ${KEY_ENV} (only needed
 for encrypted artifacts).
-exit status: 0 verified (and rebuilt identically), 1 refused or rebuild differs, 2 usage or I/O error."""
+exit status: 0 verified, 1 refused, 2 usage or I/O error."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("verify", help="verify a .sop artifact against the ledger",
                                    description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    # Axon does not compile (README, "Layout"): a script still passing --rebuild is told where it went.
+    parser.add_argument("--rebuild", metavar="POLICY.json", help=argparse.SUPPRESS)
+    parser.set_defaults(run=run)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """What names an artifact and the trust to verify it against (`scc rebuild` takes them too)."""
     parser.add_argument("artifact", metavar="ARTIFACT.sop")
     parser.add_argument("--ledger", metavar="PATH", help=f"the ledger file (default: ${LEDGER_ENV})")
     parser.add_argument("--key", metavar="NODEKEY", help=f"this node's key, to decrypt (default: ${KEY_ENV})")
     parser.add_argument("--installed", metavar="FILE",
                         help='JSON {"policy": "version"} of what this node runs: refuse rollbacks')
-    parser.add_argument("--rebuild", metavar="POLICY.json", help="also rebuild from source and compare")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.rebuild is not None:
+        raise UsageError(f"axon verify no longer compiles; rebuild and compare with the compiler: "
+                         f"scc rebuild {args.artifact} {args.rebuild} --ledger PATH")
+    try:
+        verified = verify(args)
+    except VerifyError as exc:
+        return report_refused(args, exc)
+    if args.json:
+        print(json.dumps(verified_result(verified), indent=2))
+    else:
+        print_verified(args.artifact, verified)
+    return EXIT_OK
+
+
+def verify(args: argparse.Namespace) -> VerifiedArtifact:
+    """Every check on `args.artifact` against the ledger; VerifyError names the first that fails."""
     data = read_bytes(args.artifact)
     installed = _installed(args.installed) if args.installed else None
     node = _node_key(args.key)
     ledger = open_ledger(args.ledger)
     try:
-        verified = Verifier(ledger, VerifyConfig(), node).verify(data, installed)
-    except VerifyError as exc:
-        return _refused(args, exc)
+        return Verifier(ledger, VerifyConfig(), node).verify(data, installed)
     finally:
         ledger.close()
-    result = {"ok": True, "artifact": verified.summary(), "checks": [c.__name__[6:] for c in CHECKS]}
-    status = EXIT_OK
-    if args.rebuild:
-        comparison = _rebuild(args.rebuild, verified)
-        result["rebuild"] = comparison.to_dict()
-        result["ok"] = comparison.matches
-        status = EXIT_OK if comparison.matches else EXIT_FAIL
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        _print_verified(args.artifact, verified, result.get("rebuild"))
-    return status
+
+
+def verified_result(verified: VerifiedArtifact) -> dict[str, object]:
+    """The --json document of a verified artifact."""
+    return {"ok": True, "artifact": verified.summary(), "checks": [c.__name__[6:] for c in CHECKS]}
 
 
 def _installed(path: str) -> InstalledVersions:
@@ -87,7 +96,8 @@ def _node_key(path: str | None) -> Identity | None:
     return load_key(path)
 
 
-def _refused(args: argparse.Namespace, exc: VerifyError) -> int:
+def report_refused(args: argparse.Namespace, exc: VerifyError) -> int:
+    """Say which check refused the artifact (as JSON with --json); the refusal's exit status."""
     if args.json:
         print(json.dumps({"ok": False, "error": exc.to_dict(), "passed": list(exc.passed)}, indent=2))
     else:
@@ -95,16 +105,7 @@ def _refused(args: argparse.Namespace, exc: VerifyError) -> int:
     return EXIT_FAIL
 
 
-def _rebuild(policy: str, verified: VerifiedArtifact) -> artifact_rebuild.RebuildComparison:
-    if not Path(policy).is_file():
-        raise UsageError(f"--rebuild {policy}: no such file")
-    try:
-        return artifact_rebuild.compare(verified, artifact_rebuild.rebuild(Path(policy)))
-    except artifact_rebuild.RebuildFailed as exc:
-        raise UsageError(f"--rebuild: {exc}") from None
-
-
-def _print_verified(name: str, verified: VerifiedArtifact, rebuild: dict | None) -> None:
+def print_verified(name: str, verified: VerifiedArtifact) -> None:
     s = verified.summary()
     print(f"{name}: VERIFIED {s['policy']} {s['version']}\n"
           f"  urn        {s['urn']}\n"
@@ -112,5 +113,3 @@ def _print_verified(name: str, verified: VerifiedArtifact, rebuild: dict | None)
           f"  module     {s['module_bytes']:,} bytes, {s['compiler_version']}, gas_max {s['gas_max']:,}"
           + (", decrypted in memory" if s["encrypted"] else "") + "\n"
           f"  checks     all {len(CHECKS)} passed")
-    if rebuild is not None:
-        print(f"  rebuild    {rebuild['reason']}")
