@@ -3,8 +3,8 @@
 These are the one set of rules for it: Axon's verifier runs `check_module` on every artifact, and
 Synapse's sandbox on every module it loads, before compiling it (mapping the errors to its own codes).
 
-Two stages, cheap enough to run on every verification and every load (measured together ≈0.1 ms for
-a 10-rule module, ≈2 ms for a 1,000-rule one of 114 KB, most of it decoding the meta):
+Two stages, cheap enough to run on every verification and every load (figures in docs/artifacts.md,
+"Performance"):
   1. wasmtime validates the whole module (`Module.validate`: no compilation, so nothing to cache),
      with the wasm features a policy never needs (FEATURES_OFF) switched off, as the sandbox's engine
      has them;
@@ -15,9 +15,9 @@ a 10-rule module, ≈2 ms for a 1,000-rule one of 114 KB, most of it decoding th
 Each kind of refusal has its own error class (and code) under ModuleInterfaceError.
 
 Reading four sections by hand rather than asking a compiled wasmtime.Module keeps verification free
-of compilation (≈2 ms for 10 rules, ≈140 ms for 1,000) and keeps decrypted modules out of any
-compiler cache; the sections are read only after wasmtime has validated them, so the walker
-below can stay small.
+of compilation, which costs far more than the check, and keeps decrypted modules out of any compiler
+cache; the sections are read only after wasmtime has validated them, so the walker below can stay
+small.
 """
 
 from __future__ import annotations
