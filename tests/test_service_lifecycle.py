@@ -8,6 +8,8 @@ import json
 import re
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -251,7 +253,10 @@ def test_request_rate_is_bounded(plant):
 
 def test_refuses_to_bind_beyond_loopback_without_auth(plant, tmp_path):
     bare = write_config(tmp_path / "bare.toml", {"node": {"key": plant.node_key}})
-    assert synapse_main(["serve", "--config", str(bare), "--host", "0.0.0.0", "--port", "0"]) == 2
+    # In a child: `serve` hardens its process first (not dumpable), which would outlive this test.
+    refused = subprocess.run([sys.executable, "-m", "synapse", "serve", "--config", str(bare),
+                              "--host", "0.0.0.0", "--port", "0"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "refusing to bind 0.0.0.0" in refused.stderr, refused.stderr
 
 
 # -- the decision log, tampered ------------------------------------------------------------------------
