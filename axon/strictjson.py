@@ -164,7 +164,7 @@ def _no_constant(name: str) -> Any:
 def _finite(text: str) -> float:
     value = float(text)
     if not math.isfinite(value):
-        raise _Refused(f"the number {text[:32]} overflows to infinity")
+        raise _Refused("a number overflows to infinity")  # not echoed: it may be a masked input value
     return value
 
 

@@ -3,8 +3,9 @@
 Every declared input is checked before the module runs. Absent with a `default`: the default.
 Absent without one, the wrong JSON type (a bool is not a number: Python's bool is an int, so types are
 compared exactly), not one of the enum's values, not finite, or outside [min, max]: an `InputFault`
-naming the input. Undeclared inputs are ignored. Context `now` (Unix seconds) comes from the injected
-clock when a policy declares it as a number and the caller did not pass it.
+naming the input and why, never the value received (a masked field or a secret may be one). Undeclared
+inputs are ignored. Context `now` (Unix seconds) comes from the injected clock when a policy declares it
+as a number and the caller did not pass it.
 
 Values cross to the module as f64: a number as itself, a bool as 1.0/0.0, an enum as the index of its
 value. The checks are compiled once per module into one tuple per input, so the per-call work is one
@@ -118,10 +119,11 @@ def _resolve(side: str, spec: _Spec, value: Any, clock: Callable[[], float]) -> 
         except OverflowError:
             raise InputFault(side, name, "is not finite (too large for a double)") from None
         if not math.isfinite(number):
-            raise InputFault(side, name, f"is not finite ({number!r})")
-        if not lo <= number <= hi:
-            raise InputFault(side, name, f"= {_show(value)} is outside [{_show(decl.get('min'))}, "
-                                         f"{_show(decl.get('max'))}]")
+            raise InputFault(side, name, "is not finite (NaN or an infinity)")
+        if number < lo:
+            raise InputFault(side, name, f"is below its minimum {_show(decl.get('min'))}")
+        if number > hi:
+            raise InputFault(side, name, f"is above its maximum {_show(decl.get('max'))}")
         return number
     if kind == _BOOL:
         if not isinstance(value, bool):
@@ -131,7 +133,7 @@ def _resolve(side: str, spec: _Spec, value: Any, clock: Callable[[], float]) -> 
         raise InputFault(side, name, f"must be one of its values (a string), got {_json_type(value)}")
     if value not in index:
         values = _show_values(decl["values"])
-        raise InputFault(side, name, f"= {_show(value)} is not one of its values {values}")
+        raise InputFault(side, name, f"is not one of its values {values}")
     return index[value]
 
 

@@ -49,9 +49,12 @@ def test_bounds_are_inclusive():
     assert check.encode({"p": 250.0}, {})[0] == [250.0]
 
 
-@pytest.mark.parametrize("value", [-0.001, 250.0001, -1e308, 1e300])
-def test_outside_min_max_is_a_fault_naming_the_input(value):
-    assert fault(checker([NUMBER]), {"p": value}) == f'telemetry "p" = {value!r} is outside [0, 250]'
+@pytest.mark.parametrize(("value", "broken"), [
+    (-0.001, "below its minimum 0"), (-1e308, "below its minimum 0"),
+    (250.0001, "above its maximum 250"), (1e300, "above its maximum 250"),
+])
+def test_outside_min_max_is_a_fault_naming_the_input_and_bound_not_the_value(value, broken):
+    assert fault(checker([NUMBER]), {"p": value}) == f'telemetry "p" is {broken}'
 
 
 @pytest.mark.parametrize("value", [True, False])
@@ -68,7 +71,7 @@ def test_other_json_types_are_not_numbers(value, kind):
 
 @pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 def test_non_finite_is_a_fault_even_without_bounds(value):
-    assert fault(checker([FREE]), {"x": value}) == f'telemetry "x" is not finite ({value!r})'
+    assert fault(checker([FREE]), {"x": value}) == 'telemetry "x" is not finite (NaN or an infinity)'
 
 
 def test_an_integer_beyond_double_range_is_not_finite():
@@ -119,7 +122,7 @@ def test_enums_cross_as_the_index_of_their_value():
 
 def test_a_value_not_in_the_enum_is_a_fault():
     assert (fault(checker(context=[ENUM]), {}, {"mode": "auto"})
-            == 'context "mode" = "auto" is not one of its values ["AUTO", "MANUAL", "MAINTENANCE"]')
+            == 'context "mode" is not one of its values ["AUTO", "MANUAL", "MAINTENANCE"]')
 
 
 @pytest.mark.parametrize(("value", "kind"), [(0, "a number"), (True, "a bool"), (["AUTO"], "an array")])
@@ -128,8 +131,21 @@ def test_an_enum_value_must_be_a_string(value, kind):
             == f'context "mode" must be one of its values (a string), got {kind}')
 
 
-def test_long_values_are_shortened_in_messages():
-    message = fault(checker(context=[ENUM]), {}, {"mode": "A" * 5000})
+@pytest.mark.parametrize(("telemetry", "context", "received"), [
+    ({}, {"mode": "hunter2-operator-pin"}, "hunter2-operator-pin"),
+    ({"p": 987654.125}, {}, "987654"),
+    ({"p": -31337}, {}, "31337"),
+])
+def test_the_received_value_is_never_in_the_message(telemetry, context, received):
+    # It may be a masked field or a secret: the reason reaches the decision log and the logs in clear.
+    message = fault(checker([NUMBER], [ENUM]), {"p": 1} | telemetry, {"mode": "AUTO"} | context)
+    assert message.startswith('context "mode"' if context else 'telemetry "p"')
+    assert received not in message
+
+
+def test_long_declared_values_are_shortened_in_messages():
+    long_enum = {"name": "mode", "type": "enum", "values": ["A" * 5000, "B"]}
+    message = fault(checker(context=[long_enum]), {}, {"mode": "C"})
     assert len(message) < 200 and "..." in message
 
 
@@ -152,7 +168,7 @@ def test_absent_with_default_takes_the_default_encoded():
 
 def test_a_present_but_wrong_value_does_not_fall_back_to_the_default():
     check = checker([{"name": "t", "type": "number", "default": 20, "max": 100}])
-    assert fault(check, {"t": 101}) == 'telemetry "t" = 101 is outside [unbounded, 100]'
+    assert fault(check, {"t": 101}) == 'telemetry "t" is above its maximum 100'
     assert fault(check, {"t": None}) == 'telemetry "t" must be a number, got null'
 
 
@@ -206,7 +222,7 @@ def test_the_clock_is_read_only_when_now_is_declared():
 
 def test_the_clock_value_is_checked_like_any_input():
     check = checker(context=[{"name": "now", "type": "number", "max": 100}], clock=lambda: 1_700_000_000.0)
-    assert fault(check, {}) == 'context "now" = 1700000000.0 is outside [unbounded, 100]'
+    assert fault(check, {}) == 'context "now" is above its maximum 100'
 
 
 def test_telemetry_now_is_not_supplied():

@@ -31,7 +31,8 @@ def server(plant):
         "ledger": {"path": plant.ledger_path, "follow_interval": 0.3},
         "node": {"key": plant.node_key},
         "store": {"path": work / "store"},
-        "decision_log": {"path": work / "decisions", "mask": ["context.operator"]},
+        "decision_log": {"path": work / "decisions", "mask": ["context.operator", "context.mode",
+                                                               "telemetry.pressure_bar"]},
         "limits": {"max_body_bytes": MAX_BODY, "max_batch": 8},
         "server": {"access_log": True},
     }, tokens=[{"name": "ops-admin", "sha256": hash_token(ADMIN_TOKEN), "scopes": ["admin"]},
@@ -376,4 +377,24 @@ def test_decisions_are_logged_with_masking(server, plant):
     assert record["verdict"] == "ALLOW" and record["urn"] == r.json()["urn"]
     assert set(record["context"]["operator"]) == {"hmac-sha256"} and "j.doe" not in json.dumps(records)
     assert any(x["kind"] == "event" and x["event"] == "artifact_uploaded" for x in records)
+
+
+@pytest.mark.parametrize("telemetry, context, secret, why", [
+    (NORMAL, {"mode": "pin-7731-hunter2"}, "pin-7731-hunter2", 'context "mode" is not one of its values'),
+    ({**NORMAL, "pressure_bar": 31337.0625}, AUTO, "31337",
+     'telemetry "pressure_bar" is above its maximum 250'),
+])
+def test_an_input_fault_reason_never_echoes_a_masked_value(server, plant, telemetry, context, secret, why):
+    # The reason names the input and the declared bound or values it breaks; the value itself is masked
+    # in the record, and the reason (in the record, the response and the logs) must not undo that.
+    r = evaluate(server, {"policy": "boiler-guard", "telemetry": telemetry, "context": context})
+    decision = r.json()
+    assert decision["verdict"] == "DENY" and decision["reason"].startswith(f"input fault: {why}")
+    assert secret not in r.text
+    segments = sorted((plant.dir / "decisions").glob("w0-*.jsonl"))
+    records = [json.loads(line) for seg in segments for line in seg.read_text().splitlines()]
+    (record,) = [x for x in records if x.get("decision_id") == decision["decision_id"]]
+    assert record["reason"] == decision["reason"]
+    assert secret not in "".join(seg.read_text() for seg in segments)
+    assert secret not in server.log()
 

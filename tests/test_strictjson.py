@@ -51,7 +51,8 @@ def test_nan_and_infinity(constant):
 
 @pytest.mark.parametrize("number", ["1e999", "-1e999", "1.5e400"])
 def test_numbers_that_overflow_to_infinity(number):
-    assert "overflows to infinity" in refused(f"[{number}]").reason
+    reason = refused(f"[{number}]").reason
+    assert "overflows to infinity" in reason and number.lstrip("-") not in reason  # may be a masked value
 
 
 def test_long_integers_are_refused_not_a_crash():
