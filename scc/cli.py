@@ -14,7 +14,8 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
   scc keygen -o KEYFILE --name NAME          a secp256k1 signing key (file mode 0600)
   scc package POLICY.json --key KEYFILE --kid DID -o OUT.sop
   scc inspect OUT.sop                        what an artifact claims (axon verify checks it)
-  scc rebuild OUT.sop POLICY.json --ledger L verify, then rebuild from source: the same bytes?
+  scc rebuild OUT.sop POLICY.json --ledger L
+                                             verify, then: does the source rebuild its module byte for byte?
 
 Exit status: 0 success, 1 the policy/test/artifact failed, 2 usage or I/O error.
 """
