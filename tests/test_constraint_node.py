@@ -54,6 +54,7 @@ DRAFT_PROVISIONING = {"type": 1, "nonce": 12, "gasPrice": 30, "gasLimit": 80000,
                       "address": "6BAC1B75185D9051AF740AB909F81C71BBB221A6", "value": 0}
 
 NODE_KEY = SigningKey(hashlib.sha256(b"constraint node 7").digest())
+JSON_BODY = {"Content-Type": "application/json"}
 
 
 # --- the draft's example ----------------------------------------------------------------------------------
@@ -392,7 +393,7 @@ def test_http_router_translates_to_the_node() -> None:
     app = FastAPI()
     app.include_router(make_router(partial(ConstraintNode(NODE_KEY).respond, read=lambda: b"Temperature=25C",
                                            chain_id=None)))
-    client = TestClient(app)
+    client = TestClient(app, headers=JSON_BODY)
     ok = client.post(PATH, content=json.dumps(DRAFT_PROVISIONING))
     assert ok.status_code == 200 and ok.headers["content-type"] == "application/json"
     parsed = parse_transaction_message(ok.content)
@@ -405,8 +406,35 @@ def test_http_router_translates_to_the_node() -> None:
     failing = FastAPI()
     failing.include_router(make_router(partial(ConstraintNode(NODE_KEY).respond, read=lambda: 1 / 0,  # type: ignore[arg-type,return-value]
                                                chain_id=None)))
-    broken = TestClient(failing).post(PATH, content=json.dumps(DRAFT_PROVISIONING))
+    broken = TestClient(failing, headers=JSON_BODY).post(PATH, content=json.dumps(DRAFT_PROVISIONING))
     assert broken.status_code == 500 and broken.json()["error"]["code"] == "AXON-CN-DATA"
+
+
+@pytest.mark.parametrize(("headers", "shown"), [
+    ({"Content-Type": "text/plain"}, "content type 'text/plain'"),
+    ({"Content-Type": "application/xml"}, "content type 'application/xml'"),
+    ({}, "no content type"),
+])
+def test_http_router_refuses_a_body_not_declared_json(headers, shown) -> None:
+    # issue 10: as the CoAP node's 4.15 and /v1/evaluate's 415, whatever the body; it is not even read
+    bodies: list[bytes] = []
+    node = ConstraintNode(NODE_KEY)
+
+    def respond(body: bytes) -> TransactionMessage:
+        bodies.append(body)
+        return node.respond(body, read=lambda: b"Temperature=25C", chain_id=None)
+
+    app = FastAPI()
+    app.include_router(make_router(respond))
+    client = TestClient(app)
+    refused = client.post(PATH, content=json.dumps(DRAFT_PROVISIONING), headers=headers)
+    assert refused.status_code == 415 and refused.headers["content-type"] == "application/json"
+    assert refused.json() == {"type": 0, "error": {"code": "AXON-CN-MEDIA-TYPE",
+                                                   "message": f"{shown} is not JSON; send application/json"}}
+    assert bodies == []
+    declared = client.post(PATH, content=json.dumps(DRAFT_PROVISIONING),
+                           headers={"Content-Type": "application/json; charset=utf-8"})
+    assert declared.status_code == 200 and len(bodies) == 1
 
 
 def test_transaction_message_round_trip() -> None:

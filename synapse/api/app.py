@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from axon import strictjson
 from synapse.api import models
 from synapse.api.constraint import make_router
+from synapse.api.media import not_json
 from synapse.decision import Decision, DecisionJson
 from synapse.inputs import Reading, ReadingInvalid, read_document
 from synapse.service import logs
@@ -208,13 +209,10 @@ def _error_details(errors: list[dict[str, Any]], prefix: tuple[str, ...] = ()) -
 
 
 def _check_media_type(content_type: str | None) -> None:
-    """The body must be declared JSON: application/json or application/<something>+json. A body without
-    a Content-Type is refused too (415), as docs/service.md says: the service does not guess."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media != JSON and not (media.startswith("application/") and media.endswith("+json")):
-        shown = "no content type" if content_type is None else f"content type {content_type!r}"
-        raise ServiceError(f"{shown} is not JSON; send application/json", code="SYNAPSE-SVC-MEDIA-TYPE",
-                           status=415)
+    """The body must be declared JSON (synapse.api.media's rule), else a 415."""
+    refused = not_json(content_type)
+    if refused is not None:
+        raise ServiceError(refused, code="SYNAPSE-SVC-MEDIA-TYPE", status=415)
 
 
 def _json(doc: Any, status: int = 200) -> Response:
