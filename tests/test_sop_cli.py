@@ -17,7 +17,7 @@ from axon import cli as axon_cli
 from axon.clikit import UsageError
 from axon.envelope import PackageSpec, build
 from axon.keys import write_key_file
-from axon.ledger import ops
+from axon.ledger import authority, ops
 from scc import cli as scc_cli
 from scc.commands.package import parse_expiry
 from synapse import artifacts
@@ -258,6 +258,27 @@ def test_package_refusals(world, tmp_path, capsys):
                        "did:sopcos:group:nowhere", "--ledger", ledger, capsys=capsys)
     assert code == 2 and "--encrypt-for" in err
     assert not out.exists()
+
+
+def test_package_refuses_a_policy_name_the_signer_may_not_publish_under(world, tmp_path, capsys, monkeypatch):
+    """Issue 10: the ledger binds boiler-guard to its first registrant and level (rule 12). With --ledger,
+    scc package refuses before signing what --register and Axon would refuse later, by the same rule."""
+    package(tmp_path, capsys, "--register")  # the author (LVL_3) binds boiler-guard at LVL_3
+    source = json.loads(BOILER.read_text())
+    lowered = tmp_path / "lowered.json"
+    lowered.write_text(json.dumps({**source, "version": "9.0.0", "authority_level": "LVL_1"}))
+    out = tmp_path / "hijack.sop"
+    cases = [("outsider.key", "belongs to " + world.author.did),  # LVL_1: not the owner
+             ("author.key", "is bound to LVL_3")]  # the owner, but below the name's level
+    for key, why in cases:
+        code, _, err = run(scc_cli.main, "package", lowered, "--key", key, "-o", out, "--ledger", "ledger.db",
+                           capsys=capsys)
+        assert code == 1 and why in err and "[AXON-LEDGER-POLICY-NAME]" in err, err
+        assert not out.exists()
+    # One rule, not a copy of it: without the ledger's function the same request is packaged.
+    monkeypatch.setattr(authority, "may_publish_policy", lambda *args: None)
+    assert run(scc_cli.main, "package", lowered, "--key", "outsider.key", "-o", out, "--ledger", "ledger.db",
+               capsys=capsys)[0] == 0
 
 
 def test_package_json_summary_and_expiry(world, tmp_path, capsys):

@@ -16,7 +16,9 @@ from axon.commands.loaders import load_key, open_ledger
 from axon.envelope import LEVELS, Envelope, PackageSpec, build
 from axon.errors import AxonError
 from axon.keys import DID_RE, KEY_ENV, Identity
-from axon.ledger import Ledger, ops
+from axon.ledger import Ledger, authority, ops
+from axon.ledger.errors import AuthorityDenied
+from axon.ledger.records import KeyRecord
 from scc.commands.compile import compile_reporting, read_source
 from scc.reader import read
 
@@ -35,11 +37,14 @@ The module is signed (secp256k1, over the RFC 8785 form of the envelope) by the 
 
 --encrypt-for takes group DIDs, key DIDs (resolved on --ledger) or public keys in hex: the module is
 encrypted with AES-256-GCM and its key wrapped for each recipient (revoked keys are left out).
-With --ledger, the signer's key is checked on the ledger before anything is written; --register
-also records the artifact's URN there (signed by the same key), which Axon requires before it runs.
+With --ledger, the signer's key is checked on the ledger before anything is written, and so is its
+right to publish under the policy's name (the name's owner, or a LVL_4+ key at or above it, at the
+name's level: ledger rule 12); --register also records the artifact's URN there (signed by the same
+key), which Axon requires before it runs.
 
 created_at is now, or ${SOURCE_DATE_EPOCH} when set (reproducible packaging).
-exit status: 0 packaged, 1 the policy has errors, 2 usage, key, ledger or file error."""
+exit status: 0 packaged, 1 the policy has errors or its name is not the signer's to publish under,
+2 usage, key, ledger or file error."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -76,7 +81,13 @@ def run(args: argparse.Namespace) -> int:
     ledger = open_ledger(args.ledger) if args.ledger else None
     try:
         if ledger is not None:
-            check_signer(ledger, signer, level)
+            record = check_signer(ledger, signer, level)
+            try:  # the rule --register meets on the ledger and the artifact at Axon's check 11
+                authority.may_publish_policy(record, ledger.policy(result.meta["policy"]),
+                                             LEVELS.index(level) + 1)
+            except AuthorityDenied as exc:
+                print(f"{name}: not packaged: {exc} [{exc.code}]", file=sys.stderr)
+                return EXIT_FAIL
         recipients = _recipients(args.encrypt_for, ledger) if args.encrypt_for else None
         spec = PackageSpec(level, created_at, expires_at, args.storage_hint, recipients)
         try:
@@ -133,8 +144,9 @@ def parse_expiry(text: str, created_at: int) -> int:
     return expires_at
 
 
-def check_signer(ledger: Ledger, signer: Identity, level: str) -> None:
-    """Refuse to sign what Axon would refuse for the signer's sake (checks 5 and 9 of axon/verify.py)."""
+def check_signer(ledger: Ledger, signer: Identity, level: str) -> KeyRecord:
+    """Refuse to sign what Axon would refuse for the signer's sake (checks 5 and 9 of axon/verify.py);
+    the signer's ledger record."""
     record = ledger.key(signer.did)
     if record is None:
         raise UsageError(f"{signer.did} is not registered on the ledger; register the key first "
@@ -145,6 +157,7 @@ def check_signer(ledger: Ledger, signer: Identity, level: str) -> None:
         raise UsageError(f"the ledger binds {signer.did} to another public key than this key file's")
     if LEVELS.index(level) + 1 > record.level:
         raise UsageError(f"the policy declares {level}; {signer.did} holds LVL_{record.level}")
+    return record
 
 
 def _recipients(names: list[str], ledger: Ledger | None) -> Recipients:
