@@ -140,6 +140,7 @@ def test_group_emptied_at_run_time_is_logged_once_and_the_others_still_alerted(t
     assert len([r for r in caplog.records if ROOM in r.getMessage()]) == 1
 
 
+@pytest.mark.slow
 def test_sidecar_alerts_the_group_members_of_the_moment(tmp_path):
     """`synapse run` with a group recipient: a member revoked after start stops receiving, one added
     starts, from the next alert on."""

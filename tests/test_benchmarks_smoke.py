@@ -7,6 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 METRICS = ("compile, 10 rules", "compile, 1,000 rules", "10 rules/5 inputs p50", "speed-up over cedarpy",
            "10 rules/5 inputs p99", "10 rules/5 inputs throughput", "1,000 rules p50", "1,000 rules p99",

@@ -14,12 +14,15 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scc.compiler import compile_policy
 from synapse.evaluate import Evaluator
 from tests.reference import evaluate as reference
+
+pytestmark = pytest.mark.slow
 
 # Values that exercise IEEE corners: zeros (division), huge magnitudes (overflow to inf, then
 # inf - inf and 0 * inf give NaN), subnormals, and ordinary plant numbers.

@@ -278,6 +278,7 @@ _json = st.recursive(st.none() | st.booleans() | st.integers(-(2**70), 2**70) | 
 _chars = "aA0:/+=#._-\n é\x00"
 
 
+@pytest.mark.slow
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_the_compiled_validator_agrees_on_random_edits(envelopes, data):

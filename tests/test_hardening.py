@@ -108,6 +108,7 @@ def _core_limit(pid: int) -> list[str]:
     raise AssertionError("no core limit line")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_serve_and_each_spawned_worker_are_hardened(tmp_path):
     plant = Plant(tmp_path)

@@ -72,6 +72,7 @@ def test_encrypt_without_a_passphrase_is_a_usage_error(tmp_path: Path, capsys: p
     assert rc == 2 and "SOPCOS_KEY_PASSPHRASE" in err and not (tmp_path / "k.key").exists()
 
 
+@pytest.mark.slow
 def test_encrypted_key_file_round_trip_and_wrong_passphrase(
         tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "enc.key"

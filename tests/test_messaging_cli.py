@@ -115,6 +115,7 @@ def test_outsider_cannot_send_on_the_ledger(p, tmp_path, capsys):
     assert code == 1 and "axon msg:" in err
 
 
+@pytest.mark.slow
 def test_module_entry_point_and_stdin(p, tmp_path):
     axon = [sys.executable, "-m", "axon", "msg"]
     env_json = subprocess.run([*axon, "seal", "--to", p.node.key.public_key.hex(), "--type", "ALERT",

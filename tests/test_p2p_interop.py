@@ -16,7 +16,7 @@ from axon.transports.p2p_protocol import P2pConfig
 
 PEER = Path(__file__).with_name("p2p_peer.py")
 HOST = "127.0.0.1"
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 
 
 def pattern(n: int, label: str) -> bytes:

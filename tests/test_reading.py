@@ -16,6 +16,8 @@ from synapse.inputs import MAX_INPUT_NAME, MAX_READING_INPUTS, MAX_TEXT, Reading
 from tests.service_support import AUTO, NORMAL, REPO, Plant, Server, decisions, sidecar_config
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow
+
 P = {"policy": "boiler-guard"}
 
 

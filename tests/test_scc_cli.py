@@ -119,6 +119,7 @@ def test_compile_unwritable_output_is_exit_2(valid, tmp_path, capsys):
     assert "cannot write" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_real_process_exit_codes_and_stdin(valid, invalid):
     def scc(*args, stdin=None):
         return subprocess.run([sys.executable, "-m", "scc", *args], capture_output=True, input=stdin,

@@ -197,6 +197,7 @@ def test_a_module_the_runtime_refuses_is_reported_not_run():
         run_cases(b"\0asm\x01\0\0\0", PASSING)
 
 
+@pytest.mark.slow
 def test_the_installed_command_runs_the_bundled_policies():
     root = Path(__file__).resolve().parent.parent
     done = subprocess.run([sys.executable, "-m", "scc", "test", "policies"], cwd=root,

@@ -53,6 +53,7 @@ def command(plant: Plant, body: dict, key=None) -> dict:
     return seal(key or plant.node.key.public_key, Message.new("CMD", body, time.time())).to_dict()
 
 
+@pytest.mark.slow
 def test_the_sidecar_counts_what_it_drops_and_keeps_a_context_value_secret(tmp_path):
     plant = Plant(tmp_path)
     sop, urn = plant.artifact("1.0.0")

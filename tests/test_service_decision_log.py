@@ -468,6 +468,7 @@ _json = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4) | st.di
 _inputs = st.dictionaries(_text, _scalars | _json, max_size=6)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(items=st.lists(st.tuples(_inputs, _inputs, st.dictionaries(_text, _json, max_size=4)), min_size=1,
                       max_size=4))

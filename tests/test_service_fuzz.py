@@ -13,6 +13,8 @@ from schemathesis.generation import GenerationMode
 from synapse.service.auth import hash_token, new_token
 from tests.service_support import Plant, Server, write_config
 
+pytestmark = pytest.mark.slow
+
 ADMIN_TOKEN = new_token()
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=list(HealthCheck))

@@ -11,6 +11,8 @@ import pytest
 from synapse.service.auth import hash_token, new_token, sign_request
 from tests.service_support import AUTO, BOILER, NORMAL, Plant, Server, identity, write_config
 
+pytestmark = pytest.mark.slow
+
 ADMIN_TOKEN = new_token()
 EVAL_TOKEN = new_token()
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -17,6 +17,8 @@ from synapse.service.node_state import NodeState
 from tests.service_support import AUTO, NORMAL, Plant, Server, identity, write_config
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow
+
 ADMIN_TOKEN = new_token()
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BODY = {"policy": "boiler-guard", "telemetry": NORMAL, "context": AUTO}

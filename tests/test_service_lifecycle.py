@@ -20,6 +20,8 @@ from synapse.service.auth import hash_token, new_token
 from tests.service_support import AUTO, BOILER, NORMAL, Plant, Server, write_config
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow
+
 ADMIN_TOKEN = new_token()
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BODY = {"policy": "boiler-guard", "telemetry": NORMAL, "context": AUTO}

@@ -12,6 +12,8 @@ import pytest
 
 from tests.service_support import Plant, Server, write_config
 
+pytestmark = pytest.mark.slow
+
 DOC_PAGES = ("/docs", "/redoc", "/docs/oauth2-redirect")
 URL_ATTRIBUTES = {"src", "href", "spec-url", "action", "data", "poster", "srcset"}
 

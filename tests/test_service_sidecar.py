@@ -20,6 +20,8 @@ from synapse.service.sidecar import FeedReader
 from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, decisions, records, sidecar_config
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def plant(tmp_path) -> Plant:

@@ -12,6 +12,8 @@ from axon.ledger import ops
 from synapse.service.auth import hash_token, new_token, sign_request
 from tests.service_support import Plant, Server, identity, write_config
 
+pytestmark = pytest.mark.slow
+
 ADMIN_TOKEN = new_token()
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 ROLLBACK = "/v1/policies/boiler-guard/rollback"

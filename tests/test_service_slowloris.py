@@ -30,7 +30,7 @@ WAIT = 60.0  # the most any socket read waits for the server: generous, the mach
 SHORT = 1.0  # the short server's head, body and keep-alive timeouts
 CAP = 64  # the long server's connections per worker
 NOFILE = CAP + 256  # its RLIMIT_NOFILE: exactly what serve() asks for, far below the attack's count
-pytestmark = pytest.mark.timeout(240)
+pytestmark = [pytest.mark.timeout(240), pytest.mark.slow]
 
 
 def make_server(plant: Plant, name: str, server: dict, *, nofile: int | None = None) -> Server:

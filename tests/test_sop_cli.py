@@ -222,6 +222,7 @@ def test_verify_usage_errors(world, tmp_path, capsys):
     assert run(axon_cli.main, "verify", sop, "--ledger", "nope.db", capsys=capsys)[0] == 2
 
 
+@pytest.mark.slow
 def test_real_processes_and_exit_codes(world, tmp_path, capsys):
     sop = package(tmp_path, capsys, "--register")
 

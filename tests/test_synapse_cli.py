@@ -15,6 +15,8 @@ from synapse_wat import IMPORTS, boiler, meta, policy_module
 from synapse.commands.eval import replay
 from synapse.evaluate import Evaluator
 
+pytestmark = pytest.mark.slow
+
 
 def synapse(*args: str, stdin: bytes = b"") -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "synapse", *args], input=stdin, capture_output=True,
