@@ -9,10 +9,10 @@ import pytest
 from axon.keys import SigningKey
 from axon.messaging import envelope as E
 from axon.messaging.errors import (
-    ConfigError,
     DecryptFailed,
     FutureMessage,
     MalformedEnvelope,
+    MessagingConfigError,
     ReplayCacheFull,
     ReplayedMessage,
     StaleMessage,
@@ -89,7 +89,7 @@ def test_window_is_configurable_up_to_five_minutes_and_no_further():
     with pytest.raises(StaleMessage):
         rx.accept(sealed(ts=T0 - 301))
     for bad in (301, 0, -5, 30.5, True):
-        with pytest.raises(ConfigError) as info:
+        with pytest.raises(MessagingConfigError) as info:
             ReceiverConfig(window_s=bad)
         assert info.value.code == "MSG-CONFIG"
 
@@ -193,5 +193,5 @@ def test_max_envelope_bytes_is_the_receivers_limit():
     with pytest.raises(Exception) as info:
         rx.accept(sealed(body={"pad": "x" * 600}))
     assert info.value.code == "MSG-TOO-LARGE"
-    with pytest.raises(ConfigError):
+    with pytest.raises(MessagingConfigError):
         ReceiverConfig(max_envelope_bytes=10)

@@ -13,12 +13,12 @@ from axon.ledger import ops
 from axon.messaging import authority
 from axon.messaging import envelope as E
 from axon.messaging.errors import (
-    BadSignature,
+    BadMessageSignature,
     MalformedEnvelope,
     ReplayedMessage,
     StaleMessage,
     Unauthorised,
-    UnknownSender,
+    UnknownMessageSender,
     WrongRecipient,
 )
 from axon.messaging.inbox import LedgerInbox
@@ -67,12 +67,12 @@ def test_pinned_key_is_consulted_before_the_ledger(p):
 
 def test_unknown_and_revoked_senders_are_dropped(p):
     rx = rx_for(p)
-    with pytest.raises(UnknownSender, match="no key on the ledger"):
+    with pytest.raises(UnknownMessageSender, match="no key on the ledger"):
         rx.accept_signed(wrapped(p, p.outsider, {}).to_json(), LedgerKeys(p.ledger))
-    with pytest.raises(UnknownSender, match="not a pinned key"):
+    with pytest.raises(UnknownMessageSender, match="not a pinned key"):
         rx.accept_signed(wrapped(p, p.admin, {}).to_json(), PinnedKeys({}))
     p.ledger.sign_and_submit(p.root, ops.revoke_key(p.operator.did), T0)
-    with pytest.raises(UnknownSender, match="revoked"):
+    with pytest.raises(UnknownMessageSender, match="revoked"):
         rx.accept_signed(wrapped(p, p.operator, {}).to_json(), LedgerKeys(p.ledger))
     assert rx.counts["dropped:MSG-UNKNOWN-SENDER"] == 3
 
@@ -81,7 +81,7 @@ def test_forged_from_is_a_bad_signature(p):
     """An outsider signs with its own key but claims to be the admin."""
     env = E.seal(p.node.key.public_key, Message.new("CMD", {"command": "load"}, T0))
     forged = SignedEnvelope(p.admin.did, p.node.did, env, sign(p.outsider, p.node.did, env).sig)
-    with pytest.raises(BadSignature) as info:
+    with pytest.raises(BadMessageSignature) as info:
         rx_for(p).accept_signed(forged.to_json(), LedgerKeys(p.ledger))
     assert info.value.code == "MSG-SIGNATURE"
 
@@ -100,7 +100,7 @@ def test_tampering_any_wrapper_field_is_detected(p, field):
         raw = bytearray.fromhex(doc["envelope"][part])
         raw[5] ^= 0x10
         doc["envelope"] = {**doc["envelope"], part: raw.hex()}
-    with pytest.raises((BadSignature, MalformedEnvelope)):
+    with pytest.raises((BadMessageSignature, MalformedEnvelope)):
         rx_for(p).accept_signed(doc, LedgerKeys(p.ledger))
 
 

@@ -15,7 +15,7 @@ from axon.commands.loaders import LEDGER_ENV, load_key, open_ledger
 from axon.keys import KEY_ENV, InvalidKey, PublicKey
 from axon.ledger import LedgerError, ops
 from axon.messaging import envelope
-from axon.messaging.errors import ConfigError, MessagingError, SchemaError
+from axon.messaging.errors import MessagingConfigError, MessagingError, SchemaError
 from axon.messaging.inbox import InboxItem, LedgerInbox
 from axon.messaging.inner import Message
 from axon.messaging.receiver import DEFAULT_WINDOW_S, MAX_WINDOW_S, Receiver, ReceiverConfig
@@ -104,7 +104,7 @@ def _message(args: argparse.Namespace) -> Message:
 def _config(args: argparse.Namespace) -> ReceiverConfig:
     try:
         return ReceiverConfig(window_s=args.window)
-    except ConfigError as exc:
+    except MessagingConfigError as exc:
         raise UsageError(str(exc)) from exc
 
 

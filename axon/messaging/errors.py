@@ -15,7 +15,7 @@ class MessagingError(AxonError):
     code = "MSG"
 
 
-class ConfigError(MessagingError):
+class MessagingConfigError(MessagingError):
     """A messaging limit or window is outside what the implementation allows."""
 
     code = "MSG-CONFIG"
@@ -75,13 +75,13 @@ class ReplayCacheFull(MessagingError):
     code = "MSG-REPLAY-CACHE-FULL"
 
 
-class BadSignature(MessagingError):
+class BadMessageSignature(MessagingError):
     """The signed wrapper's signature does not verify against the sender's key."""
 
     code = "MSG-SIGNATURE"
 
 
-class UnknownSender(MessagingError):
+class UnknownMessageSender(MessagingError):
     """The sender's DID is neither on the ledger nor pinned, or its key is revoked."""
 
     code = "MSG-UNKNOWN-SENDER"

@@ -28,9 +28,9 @@ from axon.keys import SigningKey
 from axon.messaging import envelope as envelope_mod
 from axon.messaging.envelope import Envelope
 from axon.messaging.errors import (
-    ConfigError,
     FutureMessage,
     MalformedEnvelope,
+    MessagingConfigError,
     MessagingError,
     ReplayCacheFull,
     ReplayedMessage,
@@ -57,12 +57,13 @@ class ReceiverConfig:
 
     def __post_init__(self) -> None:
         if type(self.window_s) is not int or not 1 <= self.window_s <= MAX_WINDOW_S:
-            raise ConfigError(f"window_s must be a whole number of seconds in 1..{MAX_WINDOW_S} "
+            raise MessagingConfigError(f"window_s must be a whole number of seconds in 1..{MAX_WINDOW_S} "
                               f"(SIP-017 §4.1 allows up to 5 minutes), got {self.window_s!r}")
         if type(self.max_nonces) is not int or not 1 <= self.max_nonces <= 10_000_000:
-            raise ConfigError(f"max_nonces must be in 1..10000000, got {self.max_nonces!r}")
+            raise MessagingConfigError(f"max_nonces must be in 1..10000000, got {self.max_nonces!r}")
         if type(self.max_envelope_bytes) is not int or not 1024 <= self.max_envelope_bytes <= 1 << 20:
-            raise ConfigError(f"max_envelope_bytes must be in 1024..1048576, got {self.max_envelope_bytes!r}")
+            raise MessagingConfigError(
+                f"max_envelope_bytes must be in 1024..1048576, got {self.max_envelope_bytes!r}")
 
 
 class LedgerEntry(Protocol):

@@ -27,7 +27,7 @@ from axon import strictjson
 from axon.keys import Identity, PublicKey, sha256
 from axon.messaging import schemas
 from axon.messaging.envelope import DEFAULT_MAX_BYTES, Envelope
-from axon.messaging.errors import BadSignature, MalformedEnvelope, TooLarge, UnknownSender
+from axon.messaging.errors import BadMessageSignature, MalformedEnvelope, TooLarge, UnknownMessageSender
 
 SCHEMA = "signed.schema.json"
 PROTOCOL = "sip-017-signed"
@@ -47,7 +47,7 @@ class Sender:
 
 class KeyDirectory(Protocol):
     def sender(self, did: str) -> Sender:
-        """The sender's record, or UnknownSender (absent or revoked)."""
+        """The sender's record, or UnknownMessageSender (absent or revoked)."""
         ...
 
 
@@ -65,11 +65,11 @@ class LedgerLike(Protocol):
 
 
 def sender_from_record(record: LedgerKeyRecord | None, who: str) -> Sender:
-    """A ledger key record → Sender; absent or revoked keys are UnknownSender."""
+    """A ledger key record → Sender; absent or revoked keys are UnknownMessageSender."""
     if record is None:
-        raise UnknownSender(f"sender {who} has no key on the ledger")
+        raise UnknownMessageSender(f"sender {who} has no key on the ledger")
     if record.revoked:
-        raise UnknownSender(f"sender {record.did}'s key is revoked on the ledger")
+        raise UnknownMessageSender(f"sender {record.did}'s key is revoked on the ledger")
     return Sender(record.did, record.public_key, int(record.level), "ledger")
 
 
@@ -100,7 +100,7 @@ class PinnedKeys:
         if did in self._pinned:
             return self._pinned[did]
         if self.fallback is None:
-            raise UnknownSender(f"sender {did} is not a pinned key")
+            raise UnknownMessageSender(f"sender {did} is not a pinned key")
         return self.fallback.sender(did)
 
 
@@ -141,12 +141,13 @@ class SignedEnvelope:
         return signing_digest(self.sender, self.to, self.envelope)
 
     def verify(self, directory: KeyDirectory) -> Sender:
-        """The sender, if `sig` is its signature; UnknownSender or BadSignature otherwise."""
+        """The sender, if `sig` is its signature; UnknownMessageSender or BadMessageSignature otherwise."""
         sender = directory.sender(self.sender)
         if sender.did != self.sender:
-            raise UnknownSender(f"directory answered {sender.did} for {self.sender}")
+            raise UnknownMessageSender(f"directory answered {sender.did} for {self.sender}")
         if not sender.public_key.verify(self.sig, self.digest()):
-            raise BadSignature(f"signed envelope: signature does not verify against {self.sender}'s key")
+            raise BadMessageSignature(
+                f"signed envelope: signature does not verify against {self.sender}'s key")
         return sender
 
 
