@@ -238,6 +238,7 @@ def test_let_must_be_number_or_bool():
     assert (d.code, d.pointer) == ("SCC-E021", "/let/m")
 
 
+@pytest.mark.slow
 def test_limits_are_inclusive():
     assert check_policy(dumps(_nested_not(64))).valid
     assert check_policy(dumps(_let_chain(64))).valid

@@ -282,6 +282,7 @@ def test_fuzz_transaction_message_bytes(body: bytes) -> None:
         parse_transaction_message(body)
 
 
+@pytest.mark.slow
 @_FUZZ
 @given(st.dictionaries(st.sampled_from(["type", "transaction", "error", "x"]), _json_values, max_size=4))
 def test_fuzz_transaction_message_objects(doc: dict) -> None:
@@ -317,6 +318,7 @@ def test_fuzz_tx_decoder_with_rlp_lists(items: list) -> None:
     assert Account.recover_transaction(raw).lower() == result.sender
 
 
+@pytest.mark.slow
 @_FUZZ
 @given(st.dictionaries(st.sampled_from([*DRAFT_PROVISIONING, "extra"]), _json_values, max_size=7)
        | st.fixed_dictionaries({k: _json_values | st.just(v) for k, v in DRAFT_PROVISIONING.items()}))

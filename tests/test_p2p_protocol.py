@@ -264,6 +264,7 @@ def test_fuzz_random_header_and_body(header_bytes: bytes, body: bytes) -> None:
         pass
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.binary(max_size=64), min_size=1, max_size=5), st.integers(0, 2000), st.integers(1, 255))
 def test_fuzz_mutated_stream(payloads: list[bytes], position: int, flip: int) -> None:

@@ -144,6 +144,7 @@ def test_edits_and_deletions_point_at_the_first_bad_record(tmp_path, node, edit,
     assert report.first_bad.line == expected and report.first_bad.file == seg.name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [2, 3, -1], ids=["start", "decision", "seal"])
 def test_changing_any_byte_of_a_record_is_found_at_that_record(tmp_path, node, index):
     _write(tmp_path, node, 2)

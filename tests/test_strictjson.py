@@ -174,6 +174,7 @@ def test_the_fast_path_reads_as_the_strict_parser_does(raw, allow_floats):
     assert got == expected and json.dumps(got) == json.dumps(expected)  # same types: 1 is not 1.0
 
 
+@pytest.mark.slow
 @given(st.recursive(st.none() | st.booleans() | st.integers()
                     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
