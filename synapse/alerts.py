@@ -34,7 +34,7 @@ from typing import Any
 from axon.abi import Verdict
 from axon.keys import Identity, InvalidKey, PublicKey
 from axon.ledger import LedgerError, ops
-from axon.messaging.envelope import Envelope, seal
+from axon.messaging.envelope import MessageEnvelope, seal
 from axon.messaging.errors import MessagingError
 from axon.messaging.inner import Message
 from synapse.errors import SynapseError
@@ -178,7 +178,7 @@ def _head(ledger: Any) -> tuple[int, bytes]:
 class OutboundAlert:
     recipient: Recipient
     message: Message
-    envelope: Envelope
+    envelope: MessageEnvelope
 
 
 @dataclass

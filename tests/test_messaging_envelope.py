@@ -72,7 +72,7 @@ def test_eciespy_decrypts_project_envelopes():
 def test_project_opens_eciespy_output():
     message = _msg({"alarm": "PT-101 high"})
     data = ecies_encrypt(RECIPIENT.public_key.raw, message.to_bytes(), config=ECIESPY_12)
-    env = E.Envelope.from_sealed(ecies.Sealed.from_eciespy(data))
+    env = E.MessageEnvelope.from_sealed(ecies.Sealed.from_eciespy(data))
     assert E.open(RECIPIENT, env.to_json()) == message
 
 
@@ -139,7 +139,7 @@ def test_truncated_envelope_json_is_rejected(cut):
 def test_truncated_blob_fails_authentication():
     env = E.seal(RECIPIENT.public_key, _msg())
     with pytest.raises(DecryptFailed):
-        E.open(RECIPIENT, E.Envelope(env.iv, env.ephem_pub, env.blob[:-1]))
+        E.open(RECIPIENT, E.MessageEnvelope(env.iv, env.ephem_pub, env.blob[:-1]))
 
 
 def test_oversized_envelope_is_rejected_before_parsing():
@@ -161,7 +161,7 @@ def test_oversized_envelope_is_rejected_before_parsing():
 
 
 def _sealed_plaintext(plaintext: bytes) -> dict:
-    return E.Envelope.from_sealed(ecies.seal(RECIPIENT.public_key, plaintext)).to_dict()
+    return E.MessageEnvelope.from_sealed(ecies.seal(RECIPIENT.public_key, plaintext)).to_dict()
 
 
 @pytest.mark.parametrize(("plaintext", "reason"), [

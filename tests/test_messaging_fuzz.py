@@ -80,7 +80,7 @@ def test_bit_flips_in_valid_envelopes(field, data):
                    st.integers(-10, 2**60) | st.floats()))
 def test_authentic_envelopes_with_arbitrary_plaintext(plaintext):
     """Properly encrypted to us, so the inner parser is what gets fuzzed."""
-    must_open(E.Envelope.from_sealed(ecies.seal(KEY.public_key, plaintext)).to_json())
+    must_open(E.MessageEnvelope.from_sealed(ecies.seal(KEY.public_key, plaintext)).to_json())
 
 
 @FUZZ

@@ -3,7 +3,7 @@
     {"p": "sip-017", "enc": "AES-256-GCM", "iv": HEX12, "ephem_pub": HEX65, "blob": HEX(ct ‖ tag)}
 
 The cryptography is axon.ecies (spec/crypto.md): a fresh ephemeral key per message (§3.2), whole-point
-ECDH, HKDF-SHA256, AES-256-GCM; `Envelope.to_sealed()` bytes are what eciespy (12-byte nonce) reads.
+ECDH, HKDF-SHA256, AES-256-GCM; `MessageEnvelope.to_sealed()` bytes are what eciespy (12-byte nonce) reads.
 
 `open` checks, in order: (1) size, before anything is parsed; (2) strict JSON; (3) the outer schema
 (`envelope.schema.json`: exact fields, lowercase hex of exact lengths); (4) ephem_pub is a point on
@@ -58,13 +58,13 @@ def fast_path_accepts(doc: object) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Envelope:
+class MessageEnvelope:
     iv: bytes
     ephem_pub: bytes
     blob: bytes  # ciphertext ‖ 16-byte GCM tag
 
     @classmethod
-    def from_sealed(cls, sealed: ecies.Sealed) -> Envelope:
+    def from_sealed(cls, sealed: ecies.Sealed) -> MessageEnvelope:
         return cls(sealed.iv, sealed.ephem_pub, sealed.ciphertext)
 
     def to_sealed(self) -> ecies.Sealed:
@@ -78,10 +78,10 @@ class Envelope:
         return _ENCODER.encode(self.to_dict())
 
     @classmethod
-    def parse(cls, data: Envelope | Mapping[str, Any] | str | bytes,
-              max_bytes: int = DEFAULT_MAX_BYTES) -> Envelope:
-        """Steps 1-4 of `open`: an `Envelope` whose fields are well-formed, or a precise error."""
-        if isinstance(data, Envelope):
+    def parse(cls, data: MessageEnvelope | Mapping[str, Any] | str | bytes,
+              max_bytes: int = DEFAULT_MAX_BYTES) -> MessageEnvelope:
+        """Steps 1-4 of `open`: a `MessageEnvelope` whose fields are well-formed, or a precise error."""
+        if isinstance(data, MessageEnvelope):
             _check_size(2 * (len(data.iv) + len(data.ephem_pub) + len(data.blob)), max_bytes)
             return data
         doc = _decode(data, max_bytes)
@@ -122,19 +122,19 @@ def _decode(data: Mapping[str, Any] | str | bytes, max_bytes: int) -> object:
 
 
 def seal(recipient: PublicKey, message: Message,
-         randbytes: Callable[[int], bytes] = secrets.token_bytes) -> Envelope:
+         randbytes: Callable[[int], bytes] = secrets.token_bytes) -> MessageEnvelope:
     """Encrypt `message` to `recipient` with a fresh ephemeral key (SIP-017 §3.2).
 
     A `Message` was checked against the inner schema when it was made, so nothing is sent that a
     receiver must drop.
     """
-    return Envelope.from_sealed(ecies.seal(recipient, message.to_bytes(), randbytes=randbytes))
+    return MessageEnvelope.from_sealed(ecies.seal(recipient, message.to_bytes(), randbytes=randbytes))
 
 
-def open(recipient: SigningKey, envelope: Envelope | Mapping[str, Any] | str | bytes,
+def open(recipient: SigningKey, envelope: MessageEnvelope | Mapping[str, Any] | str | bytes,
          max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """Decrypt and check an envelope addressed to `recipient`; raises a MessagingError subclass."""
-    parsed = Envelope.parse(envelope, max_bytes)
+    parsed = MessageEnvelope.parse(envelope, max_bytes)
     try:
         plaintext = ecies.open_sealed(recipient, parsed.to_sealed())
     except ecies.DecryptionFailed as exc:

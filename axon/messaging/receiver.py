@@ -26,7 +26,7 @@ from typing import Any, Protocol
 
 from axon.keys import SigningKey
 from axon.messaging import envelope as envelope_mod
-from axon.messaging.envelope import Envelope
+from axon.messaging.envelope import MessageEnvelope
 from axon.messaging.errors import (
     FutureMessage,
     MalformedEnvelope,
@@ -155,7 +155,7 @@ class Receiver:
         # "accepted", "ignored_unknown_type", and one "dropped:<code>" per drop reason.
         self.counts: Counter[str] = Counter()
 
-    def accept(self, envelope: Envelope | Mapping[str, Any] | str | bytes,
+    def accept(self, envelope: MessageEnvelope | Mapping[str, Any] | str | bytes,
                now: float | None = None) -> Message | None:
         """The checked message; None for a well-formed message of an unknown type (ignored, counted).
 
@@ -194,7 +194,7 @@ class Receiver:
         if to not in self.names:
             raise WrongRecipient(f"addressed to {to}, not to this receiver")
 
-    def _open(self, envelope: Envelope | Mapping[str, Any] | str | bytes) -> Message:
+    def _open(self, envelope: MessageEnvelope | Mapping[str, Any] | str | bytes) -> Message:
         return envelope_mod.open(self.key, envelope, self.config.max_envelope_bytes)
 
     def check(self, message: Message, now: float | None = None) -> Message | None:

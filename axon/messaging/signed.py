@@ -26,7 +26,7 @@ import rfc8785
 from axon import strictjson
 from axon.keys import Identity, PublicKey, sha256
 from axon.messaging import schemas
-from axon.messaging.envelope import DEFAULT_MAX_BYTES, Envelope
+from axon.messaging.envelope import DEFAULT_MAX_BYTES, MessageEnvelope
 from axon.messaging.errors import BadMessageSignature, MalformedEnvelope, TooLarge, UnknownMessageSender
 
 SCHEMA = "signed.schema.json"
@@ -108,7 +108,7 @@ class PinnedKeys:
 class SignedEnvelope:
     sender: str  # the wrapper's "from"
     to: str
-    envelope: Envelope
+    envelope: MessageEnvelope
     sig: bytes
 
     def to_dict(self) -> dict[str, Any]:
@@ -134,7 +134,7 @@ class SignedEnvelope:
         reason = schemas.first_error(SCHEMA, doc, "signed envelope")
         if reason is not None:
             raise MalformedEnvelope(reason)
-        return cls(doc["from"], doc["to"], Envelope.parse(doc["envelope"], max_bytes),
+        return cls(doc["from"], doc["to"], MessageEnvelope.parse(doc["envelope"], max_bytes),
                    bytes.fromhex(doc["sig"]))
 
     def digest(self) -> bytes:
@@ -151,15 +151,15 @@ class SignedEnvelope:
         return sender
 
 
-def _unsigned(sender: str, to: str, envelope: Envelope) -> dict[str, Any]:
+def _unsigned(sender: str, to: str, envelope: MessageEnvelope) -> dict[str, Any]:
     return {"p": PROTOCOL, "from": sender, "to": to, "envelope": envelope.to_dict()}
 
 
-def signing_digest(sender: str, to: str, envelope: Envelope) -> bytes:
+def signing_digest(sender: str, to: str, envelope: MessageEnvelope) -> bytes:
     return sha256(rfc8785.dumps(_unsigned(sender, to, envelope)))
 
 
-def sign(identity: Identity, to: str, envelope: Envelope) -> SignedEnvelope:
+def sign(identity: Identity, to: str, envelope: MessageEnvelope) -> SignedEnvelope:
     """Wrap `envelope` for `to`, signed by `identity`."""
     return SignedEnvelope(identity.did, to, envelope,
                           identity.key.sign(signing_digest(identity.did, to, envelope)))
