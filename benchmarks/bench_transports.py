@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 
 from axon.keys import Identity, SigningKey, did_for  # noqa: E402
 from axon.transports import p2p, scp  # noqa: E402
-from axon.transports.p2p_protocol import P2pConfig, Session  # noqa: E402
+from axon.transports.p2p_protocol import ChannelSession, P2pConfig  # noqa: E402
 from axon.transports.scp_peers import PinnedPeer  # noqa: E402
 from axon.transports.scp_protocol import Role, ScpProtocol  # noqa: E402
 
@@ -147,7 +147,7 @@ def scp_open_us_per_kb(size: int, n: int) -> float:
 
 
 def p2p_seal_us_per_kb(size: int, n: int) -> float:
-    writer = Session(os.urandom(96), "top").writer
+    writer = ChannelSession(os.urandom(96), "top").writer
     message = os.urandom(size)
     return seconds_per_call(lambda: writer.frame(message), n) * 1e6 / (size / 1024)
 

@@ -11,6 +11,7 @@ import pytest
 from axon.transports.p2p import Channel, connect
 from axon.transports.p2p_protocol import (
     HEADER_LEN,
+    ChannelSession,
     P2pBrokenError,
     P2pBufferTooSmall,
     P2pClosed,
@@ -19,7 +20,6 @@ from axon.transports.p2p_protocol import (
     P2pPeerSlow,
     P2pSizeError,
     P2pTruncated,
-    Session,
 )
 
 HOST = "127.0.0.1"
@@ -39,7 +39,7 @@ class Wire:
         self.server = await asyncio.start_server(lambda r, w: accepted.set_result((r, w)), HOST, 0)
         _, self.raw = await asyncio.open_connection(HOST, self.server.sockets[0].getsockname()[1])
         self.channel = Channel(*await accepted, secret, "bottom", config)
-        self.frames = Session(secret, "top").writer
+        self.frames = ChannelSession(secret, "top").writer
         return self
 
     async def write(self, data: bytes) -> None:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from axon.transports.p2p_protocol import (
     HEADER_LEN,
     MAC_LEN,
+    ChannelSession,
     FrameReader,
     FrameWriter,
     Header,
@@ -25,7 +26,6 @@ from axon.transports.p2p_protocol import (
     P2pSequenceError,
     P2pSizeError,
     P2pUsageError,
-    Session,
     aes256_ctr,
 )
 
@@ -96,7 +96,7 @@ class SeedReference:
 
 @pytest.mark.parametrize(("half", "secret_half"), [("top", SECRET[:48]), ("bottom", SECRET[48:])])
 def test_frames_match_the_seed_reference(half: str, secret_half: bytes) -> None:
-    session = Session(SECRET, half)
+    session = ChannelSession(SECRET, half)
     reference = SeedReference(secret_half)
     for i, size in enumerate([0, 1, 15, 16, 17, 100, 4096, 3]):  # odd sizes: frames straddle blocks
         payload = bytes((i * 7 + j) % 256 for j in range(size))
@@ -120,8 +120,8 @@ def test_mac_runs_across_frames() -> None:
     assert plain[-8:] != hashlib.sha256(h2 + b"second").digest()[:8]
 
 
-def pair(config: P2pConfig | None = None) -> tuple[Session, Session]:
-    return Session(SECRET, "top", config), Session(SECRET, "bottom", config)
+def pair(config: P2pConfig | None = None) -> tuple[ChannelSession, ChannelSession]:
+    return ChannelSession(SECRET, "top", config), ChannelSession(SECRET, "bottom", config)
 
 
 def read_all(reader: FrameReader, wire: bytes) -> list[tuple[int, int, bytes]]:
@@ -154,9 +154,9 @@ def test_send_splits_into_frames() -> None:
 def test_halves_are_separate_keystreams() -> None:
     top, bottom = pair()
     assert top.writer.frame(b"same", 0) != bottom.writer.frame(b"same", 0)
-    both_top = Session(SECRET, "top")
+    both_top = ChannelSession(SECRET, "top")
     with pytest.raises(P2pChecksumError):  # a peer on the wrong half cannot even read a header
-        read_all(both_top.reader, Session(SECRET, "top").writer.frame(b"hello", 0))
+        read_all(both_top.reader, ChannelSession(SECRET, "top").writer.frame(b"hello", 0))
 
 
 def test_sequence_wraps_from_ffffffff_to_zero() -> None:
@@ -203,9 +203,9 @@ def test_replay_and_reorder_are_detected() -> None:
 
 
 def test_wrong_secret_is_detected_at_the_header() -> None:
-    writer = Session(bytes(96), "top").writer
+    writer = ChannelSession(bytes(96), "top").writer
     with pytest.raises(P2pChecksumError):
-        read_all(Session(SECRET, "bottom").reader, writer.frame(b"x" * 40, 0))
+        read_all(ChannelSession(SECRET, "bottom").reader, writer.frame(b"x" * 40, 0))
 
 
 def test_oversized_frame_is_refused_from_its_header() -> None:
@@ -224,11 +224,11 @@ def test_header_does_not_consume_state() -> None:
 
 def test_usage_errors() -> None:
     with pytest.raises(P2pUsageError):
-        Session(bytes(64), "top")
+        ChannelSession(bytes(64), "top")
     with pytest.raises(P2pUsageError):
-        Session(SECRET, "left")
+        ChannelSession(SECRET, "left")
     with pytest.raises(P2pUsageError):
-        Session(SECRET, "top").writer.frame(b"", code=2**32)
+        ChannelSession(SECRET, "top").writer.frame(b"", code=2**32)
     with pytest.raises(P2pUsageError):
         P2pConfig(frame_payload=0)
 

@@ -55,7 +55,7 @@ E_S_PRIVATE = bytes(range(101, 133))
 
 
 def agree(initiator: str = CLIENT.did, responder: str = SERVER.did, seed: int = 1,
-          ttl_s: int = 120) -> kx.Session:
+          ttl_s: int = 120) -> kx.KeyExchangeSession:
     """A session agreed through key_exchange itself (offer → accept → complete), as both ends hold it."""
     r = random.Random(seed)
     pending = kx.offer(responder, T0, ttl_s, randbytes=r.randbytes)
@@ -65,14 +65,14 @@ def agree(initiator: str = CLIENT.did, responder: str = SERVER.did, seed: int = 
     return ours
 
 
-def stored(*sessions: kx.Session) -> kx.Sessions:
+def stored(*sessions: kx.KeyExchangeSession) -> kx.Sessions:
     store = kx.Sessions()
     for session in sessions:
         store.add(session, T0)
     return store
 
 
-def pair(session: kx.Session | None, lookup=None, *, require_session: bool = False,
+def pair(session: kx.KeyExchangeSession | None, lookup=None, *, require_session: bool = False,
          client=CLIENT, server=SERVER) -> tuple[ScpProtocol, ScpProtocol]:
     clock = Clock()
     c = ScpProtocol(Role.CLIENT, client, PinnedPeer([SERVER.key.public_key, MALLORY.key.public_key]),

@@ -13,7 +13,7 @@ accepts. The X25519 keys are ephemeral, one pair per session, so a session key o
                              ‖ initiator DID ‖ 0x00 ‖ responder DID, length = 32)
 
 where *_c14n are the RFC 8785 forms of the two bodies, so the key binds both parties and the whole
-exchange. What SCP does with a `Session` (axon/transports/scp_protocol.py, docs/transports.md): the
+exchange. What SCP does with a `KeyExchangeSession` (axon/transports/scp_protocol.py, docs/transports.md): the
 client names `session_id` in its HANDSHAKE_INIT (`connect(..., session=session)`), the server takes it
 from its store (`serve(..., session_lookup=sessions.lookup())`), both check that the session's two DIDs
 are the identities the handshake proved, and both mix `key` into the handshake's HKDF as a pre-shared
@@ -96,7 +96,7 @@ class SessionAccept:
 
 
 @dataclass(frozen=True)
-class Session:
+class KeyExchangeSession:
     """An agreed session: both sides derive the same `key`. Never printed with its key."""
 
     session_id: bytes
@@ -131,7 +131,8 @@ def offer(responder: str, now: float, ttl_s: int = DEFAULT_TTL_S,
 
 
 def accept(offer_body: Mapping[str, Any], initiator: str, responder: str, now: float,
-           randbytes: Callable[[int], bytes] = secrets.token_bytes) -> tuple[SessionAccept, Session]:
+           randbytes: Callable[[int], bytes] = secrets.token_bytes,
+           ) -> tuple[SessionAccept, KeyExchangeSession]:
     """The responder's side: check the offer (from `initiator`, already authenticated and authorised),
     answer it, and derive the session. Send `accept.to_body()` back as a KEY_EXCHANGE body."""
     received = SessionOffer.from_body(offer_body)
@@ -145,7 +146,7 @@ def accept(offer_body: Mapping[str, Any], initiator: str, responder: str, now: f
 
 
 def complete(pending: PendingOffer, accept_body: Mapping[str, Any], responder: str, initiator: str,
-             now: float) -> Session:
+             now: float) -> KeyExchangeSession:
     """The initiator's side: check the accept answers *this* offer, from the responder it was sent to."""
     answer = SessionAccept.from_body(accept_body)
     if responder != pending.responder:
@@ -159,7 +160,7 @@ def complete(pending: PendingOffer, accept_body: Mapping[str, Any], responder: s
 
 
 def _derive(private: X25519PrivateKey, peer: bytes, made: SessionOffer, answer: SessionAccept,
-            initiator: str, responder: str) -> Session:
+            initiator: str, responder: str) -> KeyExchangeSession:
     try:
         shared = private.exchange(X25519PublicKey.from_public_bytes(peer))
     except ValueError:  # cryptography refuses an all-zero result: a low-order point
@@ -167,7 +168,7 @@ def _derive(private: X25519PrivateKey, peer: bytes, made: SessionOffer, answer: 
     transcript = sha256(rfc8785.dumps(made.to_body()) + rfc8785.dumps(answer.to_body()))
     info = INFO + transcript + initiator.encode() + b"\x00" + responder.encode()
     key = HKDF(algorithm=hashes.SHA256(), length=32, salt=made.session_id, info=info).derive(shared)
-    return Session(made.session_id, initiator, responder, made.expires_at, transcript, key)
+    return KeyExchangeSession(made.session_id, initiator, responder, made.expires_at, transcript, key)
 
 
 class Sessions:
@@ -175,18 +176,18 @@ class Sessions:
 
     def __init__(self, max_sessions: int = 256) -> None:
         self.max_sessions = max_sessions
-        self._sessions: dict[bytes, Session] = {}
+        self._sessions: dict[bytes, KeyExchangeSession] = {}
 
-    def add(self, session: Session, now: float) -> None:
+    def add(self, session: KeyExchangeSession, now: float) -> None:
         self._sessions = {sid: s for sid, s in self._sessions.items() if s.expires_at >= now}
         if len(self._sessions) >= self.max_sessions:
             raise KeyExchangeError(f"{self.max_sessions} sessions pending: refusing another")
         self._sessions[session.session_id] = session
 
-    def take(self, session_id: bytes, now: float) -> Session | None:
+    def take(self, session_id: bytes, now: float) -> KeyExchangeSession | None:
         session = self._sessions.pop(session_id, None)
         return session if session is not None and now <= session.expires_at else None
 
-    def lookup(self, clock: Callable[[], float] = time.time) -> Callable[[bytes], Session | None]:
+    def lookup(self, clock: Callable[[], float] = time.time) -> Callable[[bytes], KeyExchangeSession | None]:
         """`take` at the clock's time (Unix seconds, as `expires_at`): an SCP server's `session_lookup`."""
         return lambda session_id: self.take(session_id, clock())

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from axon.transports.p2p_protocol import (
     HEADER_LEN,
     MAC_LEN,
-    Frame,
+    ChannelFrame,
+    ChannelSession,
     Half,
     Header,
     P2pBufferTooSmall,
@@ -34,7 +35,6 @@ from axon.transports.p2p_protocol import (
     P2pPeerSlow,
     P2pTruncated,
     P2pUsageError,
-    Session,
 )
 
 
@@ -44,7 +44,7 @@ class Channel:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: bytes,
                  half: Half | str, config: P2pConfig | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        self._session = Session(secret, half, config)
+        self._session = ChannelSession(secret, half, config)
         self.config = self._session.config
         self._reader = reader
         self._writer = writer
@@ -84,7 +84,7 @@ class Channel:
                 got += frame.payload
         return bytes(got)
 
-    async def recv_frame(self, timeout: float | None = None) -> Frame:
+    async def recv_frame(self, timeout: float | None = None) -> ChannelFrame:
         """The next whole frame, with its code and sequence number."""
         deadline = self._clock() + (self.config.recv_timeout if timeout is None else timeout)
         async with self._recv_lock:
@@ -111,7 +111,7 @@ class Channel:
             self._pending = (encrypted, self._session.reader.header(encrypted))
         return self._pending[1]
 
-    async def _next_body(self, header: Header, deadline: float) -> Frame:
+    async def _next_body(self, header: Header, deadline: float) -> ChannelFrame:
         body = await self._read(header.length + MAC_LEN, deadline)
         self._pending = None
         return self._session.reader.body(header, body)

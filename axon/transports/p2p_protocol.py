@@ -160,7 +160,7 @@ class Header:
 
 
 @dataclass(frozen=True)
-class Frame:
+class ChannelFrame:
     code: int
     seq: int
     payload: bytes
@@ -241,7 +241,7 @@ class FrameReader:
                                     f"most {self._max}"))
         return Header(length, code, seq)
 
-    def body(self, header: Header, encrypted: bytes) -> Frame:
+    def body(self, header: Header, encrypted: bytes) -> ChannelFrame:
         """`encrypted` = the payload and MAC that follow the header (header.length + 8 bytes)."""
         self.ensure_usable()
         if len(encrypted) != header.length + MAC_LEN:
@@ -260,7 +260,7 @@ class FrameReader:
         d.hash = running
         d.position += HEADER_LEN + len(encrypted)
         d.seq = (d.seq + 1) & U32
-        return Frame(header.code, header.seq, payload)
+        return ChannelFrame(header.code, header.seq, payload)
 
     def ensure_usable(self) -> None:
         if self._failed is not None:
@@ -271,7 +271,7 @@ class FrameReader:
         raise exc
 
 
-class Session:
+class ChannelSession:
     """Both directions of one party: `writer` encrypts with its half, `reader` decrypts the other."""
 
     def __init__(self, secret: bytes, half: Half | str, config: P2pConfig | None = None) -> None:

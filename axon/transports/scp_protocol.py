@@ -144,7 +144,7 @@ _SESSION_HINTS = {
 
 
 class SessionKey(Protocol):
-    """A pre-shared key agreed before the connection; axon.messaging.key_exchange.Session is one."""
+    """A pre-shared key agreed before the connection, such as axon.messaging's KeyExchangeSession."""
 
     @property
     def session_id(self) -> bytes: ...
@@ -212,7 +212,7 @@ class ScpConfig:
 
 
 @dataclass(frozen=True)
-class Frame:
+class ScpFrame:
     type: MsgType
     seq: int
     payload: bytes
@@ -245,7 +245,7 @@ class FrameDecoder:
     def buffered(self) -> int:
         return len(self._buf)
 
-    def next_frame(self) -> Frame | None:
+    def next_frame(self) -> ScpFrame | None:
         buf = self._buf
         if len(buf) < HEADER_LEN:
             return None
@@ -260,7 +260,7 @@ class FrameDecoder:
         end = HEADER_LEN + length + MAC_LEN
         if len(buf) < end:
             return None
-        frame = Frame(MsgType(msg_type), seq, bytes(buf[HEADER_LEN:end - MAC_LEN]),
+        frame = ScpFrame(MsgType(msg_type), seq, bytes(buf[HEADER_LEN:end - MAC_LEN]),
                       bytes(buf[end - MAC_LEN:end]))
         del buf[:end]
         return frame
@@ -316,7 +316,7 @@ class _Inbound:
         self.expected = 0
         self.epoch: _Epoch | None = None
 
-    def open(self, frame: Frame, clear_len: int = 0) -> bytes:
+    def open(self, frame: ScpFrame, clear_len: int = 0) -> bytes:
         """HMAC first (so a genuine old frame is told apart from a forged one), then order, then AEAD."""
         epoch = self.epoch
         header = frame.header
@@ -608,7 +608,7 @@ class ScpProtocol:
         self.state = State.CLOSED
         self.error = exc
 
-    def _dispatch(self, frame: Frame) -> None:
+    def _dispatch(self, frame: ScpFrame) -> None:
         handler = _HANDLERS.get((self.state, frame.type))
         if handler is None:
             raise ScpStateError(f"{frame.type.name} frame is not allowed while {self.state.value}")
@@ -632,7 +632,7 @@ class ScpProtocol:
             self._outstanding.append(seq)
             self._out.epoch = epoch.next(now)
 
-    def _open_app(self, frame: Frame) -> bytes:
+    def _open_app(self, frame: ScpFrame) -> bytes:
         epoch, cfg = self._in.epoch, self.config
         if self._clock() - epoch.started > cfg.rekey_after_seconds + cfg.rekey_grace_seconds:
             raise ScpRekeyError(f"peer has used one key for over {cfg.rekey_after_seconds:g} s "
@@ -725,7 +725,7 @@ class ScpProtocol:
         self._prk = self._transcript = None
         self.state = State.ESTABLISHED
 
-    def _on_init(self, frame: Frame) -> None:
+    def _on_init(self, frame: ScpFrame) -> None:
         hmac_check(INIT_CHECKSUM_KEY, frame.header + frame.payload, frame.mac)
         if frame.seq != 0:
             raise ScpOrderError(f"HANDSHAKE_INIT must be frame #0, got #{frame.seq}")
@@ -745,7 +745,7 @@ class ScpProtocol:
         self._out.epoch = None
         self.state = State.WAIT_FINISH
 
-    def _on_response(self, frame: Frame) -> None:
+    def _on_response(self, frame: ScpFrame) -> None:
         if len(frame.payload) < X25519_LEN + TAG_LEN:
             raise ScpHandshakeError(f"HANDSHAKE_RESPONSE of {len(frame.payload)} bytes is too short")
         e_s = frame.payload[:X25519_LEN]
@@ -770,7 +770,7 @@ class ScpProtocol:
         self._enter_established()
         self._events.append(HandshakeComplete(self.peer))
 
-    def _on_finish(self, frame: Frame) -> None:
+    def _on_finish(self, frame: ScpFrame) -> None:
         proof = self._absorb_identity(self._in.open(frame), CLIENT_SIG_CONTEXT)
         self._enter_established()  # keys first, so a rejection below goes out as an authenticated CLOSE
         self._authenticate(*proof)
@@ -779,7 +779,7 @@ class ScpProtocol:
 
     # data phase
 
-    def _on_data(self, frame: Frame) -> None:
+    def _on_data(self, frame: ScpFrame) -> None:
         plaintext = self._open_app(frame)
         if not plaintext:
             raise ScpFrameError(f"DATA frame #{frame.seq} has no inner type byte")
@@ -800,7 +800,7 @@ class ScpProtocol:
             raise ScpFrameError(f"DATA frame #{frame.seq} has unknown inner type 0x{kind:02x}")
         self._seal(MsgType.ACK, frame.seq.to_bytes(8, "big"), False)
 
-    def _on_ack(self, frame: Frame) -> None:
+    def _on_ack(self, frame: ScpFrame) -> None:
         plaintext = self._open_app(frame)
         if len(plaintext) != 8:
             raise ScpFrameError(f"ACK frame #{frame.seq} carries {len(plaintext)} bytes, not 8")
@@ -815,7 +815,7 @@ class ScpProtocol:
         else:
             self._events.append(Acknowledged(acked))
 
-    def _on_close(self, frame: Frame) -> None:
+    def _on_close(self, frame: ScpFrame) -> None:
         plaintext = self._open_app(frame)
         if not _CLOSE_CODE.match(plaintext):
             raise ScpFrameError(f"CLOSE frame #{frame.seq} does not carry an SCP code")
@@ -825,7 +825,7 @@ class ScpProtocol:
         self._events.append(PeerClosed(plaintext.decode()))
 
 
-_HANDLERS: dict[tuple[State, MsgType], Callable[[ScpProtocol, Frame], None]] = {
+_HANDLERS: dict[tuple[State, MsgType], Callable[[ScpProtocol, ScpFrame], None]] = {
     (State.WAIT_INIT, MsgType.HANDSHAKE_INIT): ScpProtocol._on_init,
     (State.WAIT_RESPONSE, MsgType.HANDSHAKE_RESPONSE): ScpProtocol._on_response,
     (State.WAIT_FINISH, MsgType.ACK): ScpProtocol._on_finish,
