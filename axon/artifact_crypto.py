@@ -116,7 +116,7 @@ class Recipients:
     keys: tuple[RecipientKey, ...]
 
 
-class KeyDirectory(Protocol):
+class RecipientKeyDirectory(Protocol):
     """The two ledger look-ups recipient resolution needs (axon.ledger.Ledger has them)."""
 
     def key(self, did: str) -> Any: ...
@@ -124,7 +124,7 @@ class KeyDirectory(Protocol):
     def group_members(self, group_did: str) -> Sequence[Any]: ...
 
 
-def resolve_recipients(names: Sequence[str], directory: KeyDirectory | None) -> Recipients:
+def resolve_recipients(names: Sequence[str], directory: RecipientKeyDirectory | None) -> Recipients:
     """Turn `--encrypt-for` arguments (public keys in hex, key DIDs, group DIDs) into wrapping keys.
 
     A group DID expands to its members' keys; revoked keys never receive the content key.
@@ -158,7 +158,7 @@ def resolve_recipients(names: Sequence[str], directory: KeyDirectory | None) -> 
     return Recipients(recorded, tuple(keys.values()))
 
 
-def _resolve_did(did: str, directory: KeyDirectory) -> tuple[list[Any], bool]:
+def _resolve_did(did: str, directory: RecipientKeyDirectory) -> tuple[list[Any], bool]:
     """(key records, whether `did` named a group)."""
     record = directory.key(did)
     if record is not None:

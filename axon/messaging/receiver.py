@@ -38,7 +38,7 @@ from axon.messaging.errors import (
     WrongRecipient,
 )
 from axon.messaging.inner import Message
-from axon.messaging.signed import KeyDirectory, LedgerKeys, Sender, SignedEnvelope
+from axon.messaging.signed import LedgerKeys, Sender, SenderKeyDirectory, SignedEnvelope
 
 log = logging.getLogger("axon.messaging")
 
@@ -165,7 +165,7 @@ class Receiver:
             return self._check(self._open(envelope), now)
 
     def accept_signed(self, data: SignedEnvelope | Mapping[str, Any] | str | bytes,
-                      directory: KeyDirectory, now: float | None = None) -> Received | None:
+                      directory: SenderKeyDirectory, now: float | None = None) -> Received | None:
         """An off-ledger signed wrapper: (a) shape, (b) `to` names this receiver, (c) the sender is
         known and unrevoked, (d) the signature verifies, then `accept`'s steps 1-9. None for an unknown
         type. The sender's authority is the consumer's check (authority.authorise), per message."""

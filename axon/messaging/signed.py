@@ -45,7 +45,7 @@ class Sender:
     source: str  # "ledger" or "pinned"
 
 
-class KeyDirectory(Protocol):
+class SenderKeyDirectory(Protocol):
     def sender(self, did: str) -> Sender:
         """The sender's record, or UnknownMessageSender (absent or revoked)."""
         ...
@@ -92,7 +92,7 @@ class PinnedKeys:
     `fallback` (usually LedgerKeys)."""
 
     def __init__(self, pinned: Mapping[str, tuple[PublicKey, int]],
-                 fallback: KeyDirectory | None = None) -> None:
+                 fallback: SenderKeyDirectory | None = None) -> None:
         self._pinned = {did: Sender(did, key, level, "pinned") for did, (key, level) in pinned.items()}
         self.fallback = fallback
 
@@ -140,7 +140,7 @@ class SignedEnvelope:
     def digest(self) -> bytes:
         return signing_digest(self.sender, self.to, self.envelope)
 
-    def verify(self, directory: KeyDirectory) -> Sender:
+    def verify(self, directory: SenderKeyDirectory) -> Sender:
         """The sender, if `sig` is its signature; UnknownMessageSender or BadMessageSignature otherwise."""
         sender = directory.sender(self.sender)
         if sender.did != self.sender:
