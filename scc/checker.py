@@ -11,12 +11,12 @@ from __future__ import annotations
 from scc import findings
 from scc.ast import Boolean, Call, Expr, InputDecl, InputRef, LetDef, LetRef, Number, Policy, Text
 from scc.errors import Diagnostic, unexpected
-from scc.limits import LIMITS, Limits
+from scc.limits import LIMITS, CompilerLimits
 from scc.operators import BOOL, NUMBER, OPERATORS, TEXT, Kind, Operands, Type
 from scc.reader import join_pointer
 
 
-def check(policy: Policy, limits: Limits = LIMITS) -> list[Diagnostic]:
+def check(policy: Policy, limits: CompilerLimits = LIMITS) -> list[Diagnostic]:
     """Every error in `policy`; if there are none, every warning."""
     checker = _Checker(policy, limits)
     checker.run()
@@ -57,7 +57,7 @@ _WANT = {Kind.NUMBER: "a number", Kind.BOOL: "a bool (true/false)"}
 
 
 class _Checker:
-    def __init__(self, policy: Policy, limits: Limits) -> None:
+    def __init__(self, policy: Policy, limits: CompilerLimits) -> None:
         self.policy = policy
         self.limits = limits
         self.diagnostics: list[Diagnostic] = []

@@ -22,7 +22,7 @@ from scc.emit import assemble, emit_wat
 from scc.errors import CheckError, Diagnostic, Findings, InternalError, PolicyError, ReadError, StructureError
 from scc.gas import gas_max
 from scc.ir import Program
-from scc.limits import LIMITS, Limits
+from scc.limits import LIMITS, CompilerLimits
 from scc.lower import lower
 from scc.reader import Document, read
 
@@ -35,7 +35,7 @@ class CheckResult(Findings):
     policy: Policy | None = None
     document: Document | None = None
     stage: type[PolicyError] = CheckError  # the stage that produced the errors, if any
-    hidden_errors: int = 0  # errors beyond Limits.max_errors_shown, counted, not listed
+    hidden_errors: int = 0  # errors beyond CompilerLimits.max_errors_shown, counted, not listed
     hidden_warnings: int = 0
 
     @property
@@ -70,7 +70,7 @@ def source_hash(document: Any) -> str:
     return "sha256:" + hashlib.sha256(rfc8785.dumps(document)).hexdigest()
 
 
-def check_policy(source: bytes, limits: Limits = LIMITS) -> CheckResult:
+def check_policy(source: bytes, limits: CompilerLimits = LIMITS) -> CheckResult:
     """Run the front end on `source` (the policy file's bytes) and return every finding."""
     try:
         document = read(source, limits)
@@ -78,7 +78,7 @@ def check_policy(source: bytes, limits: Limits = LIMITS) -> CheckResult:
         return _result(list(exc.diagnostics), limits, stage=ReadError)
     try:
         structural = structure.validate(document.value)
-    except RecursionError:  # cannot happen below Limits.max_json_depth; kept as a fail-safe
+    except RecursionError:  # cannot happen below CompilerLimits.max_json_depth; kept as a fail-safe
         structural = [Diagnostic("SCC-E008", "", "the JSON is nested too deeply to check")]
     if structural:
         return _result(document.in_document_order(structural), limits, document, stage=StructureError)
@@ -88,7 +88,7 @@ def check_policy(source: bytes, limits: Limits = LIMITS) -> CheckResult:
     return _result(findings, limits, document, None if errors else policy, stage=CheckError)
 
 
-def _result(diagnostics: list[Diagnostic], limits: Limits, document: Document | None = None,
+def _result(diagnostics: list[Diagnostic], limits: CompilerLimits, document: Document | None = None,
             policy: Policy | None = None, *, stage: type[PolicyError]) -> CheckResult:
     cap = limits.max_errors_shown
     errors = [d for d in diagnostics if d.is_error]
@@ -99,7 +99,7 @@ def _result(diagnostics: list[Diagnostic], limits: Limits, document: Document | 
     )
 
 
-def compile_policy(source: bytes, limits: Limits = LIMITS) -> CompileResult:
+def compile_policy(source: bytes, limits: CompilerLimits = LIMITS) -> CompileResult:
     """Compile `source` to a policy module, or raise the PolicyError of the stage that rejected it
     (ReadError, StructureError or CheckError; `.diagnostics` has every finding)."""
     checked = check_policy(source, limits)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
-class Limits:
+class CompilerLimits:
     max_source_bytes: int = 1 << 20  # SIP-001 §4: 1 MiB of source
     max_rules: int = 4096  # SIP-001 §4
     max_depth: int = 64  # SIP-001 §4: levels of expression nesting; a rule's `when` is level 1
@@ -25,4 +25,4 @@ class Limits:
     max_errors_shown: int = 100  # diagnostics beyond this are counted, not listed
 
 
-LIMITS = Limits()
+LIMITS = CompilerLimits()

@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from scc.errors import Diagnostic, ReadError
-from scc.limits import LIMITS, Limits
+from scc.limits import LIMITS, CompilerLimits
 
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
@@ -89,7 +89,7 @@ def _describe_char(ch: str) -> str:
     return f"the character U+{ord(ch):04X}"
 
 
-def read(source: bytes, limits: Limits = LIMITS) -> Document:
+def read(source: bytes, limits: CompilerLimits = LIMITS) -> Document:
     """Parse `source` or raise ReadError with every problem found before parsing had to stop."""
     if len(source) > limits.max_source_bytes:
         raise ReadError([Diagnostic(
@@ -115,7 +115,7 @@ class _Stop(Exception):
 
 
 class _Parser:
-    def __init__(self, text: str, limits: Limits) -> None:
+    def __init__(self, text: str, limits: CompilerLimits) -> None:
         self.text = text
         self.limits = limits
         self.line_starts = _line_starts(text)

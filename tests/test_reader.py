@@ -10,11 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from scc.errors import ReadError
-from scc.limits import LIMITS, Limits
+from scc.limits import LIMITS, CompilerLimits
 from scc.reader import join_pointer, read
 
 
-def _error(source: bytes, limits: Limits = LIMITS):
+def _error(source: bytes, limits: CompilerLimits = LIMITS):
     with pytest.raises(ReadError) as info:
         read(source, limits)
     return info.value.diagnostics
@@ -81,14 +81,14 @@ def test_every_duplicate_and_nonfinite_is_reported():
 
 
 def test_size_limit_is_checked_before_parsing():
-    limits = Limits(max_source_bytes=10)
+    limits = CompilerLimits(max_source_bytes=10)
     assert read(b"[1,2,3,4]", limits).value == [1, 2, 3, 4]  # 9 bytes
     (d,) = _error(b"[1,2,3,4,5]", limits)
     assert d.code == "SCC-E001" and "11 bytes" in d.message
 
 
 def test_nesting_limit():
-    limits = Limits(max_json_depth=3)
+    limits = CompilerLimits(max_json_depth=3)
     assert read(b"[[[]]]", limits).value == [[[]]]
     (d,) = _error(b'[[{"a": []}]]', limits)
     assert (d.code, d.pointer) == ("SCC-E008", "/0/0/a")
