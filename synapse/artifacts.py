@@ -6,16 +6,20 @@ compiled: synapse/hardening.py): a decrypted module is never written anywhere, a
 sandbox's wasmtime engine has no compilation cache (wasmtime's cache is off unless a Config asks for
 it, and synapse/sandbox.py never does), so no compiled form of it reaches the disk either.
 
-For the command line, `add_arguments` adds --ledger/--key/--config to a parser and `open_for_cli`
+For the command line, `add_arguments` adds --ledger/--node-key/--config to a parser and `open_for_cli`
 opens what the user named: a `.sop` through Axon, a raw `.wasm` only with a notice on stderr that
 it is for development and unverified.
 
-Config file (TOML; paths relative to the file), every key optional:
+The config file is the node's (synapse/service/config.py, the same file `synapse serve` and `synapse
+run` read); the loader uses [ledger] path, [node] key and installed, [limits] max_artifact_bytes and
+clock_skew_seconds, and the flags win over it:
 
-    ledger = "/var/lib/sopcos/ledger.db"       # the ledger Axon checks keys and artifacts against
-    key = "/etc/sopcos/node.key"               # this node's key, to decrypt artifacts sent to it
+    [ledger]
+    path = "/var/lib/sopcos/ledger.db"          # the ledger Axon checks keys and artifacts against
+    [node]
+    key = "/etc/sopcos/node.key"                # this node's key, to decrypt artifacts sent to it
     installed = "/var/lib/sopcos/installed.json"  # {"policy": "version"}: refuse rollbacks
-    [verify]
+    [limits]
     max_artifact_bytes = 8388608
     clock_skew_seconds = 300
 """
@@ -26,20 +30,20 @@ import argparse
 import os
 import sys
 import time
-import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from axon.errors import AxonError
 from axon.keys import KEY_ENV, Identity, load_identity
 from axon.ledger import Ledger
-from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyConfig, VerifyError
+from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyError
 from synapse.errors import ModuleUnreadable, SynapseError
 from synapse.evaluate import Evaluator
 from synapse.hardening import harden_process, locked_bytearray, wipe
 from synapse.loader import open_module
 from synapse.sandbox import Limits
+from synapse.service.config import ServiceConfig, apply_flags, load_config
+from synapse.service.errors import ConfigError
 
 ARTIFACT_SUFFIX = ".sop"
 DEV_NOTICE = ("synapse: development only: {path} is a raw, unverified module (no signature, no ledger "
@@ -92,88 +96,54 @@ def load_verified(source: str | Path | bytes, verifier: Verifier, *,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("signed artifacts (.sop)")
-    group.add_argument("--ledger", metavar="PATH", help="ledger to verify the artifact against")
-    group.add_argument("--key", metavar="KEYFILE",
+    group.add_argument("--ledger", metavar="PATH", type=Path, help="ledger to verify the artifact against")
+    group.add_argument("--node-key", "--key", dest="node_key", metavar="KEYFILE", type=Path,
                        help=f"this node's key, to decrypt artifacts encrypted for it (default ${KEY_ENV})")
-    group.add_argument("--config", metavar="FILE.toml", help="ledger, key and verification limits in a file")
+    group.add_argument("--config", metavar="FILE.toml", type=Path,
+                       help="the node's config file ([ledger], [node], [limits]; docs/service.md)")
 
 
-@dataclass(frozen=True)
-class NodeSettings:
-    ledger: Path | None = None
-    key: Path | None = None
-    installed: Path | None = None
-    verify: VerifyConfig = VerifyConfig()
-
-
-def read_settings(args: argparse.Namespace) -> NodeSettings:
-    """Options win over the config file."""
-    settings = _read_config(Path(args.config)) if getattr(args, "config", None) else NodeSettings()
-    return NodeSettings(
-        ledger=Path(args.ledger) if getattr(args, "ledger", None) else settings.ledger,
-        key=Path(args.key) if getattr(args, "key", None) else settings.key,
-        installed=settings.installed, verify=settings.verify)
-
-
-def _read_config(path: Path) -> NodeSettings:
+def read_settings(args: argparse.Namespace) -> ServiceConfig:
+    """The config file's settings (the defaults without one), the flags given on top, checked as
+    `synapse serve` checks them: one file, one set of rules."""
     try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ArtifactSetupError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactSetupError(f"config {path} is not valid TOML: {exc}") from None
-    unknown = set(doc) - {"ledger", "key", "installed", "verify"}
-    if unknown:
-        raise ArtifactSetupError(f"config {path}: unknown setting(s) {', '.join(sorted(unknown))}")
-    base = path.parent
-
-    def as_path(name: str) -> Path | None:
-        value = doc.get(name)
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise ArtifactSetupError(f"config {path}: {name} must be a path (a string)")
-        return base / value
-
-    limits = doc.get("verify", {})
-    try:
-        verify = VerifyConfig(**limits) if isinstance(limits, dict) else None
-    except (TypeError, ValueError) as exc:
-        raise ArtifactSetupError(f"config {path}: [verify]: {exc}") from None
-    if verify is None:
-        raise ArtifactSetupError(f"config {path}: verify must be a table ([verify])")
-    return NodeSettings(as_path("ledger"), as_path("key"), as_path("installed"), verify)
+        return apply_flags(load_config(getattr(args, "config", None)), args).validate()
+    except ConfigError as exc:
+        raise ArtifactSetupError(exc.message) from None
 
 
-def _node_identity(settings: NodeSettings) -> Identity | None:
-    if settings.key is None and not os.environ.get(KEY_ENV):
+def _node_identity(settings: ServiceConfig) -> Identity | None:
+    if settings.node.key is None and not os.environ.get(KEY_ENV):
         return None
     try:
-        return load_identity(settings.key)
+        return load_identity(settings.node.key)
     except AxonError as exc:
         raise ArtifactSetupError(f"node key: {exc}") from None
 
 
-def _installed(settings: NodeSettings) -> InstalledVersions | None:
-    if settings.installed is None or not settings.installed.exists():
+def _installed(settings: ServiceConfig) -> InstalledVersions | None:
+    installed = settings.node.installed
+    if installed is None or not installed.exists():
         return None
     try:
-        return InstalledVersions.from_json(settings.installed.read_text(encoding="utf-8"))
+        return InstalledVersions.from_json(installed.read_text(encoding="utf-8"))
     except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise ArtifactSetupError(f"cannot read installed versions {settings.installed}: {exc}") from None
+        raise ArtifactSetupError(f"cannot read installed versions {installed}: {exc}") from None
 
 
-def open_verifier(settings: NodeSettings, now: Callable[[], float] = time.time) -> tuple[Verifier, Ledger]:
-    if settings.ledger is None:
+def open_verifier(settings: ServiceConfig, now: Callable[[], float] = time.time) -> tuple[Verifier, Ledger]:
+    path = settings.ledger.path
+    if path is None:
         raise ArtifactSetupError("a .sop artifact is verified against a ledger: give --ledger PATH "
-                                 "(or ledger = ... in --config)")
-    if not settings.ledger.exists():
-        raise ArtifactSetupError(f"ledger {settings.ledger} does not exist")
+                                 "(or [ledger] path = ... in --config)")
+    if not path.exists():
+        raise ArtifactSetupError(f"ledger {path} does not exist")
     try:
-        ledger = Ledger.open(settings.ledger)
+        ledger = Ledger.open(path)
     except AxonError as exc:
-        raise ArtifactSetupError(f"cannot open ledger {settings.ledger}: {exc}") from None
-    verifier = Verifier(ledger, settings.verify, _node_identity(settings), now, plaintext=locked_bytearray)
+        raise ArtifactSetupError(f"cannot open ledger {path}: {exc}") from None
+    verifier = Verifier(ledger, settings.limits.verify_config(), _node_identity(settings), now,
+                        plaintext=locked_bytearray)
     return verifier, ledger
 
 

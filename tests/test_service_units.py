@@ -115,8 +115,8 @@ def state(tmp_path) -> NodeState:
 def test_tokens_are_matched_by_hash_with_their_scopes(state):
     admin, viewer = new_token(), new_token()
     assert admin.startswith("sopcos_") and len(admin) == 50 and admin != viewer
-    auth = authenticator(state, tokens=[TokenConfig("ops", hash_token(admin), ["admin"]),
-                                 TokenConfig("scada", hash_token(viewer), ["evaluate"])])
+    auth = authenticator(state, tokens=[TokenConfig(name="ops", sha256=hash_token(admin), scopes=["admin"]),
+                                 TokenConfig(name="scada", sha256=hash_token(viewer), scopes=["evaluate"])])
     p = auth.authenticate({"authorization": f"Bearer {admin}"}, "GET", "/")
     assert p.name == "ops" and p.can("admin") and p.can("evaluate")
     v = auth.authenticate({"authorization": f"bearer {viewer}"}, "GET", "/")

@@ -119,16 +119,16 @@ def test_encrypted_artifact_needs_the_node_key(world, tmp_path, capsys):
 
 def test_config_file(world, tmp_path, capsys):
     sop = package(tmp_path, capsys, "--register", "--encrypt-for", GROUP)
-    (tmp_path / "node.toml").write_text('ledger = "ledger.db"\nkey = "node.key"\n'
-                                        'installed = "installed.json"\n[verify]\nclock_skew_seconds = 60\n')
+    (tmp_path / "node.toml").write_text('[ledger]\npath = "ledger.db"\n[node]\nkey = "node.key"\n'
+                                        'installed = "installed.json"\n[limits]\nclock_skew_seconds = 60\n')
     code, out, _ = run(synapse_cli.main, "eval", sop, "--config", "node.toml", *HOT, capsys=capsys)
     assert code == 0 and json.loads(out)["verdict"] == "HALT"
     (tmp_path / "installed.json").write_text('{"boiler-guard": "2.0.0"}')
     code, out, err = run(synapse_cli.main, "eval", sop, "--config", "node.toml", *HOT, capsys=capsys)
     assert (code, out) == (1, "") and "AXON-VERIFY-ROLLBACK" in err
-    (tmp_path / "bad.toml").write_text('ledger = "ledger.db"\nkeyfile = "node.key"\n')
+    (tmp_path / "bad.toml").write_text('[ledger]\npath = "ledger.db"\n[node]\nkeyfile = "node.key"\n')
     code, out, err = run(synapse_cli.main, "eval", sop, "--config", "bad.toml", *HOT, capsys=capsys)
-    assert (code, out) == (2, "") and "keyfile" in err
+    assert (code, out) == (2, "") and "node.keyfile: unknown key 'keyfile'" in err
 
 
 def test_sop_without_a_ledger_is_a_usage_error(world, tmp_path, capsys):

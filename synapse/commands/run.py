@@ -45,9 +45,5 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise UsageError("synapse run needs --config (the [sidecar] section says what to run)")
     config = config_from_args(args)
-    if args.source is not None:
-        config.sidecar.source = args.source
-    if args.interval is not None:
-        config.sidecar.interval = args.interval
     sidecar = Sidecar(config.sidecar)
     return start(config, args, preload=[*config.sidecar.artifacts, *args.artifact], background=[sidecar.run])

@@ -9,7 +9,7 @@ from axon.clikit import EXIT_OK, UsageError
 from axon.keys import KeyFileError
 from synapse.hardening import harden_process
 from synapse.service.auth import hash_token, new_token
-from synapse.service.config import SCOPES, ServiceConfig, load_config
+from synapse.service.config import SCOPES, ServiceConfig, apply_flags, load_config
 from synapse.service.errors import ServiceError
 
 HELP = """Serve policy evaluation over HTTP: POST /v1/evaluate, artifact upload and lifecycle, /healthz,
@@ -45,7 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def add_service_arguments(parser: argparse.ArgumentParser) -> None:
-    """The flags `serve` and `run` share; each overrides the config file's setting."""
+    """The flags `serve` and `run` share; each sets the config key FLAG_KEYS names, over the file's."""
     parser.add_argument("--config", metavar="TOML", type=Path, help="configuration file")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port (default 8080; 0 picks a free one)")
@@ -73,28 +73,12 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
 
 
-_FLAGS = {  # flag attribute -> (config section, key)
-    "host": ("server", "host"), "port": ("server", "port"), "workers": ("server", "workers"),
-    "max_connections": ("server", "max_connections"), "head_timeout": ("server", "head_timeout"),
-    "keep_alive_timeout": ("server", "keep_alive_timeout"),
-    "access_log": ("server", "access_log"), "ledger": ("ledger", "path"),
-    "follow_interval": ("ledger", "follow_interval"), "node_key": ("node", "key"), "store": ("store", "path"),
-    "decision_log": ("decision_log", "path"), "max_body_bytes": ("limits", "max_body_bytes"),
-    "rate": ("limits", "rate"), "burst": ("limits", "burst"),
-    "eval_timeout_ms": ("limits", "eval_timeout_ms"), "open_evaluate": ("auth", "open_evaluate"),
-}
-
-
 def config_from_args(args: argparse.Namespace) -> ServiceConfig:
+    """The config file's settings, each flag given (service.config.FLAG_KEYS) on top."""
     try:
-        config = load_config(args.config)
+        return apply_flags(load_config(args.config), args)
     except ServiceError as exc:
         raise UsageError(exc.message) from None
-    for attr, (section, key) in _FLAGS.items():
-        value = getattr(args, attr, None)
-        if value is not None:
-            setattr(getattr(config, section), key, value)
-    return config
 
 
 def start(config: ServiceConfig, args: argparse.Namespace, **kwargs: object) -> int:

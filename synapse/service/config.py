@@ -1,32 +1,57 @@
-"""The service's configuration: one TOML file read with tomllib, one `ServiceConfig` object, flags on top.
+"""The node's configuration: one TOML file read with tomllib, one `ServiceConfig` object, flags on top.
 
-Every limit lives here, so what bounds the service can be read in one place. Relative paths in a
-config file are relative to that file's directory; relative paths given as flags are relative to the
-working directory. Unknown sections or keys are errors (a misspelt limit must not silently fall back
-to its default).
+One vocabulary for `synapse serve`, `synapse run` and the artifact loader (`synapse eval --config`):
+the same sections and keys (`[ledger] path`, `[node] key`, ...) in every file, and every flag names one
+of them (`FLAG_KEYS`). The sections are pydantic models that refuse unknown keys and values of the
+wrong TOML type (a misspelt limit must not silently fall back to its default); pydantic's errors
+become a ConfigError naming the file, the dotted key and why. Every limit lives here, so what bounds
+the node can be read in one place. Relative paths in a config file are relative to that file's
+directory; relative paths given as flags are relative to the working directory.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import argparse
+import datetime
 import ipaddress
 import re
 import tomllib
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
+
+from axon.verify import VerifyConfig
 from synapse.service.errors import ConfigError
 
 SCOPES = ("admin", "evaluate")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 _MASK_FIELD = re.compile(r"^(telemetry|context)\.[A-Za-z0-9_.-]{1,64}$")
 
+def _config_path(value: object, info: ValidationInfo) -> Path:
+    """A path from a file is relative to the file's directory (the validation context's `base`)."""
+    if isinstance(value, Path):  # set in code or from a flag: already relative to the working directory
+        return value
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a path (a non-empty string)")
+    path = Path(value).expanduser()
+    base = (info.context or {}).get("base")
+    return path if path.is_absolute() or base is None else base / path
 
-@dataclass
-class ServerConfig:
+
+ConfigPath = Annotated[Path, PlainValidator(_config_path)]
+
+
+class Section(BaseModel):
+    """A config table: strict TOML types (no "80" for 80, no true for 1), unknown keys refused; flags and
+    code that assign a setting go through the same validation."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
+
+
+class ServerConfig(Section):
     host: str = "127.0.0.1"
     port: int = 8080
     # Worker processes sharing one listening socket; each keeps its own decision-log stream.
@@ -47,28 +72,27 @@ class ServerConfig:
     keep_alive_timeout: float = 5.0
 
 
-@dataclass
-class LedgerConfig:
-    path: Path | None = None
+class LedgerConfig(Section):
+    path: ConfigPath | None = None
     # Seconds between two checks of the ledger (and of the store, for changes made by other workers):
     # an artifact revoked or superseded on the ledger stops being served within this time.
     follow_interval: float = 5.0
 
 
-@dataclass
-class NodeConfig:
+class NodeConfig(Section):
     # Key file of this node (axon.keys); None means $SOPCOS_KEY. Passphrase from $SOPCOS_KEY_PASSPHRASE.
-    key: Path | None = None
+    key: ConfigPath | None = None
+    # {"policy": "version"} installed here, for the rollback check of `synapse eval` (the service keeps
+    # its own in the store).
+    installed: ConfigPath | None = None
 
 
-@dataclass
-class StoreConfig:
-    path: Path = Path("synapse-store")
+class StoreConfig(Section):
+    path: ConfigPath = Path("synapse-store")
 
 
-@dataclass
-class DecisionLogConfig:
-    path: Path = Path("synapse-decisions")
+class DecisionLogConfig(Section):
+    path: ConfigPath = Path("synapse-decisions")
     rotate_bytes: int = 64 * 1024 * 1024
     # A seal (signature by the node key over the chain head) after this many records or seconds.
     seal_every: int = 1000
@@ -79,21 +103,19 @@ class DecisionLogConfig:
     # Records are written and flushed to the OS at once; fsync happens at least this often.
     fsync_interval: float = 1.0
     # Fields written as an HMAC-SHA256 digest, never as their value: "telemetry.NAME", "context.NAME".
-    mask: list[str] = field(default_factory=list)
+    mask: list[str] = Field(default_factory=list)
     # 32-byte HMAC key (hex file) for masking; created 0600 on first use. Keep it apart from the log.
-    mask_key: Path | None = None
+    mask_key: ConfigPath | None = None
 
 
-@dataclass
-class TokenConfig:
+class TokenConfig(Section):
     name: str
     sha256: str
     scopes: list[str]
 
 
-@dataclass
-class AuthConfig:
-    tokens: list[TokenConfig] = field(default_factory=list)
+class AuthConfig(Section):
+    tokens: list[TokenConfig] = Field(default_factory=list)
     # Evaluation (and read-only listing) without a token. Forced on when no token is configured at all.
     open_evaluate: bool = False
     # Administrative requests signed by a ledger-registered key of at least this level (1..5).
@@ -103,12 +125,13 @@ class AuthConfig:
     replay_window: float = 300.0
 
 
-@dataclass
-class LimitsConfig:
+class LimitsConfig(Section):
     max_body_bytes: int = 256 * 1024
     # Request line and headers together (431 beyond).
     max_head_bytes: int = 16 * 1024
     max_artifact_bytes: int = 8 * 1024 * 1024
+    # How far in the future an artifact's created_at may be (clocks disagree a little).
+    clock_skew_seconds: int = 300
     max_batch: int = 256
     # Token bucket per client address: sustained requests per second and burst size; 0 turns it off.
     rate: float = 5000.0
@@ -116,23 +139,26 @@ class LimitsConfig:
     # Wall-clock bound on one evaluation (the sandbox's own gas meter bounds it too).
     eval_timeout_ms: float = 100.0
 
+    def verify_config(self) -> VerifyConfig:
+        """Axon's limits for verifying an artifact on this node."""
+        return VerifyConfig(max_artifact_bytes=self.max_artifact_bytes,
+                            clock_skew_seconds=self.clock_skew_seconds)
 
-@dataclass
-class AlertsConfig:
+
+class AlertsConfig(Section):
     """SIP-017 ALERTs (synapse/alerts.py) posted on the ledger, signed by the node key."""
 
     # Key DIDs or group DIDs (looked up on the ledger, groups expanded to their live members), or
     # public keys in hex.
-    recipients: list[str] = field(default_factory=list)
-    verdicts: list[str] = field(default_factory=lambda: ["DENY", "HALT"])
+    recipients: list[str] = Field(default_factory=list)
+    verdicts: list[str] = Field(default_factory=lambda: ["DENY", "HALT"])
     repeat_after: float = 300.0
     max_per_window: int = 5
     rate_window: float = 60.0
     include_telemetry: bool = False
 
 
-@dataclass
-class CommandsConfig:
+class CommandsConfig(Section):
     """SIP-017 CMD messages to this node (synapse/commands_inbox.py), read from the ledger."""
 
     enabled: bool = False
@@ -140,11 +166,10 @@ class CommandsConfig:
     max_context_ttl: int = 24 * 3600
 
 
-@dataclass
-class SidecarConfig:
-    artifacts: list[Path] = field(default_factory=list)
+class SidecarConfig(Section):
+    artifacts: list[ConfigPath] = Field(default_factory=list)
     # Policies evaluated on every tick; empty means every policy with an active artifact.
-    policies: list[str] = field(default_factory=list)
+    policies: list[str] = Field(default_factory=list)
     # A JSON-lines file, or "-" for standard input.
     source: str = "-"
     # Seconds between evaluations of the latest telemetry; 0 evaluates every line as it arrives.
@@ -154,21 +179,20 @@ class SidecarConfig:
     # Stop the sidecar (and the service) once the source is exhausted and evaluated.
     exit_at_eof: bool = False
     # Context passed to every evaluation (merged under each line's own context).
-    context: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
     alerts: AlertsConfig | None = None
-    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
 
-@dataclass
-class ServiceConfig:
-    server: ServerConfig = field(default_factory=ServerConfig)
-    ledger: LedgerConfig = field(default_factory=LedgerConfig)
-    node: NodeConfig = field(default_factory=NodeConfig)
-    store: StoreConfig = field(default_factory=StoreConfig)
-    decision_log: DecisionLogConfig = field(default_factory=DecisionLogConfig)
-    auth: AuthConfig = field(default_factory=AuthConfig)
-    limits: LimitsConfig = field(default_factory=LimitsConfig)
-    sidecar: SidecarConfig = field(default_factory=SidecarConfig)
+class ServiceConfig(Section):
+    server: ServerConfig = Field(default_factory=ServerConfig)
+    ledger: LedgerConfig = Field(default_factory=LedgerConfig)
+    node: NodeConfig = Field(default_factory=NodeConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    decision_log: DecisionLogConfig = Field(default_factory=DecisionLogConfig)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    sidecar: SidecarConfig = Field(default_factory=SidecarConfig)
 
     @property
     def is_loopback(self) -> bool:
@@ -195,6 +219,7 @@ class ServiceConfig:
         _require(lim.max_body_bytes >= 64, "limits.max_body_bytes must be at least 64")
         _require(lim.max_head_bytes >= 1024, "limits.max_head_bytes must be at least 1024")
         _require(lim.max_artifact_bytes >= 64, "limits.max_artifact_bytes must be at least 64")
+        _require(lim.clock_skew_seconds >= 0, "limits.clock_skew_seconds must be >= 0")
         _require(lim.max_batch >= 1, "limits.max_batch must be at least 1")
         _require(lim.rate >= 0 and lim.burst >= 1, "limits.rate must be >= 0 and limits.burst >= 1")
         _require(lim.eval_timeout_ms > 0, "limits.eval_timeout_ms must be > 0")
@@ -249,86 +274,99 @@ def _require(condition: bool, message: str) -> None:
 
 def load_config(path: str | Path | None) -> ServiceConfig:
     """Read a TOML config file (None gives the defaults). Raises ConfigError naming file, key and reason."""
-    cfg = ServiceConfig()
     if path is None:
-        return cfg
+        return ServiceConfig()
     path = Path(path)
     try:
         with path.open("rb") as fh:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    base = path.resolve().parent
-    for section, table in doc.items():
-        target = getattr(cfg, section, None) if section in _SECTIONS else None
-        if target is None:
-            raise ConfigError(f"{path}: unknown section [{section}] (known: {', '.join(_SECTIONS)})")
-        if not isinstance(table, dict):
-            raise ConfigError(f"{path}: [{section}] must be a table")
-        _fill(target, table, f"{path}: [{section}]", base)
-    return cfg
+    try:
+        return ServiceConfig.model_validate(doc, context={"base": path.resolve().parent})
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_explain(exc)}") from None
 
 
-_SECTIONS = [f.name for f in dataclasses.fields(ServiceConfig)]
+# Flag (its argparse dest) -> the section.key it sets; a flag given wins over the file.
+FLAG_KEYS = {
+    "host": "server.host", "port": "server.port", "workers": "server.workers",
+    "max_connections": "server.max_connections", "head_timeout": "server.head_timeout",
+    "keep_alive_timeout": "server.keep_alive_timeout", "access_log": "server.access_log",
+    "ledger": "ledger.path", "follow_interval": "ledger.follow_interval", "node_key": "node.key",
+    "store": "store.path", "decision_log": "decision_log.path", "max_body_bytes": "limits.max_body_bytes",
+    "rate": "limits.rate", "burst": "limits.burst", "eval_timeout_ms": "limits.eval_timeout_ms",
+    "open_evaluate": "auth.open_evaluate", "source": "sidecar.source", "interval": "sidecar.interval",
+}
 
 
-def _fill(target: Any, table: dict[str, Any], where: str, base: Path) -> None:
-    hints = typing.get_type_hints(type(target))
-    for key, value in table.items():
-        if key not in hints:
-            known = ", ".join(f.name for f in dataclasses.fields(target))
-            raise ConfigError(f"{where}: unknown key {key!r} (known: {known})")
-        setattr(target, key, _convert(value, hints[key], f"{where} {key}", base))
+def apply_flags(config: ServiceConfig, args: argparse.Namespace) -> ServiceConfig:
+    """Set every FLAG_KEYS setting whose flag was given (a parser defines only the flags it offers)."""
+    for dest, dotted in FLAG_KEYS.items():
+        value = getattr(args, dest, None)
+        if value is None:
+            continue
+        section, key = dotted.split(".")
+        try:
+            setattr(getattr(config, section), key, value)
+        except ValidationError as exc:
+            raise ConfigError(f"--{dest.replace('_', '-')}: {_explain(exc, prefix=(section,))}") from None
+    return config
 
 
-def _convert(value: Any, hint: Any, where: str, base: Path) -> Any:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType) and type(None) in args:
-        inner = next(a for a in args if a is not type(None))
-        return _convert(value, inner, where, base)
-    if hint is Path:
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{where}: expected a path (a non-empty string)")
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string")
-        return value
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list")
-        return [_convert(v, args[0], f"{where}[{i}]", base) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table")
-        return dict(value)
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a table")
-        names = {f.name for f in dataclasses.fields(hint)}
-        missing = [f.name for f in dataclasses.fields(hint)
-                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                   and f.name not in value]
-        if missing:
-            raise ConfigError(f"{where}: missing {', '.join(missing)}")
-        extra = sorted(set(value) - names)
-        if extra:
-            raise ConfigError(f"{where}: unknown key {extra[0]!r} (known: {', '.join(sorted(names))})")
-        sub = typing.get_type_hints(hint)
-        return hint(**{k: _convert(v, sub[k], f"{where}.{k}", base) for k, v in value.items()})
-    raise ConfigError(f"{where}: unsupported setting type")  # a programming error in this module
+_EXPECTED = {  # pydantic error type -> what the key takes
+    "int_type": "an integer", "float_type": "a number", "bool_type": "true or false",
+    "string_type": "a string", "list_type": "a list", "dict_type": "a table", "model_type": "a table",
+}
+
+
+def _explain(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
+    """Pydantic's first error as one sentence: the dotted key, then what is wrong with it. The value itself
+    is named only by its TOML type: a config file may hold things that do not belong in a log."""
+    error = exc.errors(include_url=False)[0]
+    loc = (*prefix, *error["loc"])
+    where, parent, kind = _dotted(loc), _dotted(loc[:-1]), error["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc[:-1])
+        known = ", ".join(model.model_fields) if model else "none"
+        if len(loc) == 1:
+            return f"unknown section [{loc[0]}] (known: {known})"
+        return f"{where}: unknown key {loc[-1]!r} in {parent} (known: {known})"
+    if kind == "missing":
+        return f"{parent or 'the file'}: missing {loc[-1]} (required)"
+    if kind in _EXPECTED:
+        table = f" ([{where}] is a section)" if len(loc) == 1 else ""
+        return f"{where}: expected {_EXPECTED[kind]}, got {_toml_type(error['input'])}{table}"
+    if kind == "value_error":
+        return f"{where}: {error['ctx']['error']}"
+    return f"{where}: {error['msg'][0].lower()}{error['msg'][1:]}"
+
+
+def _dotted(loc: tuple[str | int, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
+    """The section model at a location (None when the location is not a table)."""
+    model: type[BaseModel] | None = ServiceConfig
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue
+        model = _section_type(model.model_fields[part].annotation) if part in model.model_fields else None
+    return model
+
+
+def _section_type(hint: Any) -> type[BaseModel] | None:
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return hint
+    if typing.get_origin(hint) in (typing.Union, types.UnionType, list):
+        return next(filter(None, map(_section_type, typing.get_args(hint))), None)
+    return None
+
+
+def _toml_type(value: object) -> str:
+    kinds = [(bool, "a boolean"), (int, "an integer"), (float, "a number"), (str, "a string"),
+             (list, "an array"), (dict, "a table"), (datetime.date | datetime.time, "a date or time")]
+    return next((name for kind, name in kinds if isinstance(value, kind)), "another type")

@@ -16,7 +16,7 @@ from typing import Any
 from axon.constraint_node import ConstraintNode, TransactionMessage, attestation
 from axon.keys import Identity
 from axon.ledger import Ledger, LedgerError, ops
-from axon.verify import Verifier, VerifyConfig
+from axon.verify import Verifier
 from synapse.decision import Decision
 from synapse.evaluate import Evaluator
 from synapse.hardening import locked_bytearray, wipe
@@ -55,7 +55,7 @@ class PolicyService:
         self._auth = Authenticator(config.auth, identity.did, self._signer_key, self._node_state, clock)
         self._limiter = RateLimiter(config.limits.rate, config.limits.burst)
         self._limits = Limits(deadline_ms=config.limits.eval_timeout_ms)
-        self._verify_config = VerifyConfig(max_artifact_bytes=config.limits.max_artifact_bytes)
+        self._verify_config = config.limits.verify_config()
         self._log: DecisionLog | None = None
         self._anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
         self.state = "starting"
