@@ -164,7 +164,7 @@ def urn_for(blob: bytes) -> str:
 
 
 @dataclass(frozen=True, eq=False)
-class Envelope:
+class ArtifactEnvelope:
     """A parsed envelope: the JSON document as signed, with its binary fields decoded.
 
     Build one with `parse` (from a decoded JSON document) or `build` (from a module).
@@ -179,7 +179,7 @@ class Envelope:
     # -- reading -----------------------------------------------------------------------------------
 
     @classmethod
-    def parse(cls, doc: Any) -> Envelope:
+    def parse(cls, doc: Any) -> ArtifactEnvelope:
         """Check `doc` against the schema and decode its base64 fields; EnvelopeFormatError otherwise."""
         if not _known_valid(doc):
             error = _first_error(list(_validator().iter_errors(doc)))
@@ -289,7 +289,7 @@ def canonical_json(doc: Mapping[str, Any], *, blob_is_base64: bool = False) -> b
 def canonical_parts(doc: Mapping[str, Any], *, blob_is_base64: bool = False) -> tuple[bytes, ...]:
     """canonical_json in pieces whose concatenation is the canonical form (hashed without joining).
 
-    With `blob_is_base64` (the caller has strictly decoded `payload.blob`, as `Envelope.parse` does),
+    With `blob_is_base64` (the caller has strictly decoded `payload.blob`, as `ArtifactEnvelope.parse` does),
     the blob, the one large string, goes in verbatim where a marker was canonicalised: base64 text
     holds nothing RFC 8785 escapes, and rfc8785's escaper would be the costliest part of the signature
     check (docs/artifacts.md, "Performance"). The result is rfc8785's byte for byte
@@ -354,7 +354,7 @@ class PackageSpec:
 
 
 def build(module: bytes, signer: Identity, spec: PackageSpec,
-          randbytes: Callable[[int], bytes] = secrets.token_bytes) -> Envelope:
+          randbytes: Callable[[int], bytes] = secrets.token_bytes) -> ArtifactEnvelope:
     """Package and sign a compiled policy module. The module's `sopcos.meta` supplies name, version,
     source hash, compiler and gas bound, so the envelope cannot disagree with the module it carries."""
     module_meta = read_meta(module)
@@ -383,14 +383,14 @@ def build(module: bytes, signer: Identity, spec: PackageSpec,
            "distribution": {"storage_hint": spec.storage_hint},
            "payload": {"integrity": HASH_PREFIX + sha256_hex(blob), "blob": b64encode(blob)},
            "signature": b64encode(bytes(64))}
-    return sign(Envelope.parse(doc), signer)
+    return sign(ArtifactEnvelope.parse(doc), signer)
 
 
-def sign(envelope: Envelope, signer: Identity) -> Envelope:
+def sign(envelope: ArtifactEnvelope, signer: Identity) -> ArtifactEnvelope:
     """The same envelope with `header.kid` unchanged and a fresh signature by `signer`."""
     signature = signer.key.sign(envelope.digest())
     doc = {**envelope.doc, "signature": b64encode(signature)}
-    return Envelope(doc, envelope.blob, signature, envelope.content_iv, envelope.recipients)
+    return ArtifactEnvelope(doc, envelope.blob, signature, envelope.content_iv, envelope.recipients)
 
 
 def _wrapped_json(wrapped: WrappedKey) -> dict[str, str]:
@@ -399,5 +399,5 @@ def _wrapped_json(wrapped: WrappedKey) -> dict[str, str]:
             "wrapped_key": b64encode(wrapped.wrapped_key)}
 
 
-def verify_signature(envelope: Envelope, public_key: PublicKey) -> bool:
+def verify_signature(envelope: ArtifactEnvelope, public_key: PublicKey) -> bool:
     return public_key.verify(envelope.signature, envelope.digest())

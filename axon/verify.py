@@ -54,7 +54,7 @@ from axon.envelope import (
     HASH_PREFIX,
     MAGIC,
     URN_PREFIX,
-    Envelope,
+    ArtifactEnvelope,
     EnvelopeFormatError,
     sha256_hex,
     verify_signature,
@@ -270,30 +270,30 @@ def _no_lone_surrogates(value: object) -> None:
             _no_lone_surrogates(item)
 
 
-def check_schema(doc: object) -> Envelope:  # 3 (SIP-009 §4)
+def check_schema(doc: object) -> ArtifactEnvelope:  # 3 (SIP-009 §4)
     try:
-        return Envelope.parse(doc)
+        return ArtifactEnvelope.parse(doc)
     except EnvelopeFormatError as exc:
         raise SchemaInvalid(f"not a v{FORMAT_VERSION} .sop envelope: {exc}") from None
 
 
-def check_magic(envelope: Envelope) -> None:  # 4
+def check_magic(envelope: ArtifactEnvelope) -> None:  # 4
     if envelope.header["magic"] != MAGIC:
         raise BadMagic(f"header.magic is {envelope.header['magic']!r}, not {MAGIC!r}: not a Sopcos artifact")
 
 
-def check_version(envelope: Envelope) -> None:  # 4
+def check_version(envelope: ArtifactEnvelope) -> None:  # 4
     if envelope.header["version"] != FORMAT_VERSION:
         raise UnsupportedVersion(f"envelope version {envelope.header['version']!r} is not supported; "
                                  f"this Axon reads {FORMAT_VERSION!r}")
 
 
-def check_type(envelope: Envelope) -> None:  # 4
+def check_type(envelope: ArtifactEnvelope) -> None:  # 4
     if envelope.header["type"] != ARTIFACT_TYPE:
         raise UnsupportedType(f"artifact type {envelope.header['type']!r} is not {ARTIFACT_TYPE!r}")
 
 
-def check_signer(envelope: Envelope, signer: KeyRecord | None) -> KeyRecord:  # 5 (SIP-009 §7)
+def check_signer(envelope: ArtifactEnvelope, signer: KeyRecord | None) -> KeyRecord:  # 5 (SIP-009 §7)
     """`signer` is the ledger's record for header.kid: authority belongs to the signer."""
     if signer is None:
         raise UnknownSigner(f"signer {envelope.kid} is not a key registered on the ledger")
@@ -302,31 +302,32 @@ def check_signer(envelope: Envelope, signer: KeyRecord | None) -> KeyRecord:  # 
     return signer
 
 
-def check_signature(envelope: Envelope, signer: KeyRecord) -> None:  # 6 (SIP-009 §5.1)
+def check_signature(envelope: ArtifactEnvelope, signer: KeyRecord) -> None:  # 6 (SIP-009 §5.1)
     if not verify_signature(envelope, signer.public_key):
         raise BadSignature(f"the signature is not {envelope.kid}'s over this envelope: "
                            "the artifact was altered or signed by another key")
 
 
-def check_integrity(envelope: Envelope) -> None:  # 7
+def check_integrity(envelope: ArtifactEnvelope) -> None:  # 7
     actual = HASH_PREFIX + sha256_hex(envelope.blob)
     if envelope.integrity != actual:
         raise IntegrityMismatch(f"payload.integrity says {envelope.integrity}; the blob hashes to {actual}")
 
 
-def check_urn(envelope: Envelope) -> None:  # 8 (SIP-009 §5.2)
+def check_urn(envelope: ArtifactEnvelope) -> None:  # 8 (SIP-009 §5.2)
     expected = URN_PREFIX + envelope.integrity.removeprefix(HASH_PREFIX)
     if envelope.urn != expected:
         raise UrnMismatch(f"meta.urn is {envelope.urn}; the blob's URN is {expected}")
 
 
-def check_authority(envelope: Envelope, signer: KeyRecord) -> None:  # 9 (SIP-009 §7 / SIP-008)
+def check_authority(envelope: ArtifactEnvelope, signer: KeyRecord) -> None:  # 9 (SIP-009 §7 / SIP-008)
     if envelope.authority_level > signer.level:
         raise AuthorityExceeded(f"artifact declares LVL_{envelope.authority_level} but its signer "
                                 f"{envelope.kid} holds LVL_{signer.level} on the ledger")
 
 
-def check_registered(envelope: Envelope, record: ArtifactRecord | None) -> ArtifactRecord:  # 10 (§3 step 5)
+def check_registered(envelope: ArtifactEnvelope,  # 10 (§3 step 5)
+                     record: ArtifactRecord | None) -> ArtifactRecord:
     """`record` is the ledger's record for meta.urn."""
     if record is None:
         raise NotRegistered(f"{envelope.urn} is not registered on the ledger")
@@ -339,7 +340,7 @@ def check_registered(envelope: Envelope, record: ArtifactRecord | None) -> Artif
     return record
 
 
-def check_policy_name(envelope: Envelope, signer: KeyRecord,
+def check_policy_name(envelope: ArtifactEnvelope, signer: KeyRecord,
                       policy: PolicyRecord | None) -> None:  # 11 (docs/ledger.md rule 12)
     """`policy` is the ledger's binding of meta.policy. The ledger held its registrant to the binding;
     this holds the signer to it, so a hijack that reached a ledger by another way still does not run."""
@@ -351,19 +352,19 @@ def check_policy_name(envelope: Envelope, signer: KeyRecord,
         raise PolicyNameRefused(f"signer of {envelope.urn}: {exc}") from None
 
 
-def check_not_revoked(envelope: Envelope, record: ArtifactRecord) -> None:  # 12 (SIP-009 §8)
+def check_not_revoked(envelope: ArtifactEnvelope, record: ArtifactRecord) -> None:  # 12 (SIP-009 §8)
     if record.revoked:
         raise ArtifactRevoked(f"{envelope.urn} was revoked on the ledger"
                               + (f": {record.revoke_reason}" if record.revoke_reason else ""))
 
 
-def check_not_superseded(envelope: Envelope, record: ArtifactRecord) -> None:  # 13 (SIP-009 §8)
+def check_not_superseded(envelope: ArtifactEnvelope, record: ArtifactRecord) -> None:  # 13 (SIP-009 §8)
     if record.superseded_by is not None:
         raise ArtifactSuperseded(f"{envelope.urn} was superseded by {record.superseded_by}; install that "
                                  "instead", record.superseded_by)
 
 
-def check_not_expired(envelope: Envelope, now: float, config: VerifyConfig) -> None:  # 14
+def check_not_expired(envelope: ArtifactEnvelope, now: float, config: VerifyConfig) -> None:  # 14
     expires_at, created_at = envelope.expires_at, envelope.created_at
     if expires_at is not None and now >= expires_at:
         raise Expired(f"the artifact expired at {_utc(expires_at)} (now {_utc(now)})")
@@ -372,14 +373,14 @@ def check_not_expired(envelope: Envelope, now: float, config: VerifyConfig) -> N
                           f"({_utc(now)}) plus {config.clock_skew_seconds} s of clock skew")
 
 
-def check_rollback(envelope: Envelope, installed: InstalledVersions | None) -> None:  # 15
+def check_rollback(envelope: ArtifactEnvelope, installed: InstalledVersions | None) -> None:  # 15
     current = installed.get(envelope.policy) if installed is not None else None
     if current is not None and _version_key(envelope.version) < _version_key(current):
         raise Rollback(f"{envelope.policy} {envelope.version} is older than the installed {current}: "
                        "refusing to roll back")
 
 
-def check_decryption(envelope: Envelope, node: Identity | None,  # 16 (SIP-009 §6.1: in RAM only)
+def check_decryption(envelope: ArtifactEnvelope, node: Identity | None,  # 16 (SIP-009 §6.1: in RAM only)
                      into: Callable[[int], bytearray] | None = None) -> bytes | bytearray:
     """The module: the blob itself, or the blob decrypted with this node's key (into `into(n)`)."""
     if not envelope.encrypted:
@@ -395,7 +396,7 @@ def check_decryption(envelope: Envelope, node: Identity | None,  # 16 (SIP-009 �
         raise DecryptionFailed(str(exc)) from None
 
 
-def check_module(envelope: Envelope, module: bytes) -> ModuleMeta:  # 17 (SIP-009 §6.2)
+def check_module(envelope: ArtifactEnvelope, module: bytes) -> ModuleMeta:  # 17 (SIP-009 §6.2)
     try:
         meta = check_module_interface(module).meta
     except ModuleInterfaceError as exc:
@@ -461,7 +462,7 @@ class Verifier:
                 progress: CheckProgress) -> VerifiedArtifact:
         config, run = self.config, progress.run
         run(check_size, data, config)
-        envelope: Envelope = run(check_schema, run(check_json, data))
+        envelope: ArtifactEnvelope = run(check_schema, run(check_json, data))
         run(check_magic, envelope)
         run(check_version, envelope)
         run(check_type, envelope)
@@ -493,7 +494,7 @@ class Verifier:
             raise LedgerUnavailable(f"cannot read the ledger ({exc.code}): {exc}") from None
 
 
-def parse_envelope(sop_bytes: bytes, config: VerifyConfig | None = None) -> Envelope:
+def parse_envelope(sop_bytes: bytes, config: VerifyConfig | None = None) -> ArtifactEnvelope:
     """Checks 1-3 without a ledger (what `scc inspect` shows is parsed, never trusted)."""
     data = bytes(sop_bytes)
     check_size(data, config or VerifyConfig())

@@ -179,7 +179,7 @@ class TimedProgress(verify.CheckProgress):
         return result
 
 
-def check_breakdown(verifier: verify.Verifier, envelope: sop_envelope.Envelope,
+def check_breakdown(verifier: verify.Verifier, envelope: sop_envelope.ArtifactEnvelope,
                     samples: int) -> list[tuple[str, float]]:
     """Median time of each check over `samples` whole verifications, and of the ledger reads the
     verifier makes between them (no check reads the ledger itself)."""

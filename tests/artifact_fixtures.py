@@ -20,7 +20,7 @@ import wasmtime
 from axon import abi
 from axon import envelope as env_mod
 from axon.artifact_crypto import Recipients, resolve_recipients
-from axon.envelope import Envelope, PackageSpec
+from axon.envelope import ArtifactEnvelope, PackageSpec
 from axon.keys import Identity, SigningKey
 from axon.ledger import Ledger, ops
 from scc.compiler import compile_policy
@@ -48,7 +48,7 @@ class World:
     def package(self, module: bytes, *, signer: Identity | None = None, level: str = "LVL_3",
                 encrypt_for: list[str] | None = None, expires_at: int | None = None,
                 created_at: int | None = None, storage_hint: str = "file:///var/lib/sopcos/artifacts/",
-                register: bool = True) -> Envelope:
+                register: bool = True) -> ArtifactEnvelope:
         signer = signer or self.author
         recipients: Recipients | None = resolve_recipients(encrypt_for, self.ledger) if encrypt_for else None
         spec = PackageSpec(level, self.now if created_at is None else created_at, expires_at, storage_hint,
@@ -58,7 +58,7 @@ class World:
             self.register(envelope, by=signer)
         return envelope
 
-    def register(self, envelope: Envelope, by: Identity | None = None) -> None:
+    def register(self, envelope: ArtifactEnvelope, by: Identity | None = None) -> None:
         op = ops.register_artifact(envelope.urn, envelope.policy, envelope.version,
                                    envelope.meta["authority_level"])
         self.ledger.sign_and_submit(by or self.author, op, self.now)

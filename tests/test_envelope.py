@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from axon import envelope as env_mod
 from axon.artifact_crypto import content_aad
-from axon.envelope import Envelope, EnvelopeFormatError, PackageSpec, build, canonical_json
+from axon.envelope import ArtifactEnvelope, EnvelopeFormatError, PackageSpec, build, canonical_json
 from tests.artifact_fixtures import GROUP, NOW, POLICIES, compiled, identity, make_world, wat_module
 
 N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -149,7 +149,7 @@ def test_format_errors_carry_a_json_pointer(world, edit, pointer):
     doc = json.loads(world.package(wat_module(), encrypt_for=[GROUP]).to_bytes())
     edit(doc)
     with pytest.raises(EnvelopeFormatError) as info:
-        Envelope.parse(doc)
+        ArtifactEnvelope.parse(doc)
     assert info.value.pointer == pointer and str(info.value).startswith(pointer)
 
 
@@ -254,7 +254,7 @@ def test_the_compiled_validator_is_used_for_valid_envelopes(envelopes, monkeypat
     for doc in envelopes:
         assert env_mod._known_valid(doc)
     monkeypatch.setattr(env_mod, "_validator", None)  # parse must not need jsonschema for a valid envelope
-    Envelope.parse(envelopes[1])
+    ArtifactEnvelope.parse(envelopes[1])
 
 
 def test_the_compiled_validator_agrees_near_every_field(envelopes):

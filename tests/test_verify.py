@@ -9,7 +9,7 @@ import pytest
 import rfc8785
 
 from axon import envelope as env_mod
-from axon.envelope import Envelope
+from axon.envelope import ArtifactEnvelope
 from axon.keys import Identity
 from axon.ledger import AuthorityDenied, NonceGap, ReplayedTransaction, authority, operation_transaction, ops
 from axon.verify import (
@@ -62,7 +62,7 @@ def dumps(doc: dict) -> bytes:
 
 def resign(world: World, doc: dict, signer=None) -> bytes:
     """Re-sign an edited document as `signer` (the author by default): what a key holder can do."""
-    return env_mod.sign(Envelope.parse(doc), signer or world.author).to_bytes()
+    return env_mod.sign(ArtifactEnvelope.parse(doc), signer or world.author).to_bytes()
 
 
 # -- the happy path ------------------------------------------------------------------------------------
@@ -517,7 +517,7 @@ def test_encryption_binds_header_meta_and_blob(world, module, edit):
     else:
         doc["encryption"]["iv"] = flip_b64(doc["encryption"]["iv"])
     signer = world.root if edit == "header" else world.author
-    envelope = env_mod.sign(Envelope.parse(doc), signer)
+    envelope = env_mod.sign(ArtifactEnvelope.parse(doc), signer)
     if edit == "blob":
         world.register(envelope, by=signer)
     assert code_of(world, envelope.to_bytes(), world.node) == "AXON-VERIFY-DECRYPT"
@@ -559,7 +559,7 @@ def test_invalid_wasm_is_refused(world, module):
     digest = env_mod.sha256_hex(broken)
     doc["payload"] = {"integrity": "sha256:" + digest, "blob": base64.b64encode(broken).decode()}
     doc["meta"]["urn"] = "urn:sopcos:artifact:sha256:" + digest
-    envelope = env_mod.sign(Envelope.parse(doc), world.author)
+    envelope = env_mod.sign(ArtifactEnvelope.parse(doc), world.author)
     world.register(envelope)
     assert code_of(world, envelope.to_bytes()) == "AXON-VERIFY-MODULE"
 
@@ -570,7 +570,7 @@ def test_invalid_wasm_is_refused(world, module):
 def test_envelope_meta_must_match_the_modules_own(world, module, field, value):
     doc = json.loads(world.package(module, register=False).to_bytes())
     doc["meta"][field] = value
-    envelope = env_mod.sign(Envelope.parse(doc), world.author)
+    envelope = env_mod.sign(ArtifactEnvelope.parse(doc), world.author)
     world.register(envelope)
     assert code_of(world, envelope.to_bytes()) == "AXON-VERIFY-MODULE-META"
 

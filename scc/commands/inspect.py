@@ -11,7 +11,7 @@ from typing import Any
 
 from axon.abi import ModuleMetaError, read_meta
 from axon.clikit import EXIT_FAIL, EXIT_OK, read_bytes
-from axon.envelope import Envelope
+from axon.envelope import ArtifactEnvelope
 from axon.verify import VerifyError, parse_envelope
 
 HELP = """Show a .sop artifact's envelope: policy, version, URN, signer, declared authority, times,
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _module_meta(envelope: Envelope) -> dict[str, Any] | None:
+def _module_meta(envelope: ArtifactEnvelope) -> dict[str, Any] | None:
     """The plain module's sopcos.meta, as JSON; None when encrypted or unreadable."""
     if envelope.encrypted:
         return None
@@ -59,7 +59,7 @@ def _module_meta(envelope: Envelope) -> dict[str, Any] | None:
             "rules": list(meta.rules)}
 
 
-def describe(envelope: Envelope, module: dict[str, Any] | None, size: int) -> dict[str, Any]:
+def describe(envelope: ArtifactEnvelope, module: dict[str, Any] | None, size: int) -> dict[str, Any]:
     order = ("header", "meta", "encryption", "distribution", "payload", "signature")  # SIP-009 §4's order
     doc = {key: copy.deepcopy(envelope.doc[key]) for key in order}
     doc["payload"]["blob"] = f"<{len(envelope.blob)} bytes>"
@@ -83,7 +83,7 @@ def _input(spec: dict[str, Any]) -> str:
     return f"{spec.get('name')} ({', '.join(details)})"
 
 
-def render(name: str, envelope: Envelope, module: dict[str, Any] | None, size: int) -> str:
+def render(name: str, envelope: ArtifactEnvelope, module: dict[str, Any] | None, size: int) -> str:
     meta, header = envelope.meta, envelope.header
     encryption = envelope.doc["encryption"]
     lines = [

@@ -13,7 +13,7 @@ from datetime import datetime
 from axon.artifact_crypto import ArtifactCryptoError, Recipients, resolve_recipients
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, write_atomic
 from axon.commands.loaders import load_key, open_ledger
-from axon.envelope import LEVELS, Envelope, PackageSpec, build
+from axon.envelope import LEVELS, ArtifactEnvelope, PackageSpec, build
 from axon.errors import AxonError
 from axon.keys import DID_RE, KEY_ENV, Identity
 from axon.ledger import Ledger, authority, ops
@@ -167,7 +167,7 @@ def _recipients(names: list[str], ledger: Ledger | None) -> Recipients:
         raise UsageError(f"--encrypt-for: {exc}") from None
 
 
-def _register(ledger: Ledger, signer: Identity, envelope: Envelope) -> None:
+def _register(ledger: Ledger, signer: Identity, envelope: ArtifactEnvelope) -> None:
     op = ops.register_artifact(envelope.urn, envelope.policy, envelope.version,
                                envelope.meta["authority_level"])
     try:
@@ -177,7 +177,8 @@ def _register(ledger: Ledger, signer: Identity, envelope: Envelope) -> None:
                          f"[{exc.code}]") from None
 
 
-def _report(name: str, args: argparse.Namespace, envelope: Envelope, recipients: Recipients | None) -> None:
+def _report(name: str, args: argparse.Namespace, envelope: ArtifactEnvelope,
+            recipients: Recipients | None) -> None:
     summary = {"output": args.output, "urn": envelope.urn, "policy": envelope.policy,
                "version": envelope.version, "kid": envelope.kid,
                "authority_level": envelope.meta["authority_level"], "bytes": len(envelope.to_bytes()),
