@@ -87,7 +87,8 @@ def _error(name: str, code: str, check: str, doc: str) -> type[VerifyError]:
     return type(name, (VerifyError,), {"code": code, "check": check, "__doc__": doc, "__module__": __name__})
 
 
-TooLarge = _error("TooLarge", "AXON-VERIFY-SIZE", "size", "The file is larger than the configured limit.")
+ArtifactTooLarge = _error("ArtifactTooLarge", "AXON-VERIFY-SIZE", "size",
+                          "The file is larger than the configured limit.")
 MalformedJSON = _error("MalformedJSON", "AXON-VERIFY-JSON", "json", "Not strict UTF-8 JSON.")
 SchemaInvalid = _error("SchemaInvalid", "AXON-VERIFY-SCHEMA", "schema", "Not a v1.1 envelope.")
 BadMagic = _error("BadMagic", "AXON-VERIFY-MAGIC", "magic", "header.magic is not SOPC.")
@@ -95,7 +96,8 @@ UnsupportedVersion = _error("UnsupportedVersion", "AXON-VERIFY-VERSION", "versio
 UnsupportedType = _error("UnsupportedType", "AXON-VERIFY-TYPE", "type", "Not a WASM_POLICY artifact.")
 UnknownSigner = _error("UnknownSigner", "AXON-VERIFY-SIGNER-UNKNOWN", "signer", "kid not on the ledger.")
 SignerRevoked = _error("SignerRevoked", "AXON-VERIFY-SIGNER-REVOKED", "signer", "The signing key is revoked.")
-BadSignature = _error("BadSignature", "AXON-VERIFY-SIGNATURE", "signature", "The signature does not verify.")
+BadArtifactSignature = _error("BadArtifactSignature", "AXON-VERIFY-SIGNATURE", "signature",
+                              "The signature does not verify.")
 IntegrityMismatch = _error("IntegrityMismatch", "AXON-VERIFY-INTEGRITY", "integrity",
                            "payload.integrity is not the blob's hash.")
 UrnMismatch = _error("UrnMismatch", "AXON-VERIFY-URN", "urn", "meta.urn is not derived from the blob's hash.")
@@ -117,8 +119,8 @@ NoNodeKey = _error("NoNodeKey", "AXON-VERIFY-DECRYPT-NO-KEY", "decryption",
                    "The artifact is encrypted and this node has no key.")
 NotForThisNode = _error("NotForThisNode", "AXON-VERIFY-DECRYPT-RECIPIENT", "decryption",
                         "This node's key is not among the recipients.")
-DecryptionFailed = _error("DecryptionFailed", "AXON-VERIFY-DECRYPT", "decryption",
-                          "The content key or the module does not decrypt.")
+ArtifactDecryptionFailed = _error("ArtifactDecryptionFailed", "AXON-VERIFY-DECRYPT", "decryption",
+                                  "The content key or the module does not decrypt.")
 ModuleRejected = _error("ModuleRejected", "AXON-VERIFY-MODULE", "module",
                         "Not a valid policy module (imports/exports/meta).")
 ModuleMismatch = _error("ModuleMismatch", "AXON-VERIFY-MODULE-META", "module",
@@ -239,7 +241,7 @@ class CheckProgress:
 
 def check_size(data: bytes, config: VerifyConfig) -> None:  # 1
     if len(data) > config.max_artifact_bytes:
-        raise TooLarge(f"artifact is {len(data)} bytes; the limit is {config.max_artifact_bytes}")
+        raise ArtifactTooLarge(f"artifact is {len(data)} bytes; the limit is {config.max_artifact_bytes}")
 
 
 def check_json(data: bytes) -> object:  # 2
@@ -304,7 +306,7 @@ def check_signer(envelope: ArtifactEnvelope, signer: KeyRecord | None) -> KeyRec
 
 def check_signature(envelope: ArtifactEnvelope, signer: KeyRecord) -> None:  # 6 (SIP-009 §5.1)
     if not verify_signature(envelope, signer.public_key):
-        raise BadSignature(f"the signature is not {envelope.kid}'s over this envelope: "
+        raise BadArtifactSignature(f"the signature is not {envelope.kid}'s over this envelope: "
                            "the artifact was altered or signed by another key")
 
 
@@ -393,7 +395,7 @@ def check_decryption(envelope: ArtifactEnvelope, node: Identity | None,  # 16 (S
     except NotARecipient as exc:
         raise NotForThisNode(str(exc)) from None
     except ArtifactCryptoError as exc:  # a tag that does not verify, or a wrapped key of the wrong size
-        raise DecryptionFailed(str(exc)) from None
+        raise ArtifactDecryptionFailed(str(exc)) from None
 
 
 def check_module(envelope: ArtifactEnvelope, module: bytes) -> ModuleMeta:  # 17 (SIP-009 §6.2)
