@@ -18,7 +18,7 @@ from axon.messaging.receiver import Receiver
 from synapse.cli import main as synapse_main
 from synapse.service.sidecar import FeedReader
 from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, decisions, records, sidecar_config
-from tests.waiting import wait_until
+from tests.waiting import DEADLINE_S, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -73,10 +73,10 @@ def test_stdin_on_a_schedule_with_alerts_http_and_sigterm(plant):
     try:
         server.proc.stdin.write(json.dumps({"telemetry": NORMAL}).encode() + b"\n")
         server.proc.stdin.flush()
-        wait_until(lambda: any(d["verdict"] == "ALLOW" for d in decisions(plant)), 20, "scheduled ALLOW")
+        wait_until(lambda: any(d["verdict"] == "ALLOW" for d in decisions(plant)), what="scheduled ALLOW")
         server.proc.stdin.write(json.dumps({"telemetry": HALT}).encode() + b"\n")
         server.proc.stdin.flush()
-        wait_until(lambda: any(d["verdict"] == "HALT" for d in decisions(plant)), 20, "scheduled HALT")
+        wait_until(lambda: any(d["verdict"] == "HALT" for d in decisions(plant)), what="scheduled HALT")
         # The same HTTP API is served meanwhile.
         r = server.client.post("/v1/evaluate", json={"policy": "boiler-guard", "telemetry": NORMAL,
                                                      "context": AUTO})
@@ -87,14 +87,14 @@ def test_stdin_on_a_schedule_with_alerts_http_and_sigterm(plant):
                 inbox = LedgerInbox(ledger, Receiver(plant.operator.key, did=plant.operator.did))
                 return [i for i in inbox.poll() if i.received is not None]
 
-        (item,) = wait_until(alerts, 20, "an ALERT on the ledger")[:1]
+        (item,) = wait_until(alerts, what="an ALERT on the ledger")[:1]
         assert item.received.sender.did == plant.node.did and item.received.message.type == "ALERT"
         body = item.received.message.body
         assert body["verdict"] == "HALT" and body["urn"] == urn and body["rule"] == "halt-overpressure"
         assert body["decision_id"] in {d["decision_id"] for d in decisions(plant)}
         # Scheduled evaluations go on (the verdict stays HALT); de-duplication keeps it to one alert.
         n = len(decisions(plant))
-        wait_until(lambda: len(decisions(plant)) > n + 3, 20, "more scheduled evaluations")
+        wait_until(lambda: len(decisions(plant)) > n + 3, what="more scheduled evaluations")
         assert len(alerts()) == 1
     finally:
         assert server.stop() == 0
@@ -119,11 +119,11 @@ def test_commands_from_the_ledger(plant):
     try:
         server.proc.stdin.write(json.dumps({"telemetry": NORMAL}).encode() + b"\n")
         server.proc.stdin.flush()
-        wait_until(lambda: any(d["rule"] == "normal" for d in decisions(plant)), 20, "a normal decision")
+        wait_until(lambda: any(d["rule"] == "normal" for d in decisions(plant)), what="a normal decision")
         # An administrator (LVL_4+ may set context) puts the boiler into maintenance for a minute.
         post_command(plant, plant.admin, {"command": "set_context", "name": "mode", "value": "MAINTENANCE",
                                           "expires_at": int(time.time()) + 60})
-        wait_until(lambda: any(d["rule"] == "maintenance" for d in decisions(plant)), 20, "the override")
+        wait_until(lambda: any(d["rule"] == "maintenance" for d in decisions(plant)), what="the override")
         # An operator (LVL_2) may not unload; an administrator may.
         post_command(plant, plant.operator, {"command": "unload", "urn": urn})
         post_command(plant, plant.admin, {"command": "unload", "urn": urn})
@@ -131,7 +131,7 @@ def test_commands_from_the_ledger(plant):
             found = [r for r in records(plant) if r.get("event") == "command"]
             return found if len(found) >= 3 else None
 
-        found = wait_until(command_records, 20, "three command records")
+        found = wait_until(command_records, what="three command records")
         statuses = {(r["data"]["from"], r["data"].get("command"), r["data"]["status"]) for r in found}
         assert (plant.operator.did, "unload", "refused") in statuses
         assert (plant.admin.did, "unload", "ok") in statuses
@@ -151,11 +151,11 @@ def test_a_followed_file_is_read_as_it_grows(tmp_path):
         queue: asyncio.Queue = asyncio.Queue()
         reader = FeedReader(str(feed), True, asyncio.get_running_loop(), queue)
         reader.start()
-        first = await asyncio.wait_for(queue.get(), 5)
+        first = await asyncio.wait_for(queue.get(), DEADLINE_S)
         with feed.open("ab") as fh:
             fh.write(b'2}\n\n{"a": 3}\n')
-        second = await asyncio.wait_for(queue.get(), 5)
-        third = await asyncio.wait_for(queue.get(), 5)
+        second = await asyncio.wait_for(queue.get(), DEADLINE_S)
+        third = await asyncio.wait_for(queue.get(), DEADLINE_S)
         reader.stop()
         return first, second, third
 
