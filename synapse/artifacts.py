@@ -6,9 +6,9 @@ compiled: synapse/hardening.py): a decrypted module is never written anywhere, a
 sandbox's wasmtime engine has no compilation cache (wasmtime's cache is off unless a Config asks for
 it, and synapse/sandbox.py never does), so no compiled form of it reaches the disk either.
 
-For the command line, `add_arguments` adds --ledger/--node-key/--config to a parser and `open_for_cli`
-opens what the user named: a `.sop` through Axon, a raw `.wasm` only with a notice on stderr that
-it is for development and unverified.
+For the command line, `add_arguments` adds --ledger/--node-key/--config to a parser, `read_settings`
+reads them, and `open_for_cli` opens what the user named: a `.sop` through Axon, a raw `.wasm` only
+with a notice on stderr that it is for development and unverified.
 
 The config file is the node's (synapse/service/config.py, the same file `synapse serve` and `synapse
 run` read); the loader uses [ledger] path, [node] key and installed, [limits] max_artifact_bytes and
@@ -147,14 +147,13 @@ def open_verifier(settings: ServiceConfig, now: Callable[[], float] = time.time)
     return verifier, ledger
 
 
-def open_for_cli(args: argparse.Namespace, limits: Limits | None = None) -> Evaluator:
-    """The evaluator for `args.module`: a `.sop` verified by Axon, or a raw module with a notice."""
-    path = str(args.module)
+def open_for_cli(module: str, settings: ServiceConfig, limits: Limits | None = None) -> Evaluator:
+    """The evaluator for `module`: a `.sop` verified by Axon, or a raw module with a notice."""
+    path = str(module)
     if not path.endswith(ARTIFACT_SUFFIX):
         print(DEV_NOTICE.format(path=path), file=sys.stderr)
         return open_module(path, limits=limits)
     harden_process()  # before the node key is read or the module decrypted (docs/artifacts.md)
-    settings = read_settings(args)
     verifier, ledger = open_verifier(settings)
     try:
         verified, evaluator = load_verified(path, verifier, installed=_installed(settings), limits=limits)

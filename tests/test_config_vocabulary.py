@@ -5,6 +5,7 @@ say what is wrong with a value in a sentence (pydantic's own report never reache
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from synapse.commands import run as run_cmd
 from synapse.commands import serve as serve_cmd
 from synapse.service.config import FLAG_KEYS, ServiceConfig, load_config
 from synapse.service.errors import ConfigError
+from tests.synapse_wat import meta, policy_module
 
 SHARED = """\
 [server]
@@ -130,3 +132,16 @@ def test_the_loader_reports_a_bad_file_as_a_setup_error(tmp_path, capsys):
     assert synapse_main(["eval", str(sop), "--telemetry", "{}", "--config", str(config)]) == 2
     err = capsys.readouterr().err
     assert "limits.clock_skew_seconds must be >= 0" in err and "Traceback" not in err
+
+
+def test_eval_takes_its_time_limit_from_limits_eval_timeout_ms(tmp_path, capsys):
+    """synapse eval's --deadline-ms was a second name for the service's limits.eval_timeout_ms."""
+    module = tmp_path / "spin.wasm"
+    module.write_bytes(policy_module("(loop $spin (br $spin)) (i32.const 1)", meta()))
+    config = tmp_path / "node.toml"
+    config.write_text("[limits]\neval_timeout_ms = 5\n")
+    spin = ["eval", str(module), "--telemetry", "{}", "--fuel", str(10**15), "--config", str(config)]
+    for flags, ms in [((), 5), (("--eval-timeout-ms", "7"), 7), (("--deadline-ms", "9"), 9)]:
+        assert synapse_main([*spin, *flags]) == 0
+        decision = json.loads(capsys.readouterr().out)
+        assert decision["reason"] == f"sandbox: deadline exceeded ({ms} ms per evaluation)", flags

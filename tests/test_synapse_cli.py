@@ -118,7 +118,7 @@ def test_a_refused_module_is_exit_2_naming_the_import(tmp_path):
     (["--input", "-", "--context", "{}"], b"--context goes with --telemetry"),
     (["--input", "/nonexistent/readings.jsonl"], b"cannot read /nonexistent/readings.jsonl: No such file"),
     (["--telemetry", "{}", "--fuel", "-1"], b"fuel must be a whole number"),
-    (["--telemetry", "{}", "--deadline-ms", "0"], b"deadline_ms must be a positive number"),
+    (["--telemetry", "{}", "--deadline-ms", "0"], b"limits.eval_timeout_ms must be > 0"),
 ])
 def test_usage_errors_are_exit_2(module_file, args, message):
     result = synapse("eval", str(module_file), *args)

@@ -11,7 +11,7 @@ import orjson
 
 from axon import strictjson
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_lines
-from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli
+from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli, read_settings
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
 from synapse.evaluate import Evaluator
@@ -60,8 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--gas", type=int, metavar="N", help="gas budget (default: the module's gas_max)")
     parser.add_argument("--fuel", type=int, metavar="N",
                         help="wasmtime fuel per evaluation (default: from the gas budget)")
-    parser.add_argument("--deadline-ms", type=float, metavar="MS", default=Limits.deadline_ms,
-                        help="wall-clock limit per evaluation (default %(default)g ms)")
+    parser.add_argument("--eval-timeout-ms", "--deadline-ms", dest="eval_timeout_ms", type=float,
+                        metavar="MS", help="wall-clock limit per evaluation (default: [limits] "
+                                           "eval_timeout_ms of --config, else 100 ms)")
     parser.add_argument("--line-buffered", action="store_true",
                         help="flush after every decision (for a live stream on stdin)")
     add_arguments(parser)
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None and args.context is not None:
         raise UsageError("--context goes with --telemetry; with --input each line carries its own context")
     try:
-        limits = Limits(gas=args.gas, fuel=args.fuel, deadline_ms=args.deadline_ms)
-        evaluator = open_for_cli(args, limits)
+        settings = read_settings(args)
+        limits = Limits(gas=args.gas, fuel=args.fuel, deadline_ms=settings.limits.eval_timeout_ms)
+        evaluator = open_for_cli(args.module, settings, limits)
     except ArtifactRefused as exc:
         print(f"synapse: {exc} [{exc.code}]", file=sys.stderr)
         return EXIT_FAIL
