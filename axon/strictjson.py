@@ -66,8 +66,9 @@ def depth(text: str, limit: int) -> int:
 def _few_openers(text: str, limit: int) -> bool:
     """True when the text holds at most `limit` `[`/`{` in all, so it cannot nest deeper than `limit`.
 
-    A cheap bound (str.find runs at memchr speed) that spares depth()'s per-character loop, ~35 ms per
-    MB, for the usual document: a 134 KB `.sop` envelope is mostly one base64 string and has ~10.
+    A cheap bound (str.find runs at memchr speed) that spares the usual document depth()'s per-character
+    Python loop (docs/service.md, "Performance"): a 134 KB `.sop` envelope is mostly one base64 string
+    and has ~10.
     """
     count = 0
     for opener in "[{":
