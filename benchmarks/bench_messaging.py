@@ -39,7 +39,7 @@ from axon.messaging import envelope  # noqa: E402
 from axon.messaging.inbox import LedgerInbox  # noqa: E402
 from axon.messaging.inner import Message  # noqa: E402
 from axon.messaging.receiver import Receiver  # noqa: E402
-from synapse.alerts import Alerter, AlertPolicy, AlertSender, Recipient  # noqa: E402
+from synapse.sidecar.alerts import Alerter, AlertPolicy, AlertSender, Recipient  # noqa: E402
 
 MESSAGE_BYTES = 200
 TARGET_SEAL_US, TARGET_OPEN_US = 150.0, 100.0

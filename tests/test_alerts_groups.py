@@ -12,7 +12,7 @@ import pytest
 from axon.ledger import Ledger, ops
 from axon.messaging.inbox import LedgerInbox
 from axon.messaging.receiver import Receiver
-from synapse.alerts import (
+from synapse.sidecar.alerts import (
     AlertConfigError,
     Alerter,
     AlertPolicy,
@@ -122,7 +122,7 @@ def test_group_emptied_at_run_time_is_logged_once_and_the_others_still_alerted(t
     define(p, [p.operator])
     book = RecipientBook([p.admin.did, ROOM], p.ledger)
     revoke(p, p.operator, at=T0)
-    with caplog.at_level(logging.WARNING, logger="synapse.alerts"):
+    with caplog.at_level(logging.WARNING, logger="synapse.sidecar.alerts"):
         assert [r.did for r in book.current(p.ledger)] == [p.admin.did]
         # The ledger moves for another reason: re-resolved, still empty, not told again.
         p.ledger.sign_and_submit(p.root, ops.register_key("did:sopcos:x", p.outsider.key.public_key, 1),
@@ -135,7 +135,7 @@ def test_group_emptied_at_run_time_is_logged_once_and_the_others_still_alerted(t
     assert [r.did for r in book.current(p.ledger)] == [p.admin.did, p.engineer.did]
     revoke(p, p.engineer, at=T0 + 3)
     caplog.clear()
-    with caplog.at_level(logging.WARNING, logger="synapse.alerts"):
+    with caplog.at_level(logging.WARNING, logger="synapse.sidecar.alerts"):
         assert [r.did for r in book.current(p.ledger)] == [p.admin.did]
     assert len([r for r in caplog.records if ROOM in r.getMessage()]) == 1
 

@@ -7,7 +7,14 @@ import pytest
 from axon.keys import SigningKey
 from axon.messaging.inbox import LedgerInbox
 from axon.messaging.receiver import Receiver
-from synapse.alerts import AlertConfigError, Alerter, AlertPolicy, AlertSender, Recipient, resolve_recipients
+from synapse.sidecar.alerts import (
+    AlertConfigError,
+    Alerter,
+    AlertPolicy,
+    AlertSender,
+    Recipient,
+    resolve_recipients,
+)
 from tests.messaging_fixtures import T0, plant
 
 OPS = Recipient(SigningKey(b"\x07" * 32).public_key, "did:sopcos:ops#key-1")

@@ -13,7 +13,7 @@ from axon.messaging.inbox import LedgerInbox
 from axon.messaging.inner import Message
 from axon.messaging.receiver import Received, Receiver
 from axon.messaging.signed import LedgerKeys
-from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
+from synapse.sidecar.plant_commands import LedgerPlantCommandInbox, PlantCommandProcessor
 from tests.messaging_fixtures import T0, Plant, plant
 
 URN = "urn:sopcos:boiler-pressure:sha256:" + "ab" * 32
@@ -47,8 +47,8 @@ def received(p: Plant, who: str, body: dict, type_: str = "CMD") -> Received:
     return Received(sender, Message.new(type_, body, T0))
 
 
-def processor(p: Plant, handlers=None) -> CommandProcessor:
-    return CommandProcessor(handlers or Handlers(), p.node.did)
+def processor(p: Plant, handlers=None) -> PlantCommandProcessor:
+    return PlantCommandProcessor(handlers or Handlers(), p.node.did)
 
 
 @pytest.mark.parametrize(("who", "body", "status", "call"), [
@@ -190,7 +190,7 @@ def post(p: Plant, sender, body: dict, type_: str = "CMD", ts: int = T0):
 def test_ledger_command_inbox_end_to_end(p):
     handlers = Handlers()
     clock = [T0]
-    edge = LedgerCommandInbox(p.ledger, p.node, CommandProcessor(handlers, p.node.did),
+    edge = LedgerPlantCommandInbox(p.ledger, p.node, PlantCommandProcessor(handlers, p.node.did),
                               clock=lambda: clock[0])
     post(p, p.admin, {"command": "load", "urn": URN})
     post(p, p.viewer, {"command": "load", "urn": URN})  # unauthorised
@@ -213,5 +213,6 @@ def test_ledger_command_inbox_end_to_end(p):
 def test_ledger_command_inbox_ignores_history_before_it_started(p):
     post(p, p.admin, {"command": "load", "urn": URN})
     handlers = Handlers()
-    edge = LedgerCommandInbox(p.ledger, p.node, CommandProcessor(handlers, p.node.did), clock=lambda: T0)
+    processor = PlantCommandProcessor(handlers, p.node.did)
+    edge = LedgerPlantCommandInbox(p.ledger, p.node, processor, clock=lambda: T0)
     assert edge.poll() == [] and handlers.calls == []

@@ -45,7 +45,7 @@ from axon.transports.scp_protocol import (
     State,
     encode_frame,
 )
-from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
+from synapse.sidecar.plant_commands import LedgerPlantCommandInbox, PlantCommandProcessor
 from tests.messaging_fixtures import T0, plant
 from tests.scp_fixtures import CLIENT, MALLORY, SERVER, Clock, Errors, deliver, pump
 
@@ -313,9 +313,9 @@ def negotiated(tmp_path):
     Returns the plant, A's session as A holds it, B's processor and the shared clock."""
     p = plant(tmp_path)
     now = [float(T0)]
-    a_proc, b_proc = CommandProcessor(None, p.engineer.did), CommandProcessor(None, p.node.did)
-    a_edge = LedgerCommandInbox(p.ledger, p.engineer, a_proc, clock=lambda: now[0])
-    b_edge = LedgerCommandInbox(p.ledger, p.node, b_proc, clock=lambda: now[0])
+    a_proc, b_proc = PlantCommandProcessor(None, p.engineer.did), PlantCommandProcessor(None, p.node.did)
+    a_edge = LedgerPlantCommandInbox(p.ledger, p.engineer, a_proc, clock=lambda: now[0])
+    b_edge = LedgerPlantCommandInbox(p.ledger, p.node, b_proc, clock=lambda: now[0])
     offer = a_proc.offer_session(p.node.did, now[0], ttl_s=60)
     sent = a_edge.send(offer, LedgerKeys(p.ledger).sender(p.node.did), now[0])
     assert "reply_seq" in sent

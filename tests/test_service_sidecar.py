@@ -16,7 +16,7 @@ from axon.messaging.inbox import LedgerInbox
 from axon.messaging.inner import Message
 from axon.messaging.receiver import Receiver
 from synapse.cli import main as synapse_main
-from synapse.service.sidecar import FeedReader
+from synapse.sidecar.loop import FeedReader
 from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, decisions, records, sidecar_config
 from tests.waiting import DEADLINE_S, wait_until
 

@@ -40,7 +40,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from synapse.service.sidecar import Sidecar  # the messaging stack loads only for the sidecar
+    from synapse.sidecar.loop import Sidecar  # the messaging stack loads only for the sidecar
 
     if args.config is None:
         raise UsageError("synapse run needs --config (the [sidecar] section says what to run)")

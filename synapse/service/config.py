@@ -159,7 +159,7 @@ class AlertsConfig(Section):
 
 
 class CommandsConfig(Section):
-    """SIP-017 CMD messages to this node (synapse/commands_inbox.py), read from the ledger."""
+    """SIP-017 CMD messages to this node (synapse/sidecar/plant_commands.py), read from the ledger."""
 
     enabled: bool = False
     poll_interval: float = 2.0

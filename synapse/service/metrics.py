@@ -49,8 +49,8 @@ UNKNOWN_TYPE = "ignored-unknown-type"
 DROP_REASONS = _codes(MessagingError) | {UNKNOWN_TYPE}
 COMMAND_NAMES = frozenset({"ping", "load", "unload", "set_context", "key_exchange"})
 COMMAND_OUTCOMES = ("executed", "refused", "failed")
-# An alert decided on (`sent`, as synapse.alerts.Alerter counts it) or held back; then each recipient's
-# copy is `posted` on the ledger or `failed`.
+# An alert decided on (`sent`, as synapse.sidecar.alerts.Alerter counts it) or held back; then each
+# recipient's copy is `posted` on the ledger or `failed`.
 ALERT_OUTCOMES = ("sent", "suppressed_duplicate", "suppressed_rate")
 DELIVERY_OUTCOMES = ("posted", "failed")
 SCP_REFUSALS = _codes(ScpError)
@@ -154,7 +154,7 @@ class Metrics:
         self.commands.labels(self.worker, name, result).inc()
 
     def alert(self, outcome: str) -> None:
-        """`outcome` as synapse.alerts.Alerter counts it (its `on_count` hook)."""
+        """`outcome` as synapse.sidecar.alerts.Alerter counts it (its `on_count` hook)."""
         self.alerts.labels(self.worker, _closed(outcome, ALERT_OUTCOMES)).inc()
 
     def alert_delivery(self, posted: bool) -> None:

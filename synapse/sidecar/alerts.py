@@ -39,7 +39,7 @@ from axon.messaging.errors import MessagingError
 from axon.messaging.inner import Message
 from synapse.errors import SynapseError
 
-log = logging.getLogger("synapse.alerts")
+log = logging.getLogger("synapse.sidecar.alerts")
 
 VERDICT_NAMES = frozenset(v.name for v in Verdict)
 

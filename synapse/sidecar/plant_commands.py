@@ -1,17 +1,17 @@
 """Commands into the sidecar: SIP-017 CMD and KEY_EXCHANGE messages, checked and carried out.
 
-`CommandProcessor.process(received, now)` is the pure core. It takes a message that already passed
+`PlantCommandProcessor.process(received, now)` is the pure core. It takes a message that already passed
 every receiver rule (axon.messaging: decrypted, fresh, not replayed, sender known), and:
 
 1. checks the sender's authority for this message (axon/messaging/authority.py; docs/messaging.md);
-2. checks the command's body against `commands.schema.json` (`set_context` also: expiry in the future
+2. checks the command's body against `plant_commands.schema.json` (`set_context` also: expiry in the future
    and no further ahead than `max_context_ttl_s`);
 3. carries it out through the injected `CommandHandlers` (load, unload, set_context) or itself (ping →
    a LOG reply; KEY_EXCHANGE offer → accept reply and an SCP session in `sessions`);
 4. returns an `Outcome`: a record for the decision log and, maybe, a reply to send to the sender.
 
 Nothing here raises for a bad message: every refusal is an outcome with a code and a reason.
-`LedgerCommandInbox` is the I/O edge: it reads OpCode 9 messages to this node, processes them, posts
+`LedgerPlantCommandInbox` is the I/O edge: it reads OpCode 9 messages to this node, processes them, posts
 replies on the ledger, and returns the records for the decision log
 (`decision_log.append_event("command", **record)`).
 """
@@ -46,7 +46,8 @@ DEFAULT_MAX_CONTEXT_TTL_S = 24 * 3600
 
 
 def _load_validators() -> dict[str, jsonschema.protocols.Validator]:
-    doc = strictjson.loads(resources.files("synapse").joinpath("commands.schema.json").read_bytes())
+    schema_file = resources.files("synapse.sidecar").joinpath("plant_commands.schema.json")
+    doc = strictjson.loads(schema_file.read_bytes())
     return {name: jsonschema.Draft202012Validator(schema) for name, schema in doc["$defs"].items()}
 
 
@@ -83,7 +84,7 @@ class _Refused(Exception):
         self.code = code
 
 
-class CommandProcessor:
+class PlantCommandProcessor:
     def __init__(self, handlers: CommandHandlers, node_did: str,
                  sessions: kx.Sessions | None = None,
                  max_context_ttl_s: int = DEFAULT_MAX_CONTEXT_TTL_S,
@@ -189,14 +190,14 @@ class CommandProcessor:
         raise KeyExchangeError("KEY_EXCHANGE body must have kx = offer or accept")
 
 
-class LedgerCommandInbox:
+class LedgerPlantCommandInbox:
     """The sidecar's edge to the ledger: read OpCode 9 messages to this node, process them, post the
     replies (OpCode 9 to the sender), and return one decision-log record per message.
 
     Starts at the ledger's head: messages posted while the sidecar was down are not acted on (they
     would be stale anyway), and the receiver refuses anything stamped before it started."""
 
-    def __init__(self, ledger: Any, identity: Identity, processor: CommandProcessor,
+    def __init__(self, ledger: Any, identity: Identity, processor: PlantCommandProcessor,
                  config: ReceiverConfig | None = None, clock: Callable[[], float] = time.time,
                  after_seq: int | None = None) -> None:
         self.ledger: MessageLedger = ledger

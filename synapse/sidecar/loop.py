@@ -14,7 +14,7 @@ authorised SIP-017 `set_context` commands until they expire (a deliberate, time-
 Every decision goes through `PolicyService.evaluate`, so it is logged like an HTTP one (source
 "sidecar"). Decisions whose verdict needs a person become SIP-017 ALERTs on the ledger (synapse/alerts.py,
 with its de-duplication and rate limit); CMD messages to this node are read from the ledger and carried
-out (synapse/commands_inbox.py). Alerts sent and commands handled are recorded in the decision log.
+out (synapse/sidecar/plant_commands.py). Alerts sent and commands handled are recorded in the decision log.
 
 Shutdown. The loop is an asyncio task of the HTTP app; SIGTERM cancels it between two evaluations (an
 evaluation and its log record are one synchronous step), then the service seals the log.
@@ -33,8 +33,6 @@ from collections.abc import Callable
 from typing import Any
 
 from axon.messaging.inner import Message
-from synapse.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
-from synapse.commands_inbox import CommandProcessor, LedgerCommandInbox
 from synapse.decision import Decision
 from synapse.inputs import Reading, ReadingInvalid
 from synapse.service import logs
@@ -42,6 +40,8 @@ from synapse.service.config import SidecarConfig
 from synapse.service.errors import ServiceError
 from synapse.service.metrics import UNKNOWN_TYPE
 from synapse.service.service import PolicyService
+from synapse.sidecar.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
+from synapse.sidecar.plant_commands import LedgerPlantCommandInbox, PlantCommandProcessor
 
 _EOF = object()
 _COMMAND_OUTCOMES = {"ok": "executed", "refused": "refused", "failed": "failed"}
@@ -263,7 +263,7 @@ class Sidecar:
             await asyncio.sleep(self.config.commands.poll_interval)
 
     def _count(self, record: dict[str, Any]) -> None:
-        """One inbox record (LedgerCommandInbox._handle) into the metrics."""
+        """One inbox record (LedgerPlantCommandInbox._handle) into the metrics."""
         metrics, status = self.service.metrics, record["status"]
         if status == "dropped":
             metrics.message_dropped(str(record.get("code")))
@@ -275,11 +275,11 @@ class Sidecar:
         elif status == "refused":  # a LOG or ALERT from a sender without the level for it
             metrics.message_dropped(str(record.get("code")))
 
-    def _make_inbox(self) -> LedgerCommandInbox:
+    def _make_inbox(self) -> LedgerPlantCommandInbox:
         service = self.service
-        processor = CommandProcessor(_Handlers(self), service.identity.did,
+        processor = PlantCommandProcessor(_Handlers(self), service.identity.did,
                                      max_context_ttl_s=self.config.commands.max_context_ttl)
-        return LedgerCommandInbox(service.ledger(), service.identity, processor, clock=self._clock)
+        return LedgerPlantCommandInbox(service.ledger(), service.identity, processor, clock=self._clock)
 
     def set_context(self, name: str, value: Any, expires_at: float) -> None:
         self._overrides = {**self._overrides, name: (value, float(expires_at))}
