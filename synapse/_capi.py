@@ -1,18 +1,21 @@
 """A thin typed layer below wasmtime-py's public API, for the per-evaluation hot path only.
 
 Why: wasmtime-py's `Func.__call__` and `Linker.define_func` convert every value through
-`wasmtime_val_t` and Python wrappers, about 10 µs per call into wasm and 11-17 µs per host call
-(measured with wasmtime 50). The C API's `*_unchecked` entry points pass raw 16-byte
-`wasmtime_val_raw_t` slots instead: about 1.4 µs and 1-2 µs. Everything that is not per call
-(engine, module, linker, store, instance, limits) stays on the public API.
+`wasmtime_val_t` and Python wrappers, and `InstancePre.instantiate` plus `Instance.exports` wrap every
+export in Python objects: together far more than the work itself (figures in docs/abi.md, "Fresh
+state"). The C API's `*_unchecked` entry points pass raw 16-byte `wasmtime_val_raw_t` slots instead,
+and `FreshInstances` instantiates and finds the two exports into buffers it allocated once.
+Everything that is not per evaluation (engine, module, linker, InstancePre, store, limits) stays on the
+public API, except the pooling allocator's settings, which wasmtime-py does not expose.
 
 We bind each C symbol with our own ctypes prototype (so wasmtime-py's bindings keep theirs) and pass
 pointers as plain ints. wasmtime is pinned (==50.0.1) in pyproject; tests/test_capi_guard.py checks
-every symbol and layout used here, and that the results equal the public API's on the same module.
+every symbol and layout used here, and that the results equal the public API's on the same module
+(docs/accelerators.md says how to move the pin).
 
-Lifetimes: an int pointer is only as good as the object it came from. `Context` and `Memory` keep a
-reference to their `wasmtime.Store`; whoever holds them must drop them with the store (the evaluator
-replaces all three together after a trap).
+Lifetimes: an int pointer is only as good as the object it came from. `Context` keeps a reference to
+its `wasmtime.Store`, and `FreshInstances` to the `Context` of its latest instance, so the store of the
+instance being read outlives every read.
 """
 
 from __future__ import annotations
@@ -45,6 +48,12 @@ _linker_define_func_unchecked = _bind(
 _context_set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, c_void_p, c_uint64)
 _context_get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, c_void_p, POINTER(c_uint64))
 _context_set_epoch_deadline = _bind("wasmtime_context_set_epoch_deadline", None, c_void_p, c_uint64)
+_instance_pre_instantiate = _bind(
+    "wasmtime_instance_pre_instantiate", c_void_p, c_void_p, c_void_p, c_void_p, c_void_p
+)
+_instance_export_get = _bind(
+    "wasmtime_instance_export_get", c_bool, c_void_p, c_void_p, c_char_p, c_size_t, c_void_p
+)
 _memory_data = _bind("wasmtime_memory_data", c_void_p, c_void_p, c_void_p)
 _memory_data_size = _bind("wasmtime_memory_data_size", c_size_t, c_void_p, c_void_p)
 _trap_new = _bind("wasmtime_trap_new", c_void_p, c_char_p, c_size_t)
@@ -145,25 +154,59 @@ class Context:
         _context_set_epoch_deadline(self.ptr, ticks_after_current)
 
 
-class FuncI64ToI32:
-    """An exported `(func (param i64) (result i32))`, called through wasmtime_func_call_unchecked.
+class FreshInstances:
+    """Instances of one module, made one at a time from its `wasmtime.InstancePre`.
 
-    The caller guarantees the type (the interface check did); unchecked means wasmtime does not.
+    `instantiate` makes a new instance in a store (a start function runs then, on that store's fuel and
+    deadline) and finds its `evaluate` (i64) -> i32 and its `memory`; `call` and `read` act on the
+    latest instance. The caller guarantees the export types (the interface check did): `call` is
+    unchecked, so wasmtime does not.
     """
 
-    __slots__ = ("_context", "_func", "_slots", "_trap", "_args")
+    __slots__ = ("_pre", "_pre_ptr", "_instance", "_evaluate", "_memory", "_slots", "_trap", "_made_at",
+                 "_context", "_args", "_base", "_names")
 
-    def __init__(self, context: Context, func: wasmtime.Func) -> None:
-        self._context = context
-        self._func = ffi.wasmtime_func_t()
-        ctypes.pointer(self._func)[0] = func._func  # our own copy: nothing else can rewrite it
+    def __init__(self, pre: wasmtime.InstancePre, evaluate: str, memory: str) -> None:
+        self._pre = pre  # its pointer is used below
+        self._pre_ptr = _address(pre.ptr())
+        self._instance = ffi.wasmtime_instance_t()
+        self._evaluate = ffi.wasmtime_extern_t()
+        self._memory = ffi.wasmtime_extern_t()
         self._slots = (ValRaw * 1)()
         self._trap = c_void_p()
-        self._args = (context.ptr, ctypes.addressof(self._func), ctypes.addressof(self._slots), 1,
-                      ctypes.addressof(self._trap))
+        self._names = (evaluate.encode(), memory.encode())
+        self._made_at = (ctypes.addressof(self._instance), ctypes.addressof(self._trap),
+                         ctypes.addressof(self._evaluate), ctypes.addressof(self._memory))
+        self._context: Context | None = None
+        self._args: tuple[int, int, int, int, int] | None = None
+        self._base = 0
 
-    def __call__(self, arg: int) -> int:
-        """Call once; raise Trapped on a trap or a wasmtime error."""
+    def instantiate(self, context: Context) -> None:
+        """Make a new instance in `context`'s store; raise Trapped if that fails or its start function
+        traps."""
+        self._context, self._args, self._base = None, None, 0
+        instance_at, trap_at, evaluate_at, memory_at = self._made_at
+        ptr = context.ptr
+        error = _instance_pre_instantiate(self._pre_ptr, ptr, instance_at, trap_at)
+        if error:
+            raise _take_error(error)
+        trap = self._trap.value
+        if trap:
+            self._trap.value = None
+            raise _take_trap(trap)
+        evaluate, memory = self._names
+        if not (_instance_export_get(ptr, instance_at, evaluate, len(evaluate), evaluate_at)
+                and self._evaluate.kind == ffi.WASMTIME_EXTERN_FUNC.value
+                and _instance_export_get(ptr, instance_at, memory, len(memory), memory_at)
+                and self._memory.kind == ffi.WASMTIME_EXTERN_MEMORY.value):
+            raise Trapped(None, f"the instance does not export {evaluate.decode()} and {memory.decode()}")
+        of = ffi.wasmtime_extern_t.of.offset
+        self._base = _memory_data(ptr, memory_at + of)
+        self._args = (ptr, evaluate_at + of, ctypes.addressof(self._slots), 1, trap_at)
+        self._context = context
+
+    def call(self, arg: int) -> int:
+        """Call the latest instance's `evaluate` once; raise Trapped on a trap or a wasmtime error."""
         slot = self._slots[0]
         slot.i64 = arg
         error = _func_call_unchecked(*self._args)
@@ -177,14 +220,30 @@ class FuncI64ToI32:
             raise _take_trap(trap)
         return slot.i32
 
+    def memory_size(self) -> int:
+        """Bytes of the latest instance's memory."""
+        return _memory_data_size(self._context.ptr, self._made_at[3] + ffi.wasmtime_extern_t.of.offset)
 
-def memory_view(context: Context, memory: wasmtime.Memory) -> memoryview:
-    """A writable view of `memory`'s bytes; valid while the store lives and the memory does not grow
-    (the ABI fixes it at one page, min = max)."""
-    raw = ffi.wasmtime_memory_t()
-    ctypes.pointer(raw)[0] = memory._memory
-    base = _memory_data(context.ptr, ctypes.addressof(raw))
-    size = _memory_data_size(context.ptr, ctypes.addressof(raw))
-    if not base or not size:
-        return memoryview(b"")
-    return memoryview((ctypes.c_ubyte * size).from_address(base)).cast("B")
+    def read(self, start: int, length: int) -> bytes:
+        """Bytes of the latest instance's memory; the caller keeps start + length within `memory_size()`."""
+        return ctypes.string_at(self._base + start, length)
+
+
+def use_pooling_allocator(
+    config: wasmtime.Config, *, instances: int, memory_bytes: int, table_elements: int, keep_resident: int
+) -> None:
+    """Switch `config` to wasmtime's pooling instance allocator, for at most `instances` live instances
+    (each with at most one memory of `memory_bytes` and one table of `table_elements`) in the process.
+    The first `keep_resident` bytes of a memory slot are zeroed rather than released when its instance
+    goes, so a new instance there costs no page faults."""
+    pool = ffi.wasmtime_pooling_allocation_config_new()
+    try:
+        ffi.wasmtime_pooling_allocation_config_total_core_instances_set(pool, instances)
+        ffi.wasmtime_pooling_allocation_config_total_memories_set(pool, instances)
+        ffi.wasmtime_pooling_allocation_config_total_tables_set(pool, instances)
+        ffi.wasmtime_pooling_allocation_config_max_memory_size_set(pool, memory_bytes)
+        ffi.wasmtime_pooling_allocation_config_table_elements_set(pool, table_elements)
+        ffi.wasmtime_pooling_allocation_config_linear_memory_keep_resident_set(pool, keep_resident)
+        ffi.wasmtime_pooling_allocation_strategy_set(config.ptr(), pool)  # copies the settings
+    finally:
+        ffi.wasmtime_pooling_allocation_config_delete(pool)

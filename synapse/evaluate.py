@@ -5,19 +5,20 @@ Every failure ends in DENY with a reason (SIP-001 §6): an input fault, a fault 
 fuel exhaustion, the wall-clock deadline, a host-function error, a module that breaks the ABI, and
 even a bug of ours. `evaluate` never raises and never answers ALLOW on failure.
 
-No state crosses evaluations on the host side: the values the host functions serve and the logs they
-collect live in a `_CallState` that is filled before each call and emptied after it, so a host call
-outside an evaluation traps. After any trap the instance and its store are dropped and the next
-evaluation gets a fresh one (a new store each time, so the ~10,000-instance limit of a store never
-comes into play). Between successful calls the instance is reused: the ABI has the module rewrite
-its whole result block and reset its gas counter on every call, and a compiled policy keeps no
-other state; the runtime cannot cheaply enforce that for a hand-made module.
+No state crosses evaluations. On the module's side: every evaluation runs in a new instance, made from
+the compiled module's InstancePre, so it starts from the module's initial memory, globals and tables
+(and its start function runs again); nothing one reading left behind can reach the next. The ABI asks
+a module to keep no state, but a hand-made one need not obey, and a signed one is only vouched for,
+not checked. On the host's side: the values the host functions serve and the logs they collect live in
+a `_CallState` that is filled before each call and emptied after it, so a host call outside an
+evaluation traps. Instances share a store until it holds INSTANCES_PER_STORE of them (synapse/
+sandbox.py); after any trap the store is dropped with them. The fuel and deadline of an evaluation
+cover its instantiation too.
 
 Threads: a wasmtime Store is not thread-safe and the host functions share the call state, so
 `evaluate` holds a lock; concurrent callers take turns. For parallel evaluation, make one Evaluator
 per thread from the same `PolicyModule` (the compiled code is shared).
 """
-
 from __future__ import annotations
 
 import re
@@ -35,7 +36,15 @@ from synapse import _capi
 from synapse.decision import Decision
 from synapse.errors import InputFault, InstantiationFailed
 from synapse.inputs import InputChecker
-from synapse.sandbox import PAGE_BYTES, Limits, PolicyModule, engine, load_module, new_store
+from synapse.sandbox import (
+    INSTANCES_PER_STORE,
+    PAGE_BYTES,
+    Limits,
+    PolicyModule,
+    engine,
+    load_module,
+    new_store,
+)
 
 MAX_LOG_BYTES = 1024  # SIP-001 §5: a log message is at most 1,024 bytes of UTF-8
 
@@ -44,7 +53,6 @@ if _BLOCK.size != abi.RESULT_SIZE or abi.RESULT_GAS != 16:
     raise ImportError("synapse/evaluate.py reads a result block that axon/abi.py no longer describes")
 _VERDICTS = tuple(Verdict(code) for code in range(4))
 _NO_INPUTS: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
-_NO_MEMORY = memoryview(b"")
 _U32 = 0xFFFFFFFF
 _CAUSE_NUMBER = re.compile(r"^\d+:\s*")  # wasmtime numbers the lines of a "Caused by:" chain
 
@@ -52,14 +60,14 @@ _CAUSE_NUMBER = re.compile(r"^\d+:\s*")  # wasmtime numbers the lines of a "Caus
 class _CallState:
     """What the host functions see: set before a call into wasm, emptied after it."""
 
-    __slots__ = ("inputs", "logs", "max_logs", "error", "view")
+    __slots__ = ("inputs", "logs", "max_logs", "error", "read")
 
-    def __init__(self, max_logs: int) -> None:
+    def __init__(self, max_logs: int, read: Callable[[int, int], bytes]) -> None:
         self.inputs = _NO_INPUTS
         self.logs: list[dict[str, str]] | None = None  # None: no evaluation in progress
         self.max_logs = max_logs
         self.error: str | None = None
-        self.view = _NO_MEMORY
+        self.read = read  # (start, length) -> bytes of the current instance's memory
 
     def fail(self, message: str) -> int:
         """Record why a host function refused, and return the trap that ends the call."""
@@ -99,12 +107,11 @@ def _log_emitter(state: _CallState) -> _capi.HostCallback:
                 return state.fail(f"emit_log: level {level} is not 0 (info), 1 (warn) or 2 (error)")
             if length > MAX_LOG_BYTES:
                 return state.fail(f"emit_log: message of {length} bytes exceeds {MAX_LOG_BYTES}")
-            view = state.view
-            if start + length > len(view):
+            if start + length > PAGE_BYTES:  # the ABI's one page (checked once per module)
                 return state.fail(f"emit_log: message at bytes {start}..{start + length} lies outside memory")
             if len(logs) >= state.max_logs:
                 return state.fail(f"emit_log: more than {state.max_logs} logs in one evaluation")
-            message = str(view[start : start + length], "utf-8")
+            message = str(state.read(start, length), "utf-8")
             logs.append({"level": abi.LOG_LEVELS[level], "message": message})
             return 0
         except UnicodeDecodeError:
@@ -113,17 +120,6 @@ def _log_emitter(state: _CallState) -> _capi.HostCallback:
             return state.fail(f"emit_log failed: {exc!r}")
 
     return _capi.HostCallback(callback)
-
-
-class _Live:
-    """One instance with its store; dropped as a whole (the memory view dies with the store)."""
-
-    __slots__ = ("context", "evaluate", "view")
-
-    def __init__(self, context: _capi.Context, evaluate: _capi.FuncI64ToI32, view: memoryview) -> None:
-        self.context = context
-        self.evaluate = evaluate
-        self.view = view
 
 
 class Evaluator:
@@ -142,10 +138,10 @@ class Evaluator:
         self._rule_ids = tuple(rule["id"] for rule in meta.rules)
         self._rule_verdicts = tuple(Verdict[rule["then"]] for rule in meta.rules)
         self._default = Verdict[meta.default]
-        self._state = _CallState(max_logs=len(meta.rules))
         self._lock = threading.Lock()
         self.instances_created = 0
 
+        self._state = _CallState(max_logs=len(meta.rules), read=_no_memory)
         # The callbacks must outlive the linker and every instance made from it: keep them here.
         self._callbacks = {
             "get_telemetry": _value_getter(self._state, 0, "get_telemetry", "telemetry"),
@@ -157,11 +153,17 @@ class Evaluator:
             ty = wasmtime.FuncType([_VALTYPES[p]() for p in params], [_VALTYPES[r]() for r in results])
             _capi.define_host_function(linker, abi.IMPORT_MODULE, name, ty, self._callbacks[name])
         self._linker = linker
-        self._pre = linker.instantiate_pre(module.module)
-        self._live: _Live | None = None
+        self._instances = _capi.FreshInstances(linker.instantiate_pre(module.module), abi.EXPORT_EVALUATE,
+                                               abi.EXPORT_MEMORY)
+        self._state.read = self._instances.read
+        self._store: _capi.Context | None = None  # the store new instances go to
+        self._in_store = 0  # instances made in it
         try:
-            self._instantiate()
-        except (wasmtime.WasmtimeError, wasmtime.Trap, _capi.Trapped, ValueError) as exc:
+            self._instantiate()  # refuse a module that cannot be instantiated now, not at its first reading
+            size = self._instances.memory_size()
+            if size != PAGE_BYTES:
+                raise ValueError(f"its memory has {size} bytes, not one page")
+        except (wasmtime.WasmtimeError, _capi.Trapped, ValueError) as exc:
             raise InstantiationFailed(
                 f"module refused: it cannot be instantiated: {_one_line(exc)}"
             ) from None
@@ -189,29 +191,26 @@ class Evaluator:
             inputs = self._inputs.encode(telemetry, context)
         except InputFault as fault:
             return Decision.deny(f"input fault: {fault}")
-        live = self._live
-        if live is None:
-            try:
-                live = self._instantiate()
-            except (wasmtime.WasmtimeError, wasmtime.Trap, _capi.Trapped, ValueError) as exc:
-                return Decision.deny(f"sandbox: the module could not be instantiated: {_one_line(exc)}",
-                                     gas_used=None)
+        instances = self._instances
+        try:
+            self._instantiate()
+        except (wasmtime.WasmtimeError, _capi.Trapped) as exc:
+            self._discard()
+            return Decision.deny(f"sandbox: the module could not be instantiated: {_one_line(exc)}",
+                                 gas_used=None)
         state = self._state
         state.inputs = inputs
         state.logs = logs = []
         state.error = None
         try:
-            context_ = live.context
-            context_.set_fuel(self._fuel)
-            context_.set_epoch_deadline(self._ticks)
-            returned = live.evaluate(self._budget)
+            returned = instances.call(self._budget)
         except _capi.Trapped as trap:
             self._discard()
-            return self._trapped(trap, live)
+            return self._trapped(trap)
         finally:
             state.inputs = _NO_INPUTS
             state.logs = None
-        verdict, rule, fault, site, gas = _BLOCK.unpack_from(live.view)
+        verdict, rule, fault, site, gas = _BLOCK.unpack(instances.read(0, _BLOCK.size))
         if fault == 0 and returned == verdict and 0 <= gas <= self._budget:
             if rule == -1:
                 if verdict == self._default:
@@ -230,7 +229,7 @@ class Evaluator:
             if text is not None and returned == verdict == Verdict.DENY and in_range:
                 return Decision.deny(self._fault_reason(text, site, rule),
                                      gas_used=gas if 0 <= gas <= self._budget else None)
-        self._discard()  # a module that breaks the ABI is not trusted with another call
+        self._discard()  # a module that breaks the ABI does not get its store back
         return Decision.deny(
             f"module broke the ABI: it returned {returned} with result block verdict {verdict}, rule {rule}, "
             f"fault {fault}, site {site}, gas {gas} (budget {self._budget}), which is no valid outcome "
@@ -245,8 +244,8 @@ class Evaluator:
             reason += f' (while evaluating rule "{self._rule_ids[rule]}")'
         return reason
 
-    def _trapped(self, trap: _capi.Trapped, live: _Live) -> Decision:
-        """Why a call trapped. `live` is already discarded, but its store still lives until we return."""
+    def _trapped(self, trap: _capi.Trapped) -> Decision:
+        """Why a call trapped. Its store is discarded, but lives on while its instance may be read."""
         if self._state.error is not None:
             return Decision.deny(f"host function error: {self._state.error}", gas_used=None)
         if trap.code is wasmtime.TrapCode.OUT_OF_FUEL:
@@ -257,7 +256,7 @@ class Evaluator:
             return Decision.deny(
                 f"sandbox: deadline exceeded ({self.limits.deadline_ms:g} ms per evaluation)", gas_used=None
             )
-        _verdict, rule, fault, site, gas = _BLOCK.unpack_from(live.view)
+        _verdict, rule, fault, site, gas = _BLOCK.unpack(self._instances.read(0, _BLOCK.size))
         if trap.code is wasmtime.TrapCode.UNREACHABLE and fault == Fault.OUT_OF_GAS:
             known_site = site if -1 <= site < len(self.meta.sites) else -1
             known_rule = rule if -1 <= rule < len(self._rule_ids) else -1
@@ -268,27 +267,27 @@ class Evaluator:
 
     # -- instances ----------------------------------------------------------------------------------
 
-    def _instantiate(self) -> _Live:
-        store = new_store(self.limits)
-        context = _capi.Context(store)
-        # A start function runs now: meter it like a call. It sees no evaluation in progress, so any
-        # host call it makes traps and the instantiation fails.
-        context.set_fuel(self._fuel)
-        context.set_epoch_deadline(self._ticks)
-        instance = self._pre.instantiate(store)
-        exports = instance.exports(store)
-        view = _capi.memory_view(context, exports[abi.EXPORT_MEMORY])
-        if len(view) != PAGE_BYTES:
-            raise ValueError(f"its memory has {len(view)} bytes, not one page")
-        live = _Live(context, _capi.FuncI64ToI32(context, exports[abi.EXPORT_EVALUATE]), view)
-        self._live = live
-        self._state.view = view
+    def _instantiate(self) -> None:
+        """A new instance for the next evaluation, with the evaluation's fuel and deadline set: a start
+        function runs now, sees no evaluation in progress (so any host call it makes traps), and is
+        metered with the call."""
+        store = self._store
+        if store is None or self._in_store == INSTANCES_PER_STORE:
+            store = self._store = _capi.Context(new_store(self.limits))
+            self._in_store = 0
+        store.set_fuel(self._fuel)
+        store.set_epoch_deadline(self._ticks)
+        self._in_store += 1
         self.instances_created += 1
-        return live
+        self._instances.instantiate(store)
 
     def _discard(self) -> None:
-        self._live = None
-        self._state.view = _NO_MEMORY
+        """Make the next instance in a new store (the instance last made can still be read)."""
+        self._store = None
+
+
+def _no_memory(_start: int, _length: int) -> bytes:
+    raise RuntimeError("no instance to read")
 
 
 _VALTYPES = {"i32": wasmtime.ValType.i32, "i64": wasmtime.ValType.i64, "f64": wasmtime.ValType.f64}

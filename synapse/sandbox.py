@@ -16,9 +16,14 @@ bits on every CPU), no WASI (nothing is ever linked but the three host functions
 features a policy never needs (threads, shared memory, relaxed SIMD, memory64, multi-memory, GC,
 exceptions, stack switching) off. One background thread advances the engine's epoch every
 `EPOCH_TICK_MS` (restarted in a forked child; compilation is single-threaded so a child can compile).
-The pooling allocator was considered and left off: measured, a new store plus instance costs ~21 µs
-on demand vs ~11 µs pooled, paid only after a trap, and a pool caps how many instances the whole
-process may hold.
+
+Instances. Every evaluation runs in a new instance (synapse/evaluate.py), so making one must be cheap:
+the engine uses wasmtime's pooling allocator (memory slots made once and kept resident, a module's
+memory image copied in), and a store holds up to `INSTANCES_PER_STORE` instances before the evaluator
+replaces it, so a store's own cost is shared. The pool caps the instances alive in the process at
+`POOL_INSTANCES`; an evaluator holds at most one store. Each memory is reserved `MEMORY_SLOT_BYTES`
+without guard pages (wasmtime checks bounds explicitly; a policy touches memory rarely), which keeps
+the pool's address space small. Figures: docs/abi.md, "Fresh state".
 """
 
 from __future__ import annotations
@@ -34,11 +39,16 @@ import wasmtime
 from axon import module_check
 from axon.abi import ModuleMeta, Verdict
 from axon.module_check import FEATURES_OFF
+from synapse import _capi
 from synapse.errors import ExportRefused, ImportRefused, LimitsError, MetaRefused, ModuleError, ModuleInvalid
 from synapse.inputs import InputSpecs
 
 EPOCH_TICK_MS = 1.0
 PAGE_BYTES = 65536
+MEMORY_SLOT_BYTES = 4 * PAGE_BYTES  # the most memory any instance may have (Limits.memory_bytes)
+INSTANCES_PER_STORE = 16
+POOL_INSTANCES = 8192
+TABLE_ELEMENTS = 10_000
 
 # When Limits.fuel is None: enough wasmtime fuel (~ wasm instructions) for any path a correct module
 # can take with its gas budget, so only a broken or hostile module ever meets this meter. scc's modules
@@ -54,7 +64,8 @@ class Limits:
     gas          budget passed to `evaluate`; None: the module's own `gas_max` (never runs out)
     fuel         wasmtime fuel per evaluation; None: FUEL_BASE + FUEL_PER_GAS x gas budget
     deadline_ms  wall-clock time per evaluation, to the epoch tick (EPOCH_TICK_MS)
-    memory_bytes cap on linear memory; the ABI's one page, with no room to grow
+    memory_bytes cap on linear memory; the ABI's one page, with no room to grow (at most
+                 MEMORY_SLOT_BYTES)
     """
 
     gas: int | None = None
@@ -73,9 +84,10 @@ class Limits:
             raise LimitsError(
                 f"deadline_ms must be a positive number of milliseconds, got {self.deadline_ms!r}"
             )
-        if not _is_int(self.memory_bytes) or self.memory_bytes < PAGE_BYTES:
+        if not _is_int(self.memory_bytes) or not PAGE_BYTES <= self.memory_bytes <= MEMORY_SLOT_BYTES:
             raise LimitsError(
-                f"memory_bytes must be at least one wasm page ({PAGE_BYTES}), got {self.memory_bytes!r}"
+                f"memory_bytes must be from one wasm page ({PAGE_BYTES}) to {MEMORY_SLOT_BYTES}, "
+                f"got {self.memory_bytes!r}"
             )
 
     def gas_budget(self, meta: ModuleMeta) -> int:
@@ -136,6 +148,11 @@ def _config() -> wasmtime.Config:
     for feature in FEATURES_OFF:  # the same list Axon's module check validates against
         setattr(config, feature, False)
     config.memory_may_move = False  # the runtime reads the result block through a cached base pointer
+    config.memory_reservation = MEMORY_SLOT_BYTES
+    config.memory_reservation_for_growth = 0
+    config.memory_guard_size = 0
+    _capi.use_pooling_allocator(config, instances=POOL_INSTANCES, memory_bytes=MEMORY_SLOT_BYTES,
+                                table_elements=TABLE_ELEMENTS, keep_resident=PAGE_BYTES)
     # Parallel compilation runs on a thread pool that a forked child does not inherit: a child that then
     # compiles waits for it forever. Measured, it is not faster here either (one large function).
     config.parallel_compilation = False
@@ -226,9 +243,9 @@ def check_meta(meta: ModuleMeta) -> InputSpecs:
 
 
 def new_store(limits: Limits) -> wasmtime.Store:
-    """A fresh store capped to one instance with one memory of at most `limits.memory_bytes`."""
+    """A fresh store for up to INSTANCES_PER_STORE instances, each with one memory of at most
+    `limits.memory_bytes` and one table."""
     store = wasmtime.Store(engine())
-    store.set_limits(
-        memory_size=limits.memory_bytes, table_elements=10_000, instances=1, tables=1, memories=1
-    )
+    store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS,
+                     instances=INSTANCES_PER_STORE, tables=INSTANCES_PER_STORE, memories=INSTANCES_PER_STORE)
     return store

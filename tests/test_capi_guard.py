@@ -11,7 +11,6 @@ import struct
 
 import pytest
 import wasmtime
-from synapse_wat import BOILER_DATA, BOILER_META, boiler
 from wasmtime import _ffi as ffi
 
 from axon import abi
@@ -19,6 +18,7 @@ from axon.abi import Verdict
 from synapse import _capi, sandbox
 from synapse.evaluate import Evaluator
 from synapse.sandbox import Limits, new_store
+from tests.synapse_wat import BOILER_DATA, BOILER_META, boiler
 
 
 def test_wasmtime_is_the_pinned_version():
@@ -30,6 +30,8 @@ def test_wasmtime_is_the_pinned_version():
     "wasmtime_context_get_fuel", "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data",
     "wasmtime_memory_data_size", "wasmtime_trap_new", "wasmtime_trap_code", "wasm_trap_message",
     "wasm_trap_delete", "wasmtime_error_message", "wasmtime_error_delete", "wasm_byte_vec_delete",
+    "wasmtime_instance_pre_instantiate", "wasmtime_instance_export_get",
+    "wasmtime_pooling_allocation_config_new", "wasmtime_pooling_allocation_strategy_set",
 ])
 def test_the_c_symbols_exist(symbol):
     assert ffi.dll[symbol] is not None
@@ -42,6 +44,10 @@ def test_the_struct_layouts_match_the_c_headers():
     # wasmtime_func_t {uint64 store_id; void *__private}; wasmtime_memory_t {{uint64; uint32}; uint32}.
     assert ctypes.sizeof(ffi.wasmtime_func_t) == 16
     assert ctypes.sizeof(ffi.wasmtime_memory_t) == 24
+    # wasmtime_instance_t {uint64 store_id; size_t __private}; wasmtime_extern_t {uint8 kind; union of}.
+    assert ctypes.sizeof(ffi.wasmtime_instance_t) == 16
+    assert ffi.wasmtime_extern_t.of.offset == 8 and ctypes.sizeof(ffi.wasmtime_extern_t) == 32
+    assert (ffi.WASMTIME_EXTERN_FUNC.value, ffi.WASMTIME_EXTERN_MEMORY.value) == (0, 3)
     assert ffi.wasmtime_trap_code_t is ctypes.c_uint8
     assert [name for name, _ in ffi.wasm_byte_vec_t._fields_] == ["size", "data"]
     assert wasmtime.TrapCode.OUT_OF_FUEL.value == 11 and wasmtime.TrapCode.INTERRUPT.value == 10
@@ -76,24 +82,20 @@ VALUES = {0: -0.0, 1: 5e-324, 2: 1.7976931348623157e308, 3: 123.456, -1: -2.5}
 
 @pytest.fixture()
 def fast():
-    """CALC instantiated with an unchecked host function, and the fast handles on its exports."""
+    """CALC with an unchecked host function: fresh instances of it for "calc" and for "fetch"."""
     keys: list[int] = []
     callback = _host(VALUES, keys)
     linker = wasmtime.Linker(sandbox.engine())
     f64_of_i32 = wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.f64()])
     _capi.define_host_function(linker, "sopcos", "get_telemetry", f64_of_i32, callback)
-    store = new_store(Limits())
-    context = _capi.Context(store)
+    context = _capi.Context(new_store(Limits()))
     context.set_fuel(10**6)
     context.set_epoch_deadline(10**6)
-    instance = linker.instantiate(store, wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm(CALC)))
-    exports = instance.exports(store)
-    return {
-        "store": store, "context": context, "keys": keys, "callback": callback, "exports": exports,
-        "calc": _capi.FuncI64ToI32(context, exports["calc"]),
-        "fetch": _capi.FuncI64ToI32(context, exports["fetch"]),
-        "view": _capi.memory_view(context, exports["memory"]),
-    }
+    pre = linker.instantiate_pre(wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm(CALC)))
+    instances = {name: _capi.FreshInstances(pre, name, "memory") for name in ("calc", "fetch")}
+    for made in instances.values():
+        made.instantiate(context)
+    return {"context": context, "keys": keys, "callback": callback, **instances}
 
 
 @pytest.fixture()
@@ -112,43 +114,49 @@ def slow():
 @pytest.mark.parametrize("x", [0, 1, -1, 7, 2**31, 2**40 + 5, -(2**63), 2**63 - 1])
 def test_unchecked_calls_return_what_the_public_api_returns(fast, slow, x):
     store, exports = slow
-    assert fast["calc"](x) == exports["calc"](store, x)
+    assert fast["calc"].call(x) == exports["calc"](store, x)
 
 
 @pytest.mark.parametrize("key", sorted(VALUES))
 def test_unchecked_host_functions_pass_keys_and_f64_bits_exactly(fast, slow, key):
     store, exports = slow
-    assert fast["fetch"](key) == 0
+    assert fast["fetch"].call(key) == 0
     exports["fetch"](store, key)
-    assert bytes(fast["view"][32:40]) == exports["memory"].read(store, 32, 40)
-    assert struct.unpack("<d", bytes(fast["view"][32:40]))[0] == VALUES[key]
+    assert fast["fetch"].read(32, 8) == exports["memory"].read(store, 32, 40)
+    assert struct.unpack("<d", fast["fetch"].read(32, 8))[0] == VALUES[key]
     assert fast["keys"] == [key]
 
 
-def test_memory_view_sees_the_whole_page_the_public_api_sees(fast):
-    memory = fast["exports"]["memory"]
-    assert len(fast["view"]) == memory.data_len(fast["store"]) == abi.MEMORY_PAGES * 65536
-    memory.write(fast["store"], b"sopcos", 1000)
-    assert bytes(fast["view"][1000:1006]) == b"sopcos"
+def test_memory_is_the_page_the_public_api_sees(fast, slow):
+    store, exports = slow
+    assert fast["fetch"].memory_size() == exports["memory"].data_len(store) == abi.MEMORY_PAGES * 65536
+
+
+def test_each_instance_starts_from_the_modules_initial_memory(fast):
+    assert fast["fetch"].call(3) == 0
+    assert struct.unpack("<d", fast["fetch"].read(32, 8))[0] == VALUES[3]
+    fast["fetch"].instantiate(fast["context"])
+    assert fast["fetch"].read(32, 8) == bytes(8)
 
 
 def test_a_host_trap_surfaces_with_its_message_and_does_not_stick(fast):
     with pytest.raises(_capi.Trapped, match="no key 9") as info:
-        fast["fetch"](9)
+        fast["fetch"].call(9)
     assert info.value.code is None
-    assert fast["fetch"](3) == 0  # the trap out-parameter was cleared
-    assert fast["calc"](2) == 7
+    assert fast["fetch"].call(3) == 0  # the trap out-parameter was cleared
+    assert fast["calc"].call(2) == 7
 
 
 def test_fuel_setters_agree_with_the_public_api(fast):
-    context, store = fast["context"], fast["store"]
+    context = fast["context"]
+    store = context.store
     context.set_fuel(5_000)
     assert context.get_fuel() == store.get_fuel() == 5_000
-    fast["calc"](1)
+    fast["calc"].call(1)
     assert context.get_fuel() == store.get_fuel() < 5_000
     context.set_fuel(0)
     with pytest.raises(_capi.Trapped) as info:
-        fast["calc"](1)
+        fast["calc"].call(1)
     assert info.value.code is wasmtime.TrapCode.OUT_OF_FUEL
 
 
@@ -156,7 +164,7 @@ def test_the_epoch_deadline_setter_arms_an_interrupt(fast):
     fast["context"].set_fuel(10**6)
     fast["context"].set_epoch_deadline(0)
     with pytest.raises(_capi.Trapped) as info:
-        fast["calc"](1)
+        fast["calc"].call(1)
     assert info.value.code is wasmtime.TrapCode.INTERRUPT
 
 

@@ -7,7 +7,6 @@ import threading
 
 import pytest
 import wasmtime
-from synapse_wat import BOILER_META, IMPORTS, boiler, boiler_inputs, meta, policy_module, with_meta
 
 from axon.abi import Verdict
 from synapse.decision import Decision
@@ -21,6 +20,7 @@ from synapse.errors import (
 )
 from synapse.evaluate import Evaluator
 from synapse.sandbox import Limits, load_module
+from tests.synapse_wat import BOILER_META, IMPORTS, boiler, boiler_inputs, meta, policy_module, with_meta
 
 # -- modules ------------------------------------------------------------------------------------
 
@@ -253,7 +253,7 @@ def test_a_result_block_that_breaks_the_abi_is_deny(block):
     evaluator = Evaluator.from_wasm(policy_module(block, meta()))
     for _ in range(3):
         assert deny(evaluator.evaluate({})).startswith("module broke the ABI: ")
-    assert evaluator.instances_created == 3  # an instance that broke the ABI is not reused
+    assert evaluator.instances_created == 4  # one when loaded, then one per evaluation
 
 
 # -- no failure escapes -------------------------------------------------------------------------------
@@ -304,14 +304,66 @@ def test_after_a_failure_the_next_decision_is_a_fresh_runtimes(trigger, limits, 
     assert after == fresh
     assert (after.verdict, after.rule) == (Verdict.ALLOW, "ok")
     assert after.logs == [{"level": "info", "message": "hello"}]
-    assert evaluator.instances_created == 2
 
 
-def test_successful_evaluations_reuse_the_instance(boiler_eval):
+def test_every_evaluation_gets_a_new_instance(boiler_eval):
     before = boiler_eval.instances_created
     for pressure in (10, 99, 85, 50):
         boiler_eval.evaluate(*boiler_inputs(pressure))
-    assert boiler_eval.instances_created == before
+    assert boiler_eval.instances_created == before + 4
+
+
+# A hand-made module that keeps each reading and hands it to the next evaluation: it reads back what
+# the last call left in one place (LOAD), stores this reading there (SAVE), and reports a non-zero
+# leftover as HALT "leaked" with the leftover as its gas; nothing left over is ALLOW "clean" with this
+# reading as its gas. Each place a module could keep state is one case.
+LEAK_META = meta(gas_max=1000, telemetry=[{"name": "x", "type": "number", "min": 0, "max": 1000}],
+                 rules=[{"id": "clean", "then": "ALLOW"}, {"id": "leaked", "then": "HALT"}])
+LEAK_BODY = """
+    (local.set $x (i64.trunc_f64_s (call $tel (i32.const 0))))
+    (local.set $prev {load})
+    {save}
+    (if (i64.ne (local.get $prev) (i64.const 0))
+      (then (call $block (i32.const 3) (i32.const 1) (i32.const 0) (i32.const -1) (local.get $prev))
+            (return (i32.const 3))))
+    (call $block (i32.const 1) (i32.const 0) (i32.const 0) (i32.const -1) (local.get $x))
+    (i32.const 1)
+"""
+LEAK_TABLE = """(table 1 funcref) (elem (i32.const 0) $nothing) (elem declare func $something)
+    (func $nothing (result i64) (i64.const 0)) (func $something (result i64) (i64.const 1))"""
+LEAKS = {
+    "memory": ("(i64.load (i32.const 512))", "(i64.store (i32.const 512) (local.get $x))", ""),
+    "mutable global": ("(global.get $stash)", "(global.set $stash (local.get $x))",
+                       "(global $stash (mut i64) (i64.const 0))"),
+    # the result block the host read last time: its gas field holds the last reading
+    "result block": ("(i64.load (i32.const 16))", "", ""),
+    "table": ("(call_indirect (result i64) (i32.const 0))", "(table.set (i32.const 0) (ref.func $something))",
+              LEAK_TABLE),
+}
+
+
+@pytest.mark.parametrize("place", sorted(LEAKS))
+def test_no_reading_survives_into_the_next_evaluation(place):
+    load, save, extra = LEAKS[place]
+    module = load_module(policy_module(LEAK_BODY.format(load=load, save=save), LEAK_META, extra=extra,
+                                       locals_="(local $x i64) (local $prev i64)"))
+    evaluator = Evaluator(module)
+    first = evaluator.evaluate({"x": 42})
+    assert (first.verdict, first.rule, first.gas_used) == (Verdict.ALLOW, "clean", 42)
+    second = evaluator.evaluate({"x": 7})
+    assert (second.verdict, second.rule, second.gas_used) == (Verdict.ALLOW, "clean", 7)
+    assert second == Evaluator(module).evaluate({"x": 7})
+
+
+def test_the_start_function_runs_for_every_evaluation():
+    # The start function sets the stash; an evaluation that found it unset would be one that skipped it.
+    extra = """(global $stash (mut i64) (i64.const 0))
+               (func $start (global.set $stash (i64.const 5))) (start $start)"""
+    body = """(if (i64.ne (global.get $stash) (i64.const 5)) (then (unreachable)))
+              (global.set $stash (i64.const 0))
+              (call $decide (i32.const 1) (i32.const 0))"""
+    evaluator = Evaluator.from_wasm(policy_module(body, meta(), extra=extra))
+    assert [evaluator.evaluate({}).verdict for _ in range(3)] == [Verdict.ALLOW] * 3
 
 
 def test_logs_of_one_call_never_appear_in_the_next():

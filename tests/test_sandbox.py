@@ -9,11 +9,22 @@ import time
 
 import pytest
 import wasmtime
-from synapse_wat import boiler, meta, policy_module
 
 from synapse import sandbox
 from synapse.errors import LimitsError, MetaRefused, ModuleInvalid
-from synapse.sandbox import FUEL_BASE, FUEL_PER_GAS, PAGE_BYTES, Limits, PolicyModule, load_module, new_store
+from synapse.sandbox import (
+    FUEL_BASE,
+    FUEL_PER_GAS,
+    INSTANCES_PER_STORE,
+    MEMORY_SLOT_BYTES,
+    PAGE_BYTES,
+    POOL_INSTANCES,
+    Limits,
+    PolicyModule,
+    load_module,
+    new_store,
+)
+from tests.synapse_wat import boiler, meta, policy_module
 
 
 def run(wat: str, export: str = "f", *args: object, limits: Limits | None = None, fuel: int = 10**6,
@@ -63,12 +74,28 @@ def test_a_module_wanting_more_memory_cannot_be_instantiated():
         run('(module (memory 2) (func (export "f")))')
 
 
-def test_a_store_holds_one_instance():
+def test_a_store_holds_instances_per_store_instances():
     store = new_store(Limits())
     module = wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm("(module)"))
-    wasmtime.Instance(store, module, [])
+    for _ in range(INSTANCES_PER_STORE):
+        wasmtime.Instance(store, module, [])
     with pytest.raises(wasmtime.WasmtimeError):
         wasmtime.Instance(store, module, [])
+
+
+def test_the_pool_caps_the_instances_alive_in_the_process():
+    module = wasmtime.Module(sandbox.engine(), wasmtime.wat2wasm("(module (memory 1 1))"))
+    stores = []
+    with pytest.raises(wasmtime.WasmtimeError, match="maximum concurrent"):  # noqa: PT012
+        while True:
+            store = new_store(Limits())
+            stores.append(store)
+            for _ in range(INSTANCES_PER_STORE):
+                wasmtime.Instance(store, module, [])
+    alive = (len(stores) - 1) * INSTANCES_PER_STORE
+    assert POOL_INSTANCES - 100 < alive <= POOL_INSTANCES  # others' evaluators hold a few slots
+    stores.clear()  # their slots go back to the pool
+    wasmtime.Instance(new_store(Limits()), module, [])
 
 
 @pytest.mark.parametrize(("wat", "feature"), [
@@ -111,6 +138,7 @@ def test_the_deadline_is_rounded_up_to_whole_ticks_plus_the_current_one():
     {"gas": -1}, {"gas": 1.5}, {"gas": True}, {"gas": 2**63}, {"fuel": -5}, {"fuel": "9"},
     {"deadline_ms": 0}, {"deadline_ms": -1}, {"deadline_ms": float("inf")}, {"deadline_ms": float("nan")},
     {"deadline_ms": True}, {"memory_bytes": PAGE_BYTES - 1}, {"memory_bytes": 1.0e6},
+    {"memory_bytes": MEMORY_SLOT_BYTES + 1},
 ])
 def test_limits_out_of_range_are_refused(kwargs):
     with pytest.raises(LimitsError) as info:
