@@ -86,7 +86,7 @@ def _known_valid(doc: Any) -> bool:
     """jsonschema-rs, compiled from the same schema, says "valid" far sooner than jsonschema (figures in
     docs/artifacts.md, "Accelerators"); only that answer is taken from it. Anything else (not installed,
     invalid, a value it cannot convert) goes to jsonschema, the reference, which also words the error
-    (tests/test_envelope.py checks that the two agree)."""
+    (tests/axon/test_envelope.py checks that the two agree)."""
     compiled = _compiled_validator()
     if compiled is None:
         return False
@@ -120,7 +120,7 @@ def _simd_decode(text: str) -> bytes:
 
 # The blob is most of an envelope and decoding it most of a verification, so pybase64's SIMD decoder is
 # preferred to binascii when installed (figures in docs/artifacts.md, "Accelerators"). Either is used
-# with the same rules (tests/test_envelope.py checks each against a regular expression of strict base64).
+# with the same rules (tests/axon/test_envelope.py checks each against a regular expression of strict base64).
 BASE64_DECODERS: dict[str, Callable[[str], bytes]] = {"binascii": _binascii_decode}
 if pybase64 is not None:
     BASE64_DECODERS["pybase64"] = _simd_decode
@@ -293,7 +293,7 @@ def canonical_parts(doc: Mapping[str, Any], *, blob_is_base64: bool = False) -> 
     the blob, the one large string, goes in verbatim where a marker was canonicalised: base64 text
     holds nothing RFC 8785 escapes, and rfc8785's escaper would be the costliest part of the signature
     check (docs/artifacts.md, "Performance"). The result is rfc8785's byte for byte
-    (tests/test_envelope.py); if the marker occurs elsewhere, rfc8785 does it all.
+    (tests/axon/test_envelope.py); if the marker occurs elsewhere, rfc8785 does it all.
     """
     if not blob_is_base64:
         return (rfc8785.dumps(doc),)

@@ -174,7 +174,7 @@ def _explain(error: ValidationError) -> list[Diagnostic]:
 
 def operator_schemas() -> dict[str, dict[str, Any]]:
     """The operators of the schema's `expression`, as the table (scc/operators.py) defines them; the
-    shipped schema lists exactly these (tests/test_schema.py). The `title` names the operand count
+    shipped schema lists exactly these (tests/scc/test_schema.py). The `title` names the operand count
     in messages: "`gt` takes two operands"."""
     return {name: _operator_schema(operator) for name, operator in OPERATORS.items()}
 

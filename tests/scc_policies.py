@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-# SIP-001 §1, verbatim; tests/test_reference.py works its decisions out by hand. Copy before changing it.
+# SIP-001 §1, verbatim; tests/scc/test_reference.py works its decisions out by hand. Copy before changing it.
 SPEC_EXAMPLE: dict[str, Any] = {
     "sip": "001",
     "policy": "boiler-guard",

@@ -52,7 +52,7 @@ _OVERHEAD = len(json.dumps({"p": PROTOCOL, "enc": CIPHER, "iv": "", "ephem_pub":
 
 
 def fast_path_accepts(doc: object) -> bool:
-    """True only for what the schema accepts (tests/test_messaging_fuzz.py checks they agree)."""
+    """True only for what the schema accepts (tests/axon/test_messaging_fuzz.py checks they agree)."""
     return (type(doc) is dict and len(doc) == len(_FAST)
             and all(type(doc.get(k)) is str and ok(doc[k]) for k, ok in _FAST.items()))
 

@@ -2,7 +2,7 @@
 
 X25519 (RFC 7748), HKDF-SHA256 (RFC 5869), HMAC-SHA-256 and AES-256-GCM with 96-bit nonces and
 128-bit tags: exactly the parameters seed 002 names. Checked against Wycheproof in
-tests/test_scp_vectors.py.
+tests/axon/test_scp_vectors.py.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ import pytest
 from scc.compiler import compile_policy
 from tests.scc_policies import MODE, SPEC_EXAMPLE, P, V, dumps, policy, rule
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(p for p in (ROOT / "policies").glob("*.json") if not p.name.endswith(".test.json"))
 
 EVERY_OPERATOR = [

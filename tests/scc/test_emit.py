@@ -20,7 +20,7 @@ from scc.emit import f64
 from tests.scc_policies import MODE, SPEC_EXAMPLE, P, V, dumps, policy, rule
 from tests.scc_wasm import Runner
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _compile(doc) -> bytes:

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import orjson
 import pytest
-from synapse_wat import IMPORTS, boiler, meta, policy_module
 
 from synapse.commands.eval import replay
 from synapse.evaluate import Evaluator
+from tests.synapse_wat import IMPORTS, boiler, meta, policy_module
 
 pytestmark = pytest.mark.slow
 

@@ -165,7 +165,7 @@ def test_key_exchange_needs_lvl2_and_information_needs_lvl1(p):
 
 def test_authority_table_in_docs_matches_the_code():
     from pathlib import Path
-    doc = (Path(__file__).resolve().parents[1] / "docs/messaging.md").read_text()
+    doc = (Path(__file__).resolve().parents[2] / "docs/messaging.md").read_text()
     for command, level in authority.COMMAND_LEVELS.items():
         assert f"| CMD `{command}` | LVL_{level} |" in doc
     for type_, level in authority.TYPE_LEVELS.items():

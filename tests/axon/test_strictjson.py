@@ -189,7 +189,7 @@ def test_fast_path_agrees_on_generated_documents(doc):
 def test_every_other_json_reader_is_banned_outside_this_module(tmp_path):
     """issue 10: ruff (TID251, pyproject.toml) refuses json.loads & co. anywhere but axon/strictjson.py, so
     a new call site cannot read an untrusted document leniently; `ruff check` runs in CI."""
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
     probe = tmp_path / "probe.py"
     probe.write_text("import json\nimport orjson\nfrom json import load\n\n"
                      "json.loads('1')\norjson.loads(b'1')\nload(open('x'))\njson.JSONDecoder()\n")

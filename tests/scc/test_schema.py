@@ -15,7 +15,7 @@ from tests.scc_policies import MODE, SPEC_EXAMPLE, P, V, policy, rule
 RAW_JSONSCHEMA_PHRASES = ("is not valid under", "Additional properties", "was unexpected",
                           "is a required property", "is not of type", "does not match", "is too short",
                           "is too long", "is not one of")
-POLICIES = sorted(p for p in (Path(__file__).parent.parent / "policies").glob("*.json")
+POLICIES = sorted(p for p in (Path(__file__).parents[2] / "policies").glob("*.json")
                   if not p.name.endswith(".test.json"))
 
 

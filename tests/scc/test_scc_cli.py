@@ -13,7 +13,7 @@ from axon import abi
 from scc.cli import main
 from tests.scc_policies import SPEC_EXAMPLE, P, dumps, policy, rule
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

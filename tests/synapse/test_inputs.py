@@ -8,11 +8,11 @@ import pytest
 import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from synapse_wat import meta
 
 from axon.abi import ModuleMeta
 from synapse.errors import InputFault, MetaRefused
 from synapse.inputs import InputChecker, InputSpecs
+from tests.synapse_wat import meta
 
 
 def checker(

@@ -1,5 +1,5 @@
 """Two independent processes speak seed 004's framed channel over a real TCP socket, in both roles and
-both directions (the peer is tests/p2p_peer.py, started with this interpreter)."""
+both directions (the peer is tests/axon/p2p_peer.py, started with this interpreter)."""
 
 from __future__ import annotations
 

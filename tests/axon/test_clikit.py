@@ -19,7 +19,7 @@ from axon.commands.loaders import LEDGER_ENV, ledger_path, load_key, open_ledger
 from axon.keys import Identity, SigningKey
 from axon.ledger import ChainBroken, Ledger
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _entries(directory: Path) -> list[str]:

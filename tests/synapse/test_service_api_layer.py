@@ -15,7 +15,7 @@ from pathlib import Path
 
 from synapse.service.service import PolicyService
 
-API = Path(__file__).resolve().parent.parent / "synapse" / "api"
+API = Path(__file__).resolve().parents[2] / "synapse" / "api"
 DATA = {"config"}  # read-only settings, not a collaborator
 
 

@@ -1,6 +1,6 @@
-"""The other party for tests/test_p2p_interop.py, run as its own process.
+"""The other party for tests/axon/test_p2p_interop.py, run as its own process.
 
-    python tests/p2p_peer.py (--listen | --connect PORT) --secret HEX --half top|bottom
+    python tests/axon/p2p_peer.py (--listen | --connect PORT) --secret HEX --half top|bottom
                              --expect N --reply M [--frame-payload K]
 
 Receives N bytes with one recv call, answers with SHA-256 of what it got (frame code 1) and then M
