@@ -9,7 +9,7 @@ Everything that is not per evaluation (engine, module, linker, InstancePre, stor
 public API, except the pooling allocator's settings, which wasmtime-py does not expose.
 
 We bind each C symbol with our own ctypes prototype (so wasmtime-py's bindings keep theirs) and pass
-pointers as plain ints. wasmtime is pinned (==50.0.1) in pyproject; tests/test_capi_guard.py checks
+pointers as plain ints. wasmtime is pinned (==50.0.1) in pyproject; tests/synapse/test_capi_guard.py checks
 every symbol and layout used here, and that the results equal the public API's on the same module
 (docs/accelerators.md says how to move the pin).
 
