@@ -1,19 +1,29 @@
 """The policy-module ABI shared by the compiler, the verifier and the runtime (docs/abi.md).
 
 Only constants and pure functions live here, so that `scc` and `synapse` agree on one definition.
+The `sopcos.meta` section's rules are one JSON Schema, axon/schema/sopcos-meta.schema.json: Axon's
+module check and Synapse's loader both read the section through `read_meta`, so a module one accepts
+the other can load (or refuses with a code for what no schema can say).
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
 
-from axon import strictjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from axon import accelerators, strictjson
 from axon.errors import AxonError
 
 ABI_VERSION = 1
 IMPORT_MODULE = "sopcos"
 META_SECTION = "sopcos.meta"
+META_SCHEMA_PATH = Path(__file__).with_name("schema") / "sopcos-meta.schema.json"
 
 # name -> (params, results), as wasm value type names.
 HOST_FUNCTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -91,14 +101,20 @@ class ModuleMeta:
 
     @classmethod
     def from_json(cls, data: bytes) -> ModuleMeta:
-        doc = strictjson.loads(data)
+        """Decode without the schema check (`read_meta` is the checked way in)."""
+        return cls.from_document(strictjson.loads(data))
+
+    @classmethod
+    def from_document(cls, doc: dict[str, Any]) -> ModuleMeta:
+        """From a document that meets the meta schema (`meta_schema_error` returned None). JSON Schema's
+        integers include 2.0: they are read as ints."""
         return cls(
-            abi=doc["abi"],
+            abi=int(doc["abi"]),
             policy=doc["policy"],
             version=doc["version"],
             source_hash=doc["source_hash"],
             compiler=doc["compiler"],
-            gas_max=doc["gas_max"],
+            gas_max=int(doc["gas_max"]),
             combine=doc["combine"],
             default=doc["default"],
             telemetry=tuple(doc["inputs"]["telemetry"]),
@@ -106,6 +122,32 @@ class ModuleMeta:
             rules=tuple(doc["rules"]),
             sites=tuple(doc["sites"]),
         )
+
+
+@cache
+def _meta_schema() -> dict[str, Any]:
+    return strictjson.loads(META_SCHEMA_PATH.read_bytes())
+
+
+@cache
+def _meta_validator() -> Draft202012Validator:
+    return Draft202012Validator(_meta_schema())
+
+
+@cache
+def _compiled_meta_validator() -> Any:
+    return accelerators.compiled_schema(_meta_schema())
+
+
+def meta_schema_error(doc: Any) -> str | None:
+    """Where and why `doc` breaks the meta schema (the most relevant error), or None if it meets it."""
+    if accelerators.known_valid(_compiled_meta_validator(), doc):
+        return None
+    error = best_match(_meta_validator().iter_errors(doc))
+    if error is None:
+        return None
+    message = error.message if len(error.message) <= 200 else error.message[:197] + "..."
+    return f"at {error.json_path}: {message}"
 
 
 class ModuleMetaError(AxonError):
@@ -179,7 +221,8 @@ def read_meta(wasm: bytes) -> ModuleMeta:
     """Decode the `sopcos.meta` section of a policy module (docs/abi.md).
 
     Raises ModuleMetaError when the section is absent, present more than once (which copy would a
-    runtime trust?), not JSON of the documented shape, or written for another ABI version.
+    runtime trust?), not strict JSON, written for another ABI version, or not of the meta schema's
+    shape.
     """
     sections = read_custom_sections(wasm, META_SECTION)
     if not sections:
@@ -187,13 +230,15 @@ def read_meta(wasm: bytes) -> ModuleMeta:
     if len(sections) > 1:
         raise ModuleMetaError(f"module has {len(sections)} {META_SECTION!r} custom sections; expected one")
     try:
-        meta = ModuleMeta.from_json(sections[0])
+        doc = strictjson.loads(sections[0])
     except strictjson.JsonError as exc:
         raise ModuleMetaError(f"{META_SECTION!r} section is not strict JSON: {exc}") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModuleMetaError(f"{META_SECTION!r} section is malformed: {exc!r}") from None
-    if meta.abi != ABI_VERSION:
+    if isinstance(doc, dict) and doc.get("abi", ABI_VERSION) != ABI_VERSION:
         raise ModuleMetaError(
-            f"module was built for ABI version {meta.abi!r}; this runtime speaks {ABI_VERSION}"
+            f"module was built for ABI version {doc['abi']!r}; this runtime speaks {ABI_VERSION}"
         )
-    return meta
+    broken = meta_schema_error(doc)
+    if broken is not None:
+        raise ModuleMetaError(f"{META_SECTION!r} section is malformed {broken} "
+                              f"(axon/schema/{META_SCHEMA_PATH.name})")
+    return ModuleMeta.from_document(doc)
