@@ -5,9 +5,10 @@ body {"code", "message", "errors"} with a 4xx status (or 503 when the decision l
 written), never a stack trace; see docs/service.md for the endpoints and codes.
 
 The evaluation routes are bare ASGI apps (`_JsonEndpoint`: the body read as a `Reading`, the one
-parser `synapse eval` and the sidecar use, orjson out): measured, Starlette's and FastAPI's
-request/response objects cost more than the evaluation itself. They are still in the OpenAPI document,
-added from the pydantic models in models.py (which describe the same rules) by `_openapi`.
+parser `synapse eval` and the sidecar use, orjson out): Starlette's and FastAPI's request/response
+objects cost more than the evaluation itself (docs/service.md, "Performance"). They are still in the
+OpenAPI document, added from the pydantic models in models.py (which describe the same rules) by
+`_openapi`.
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ _REUSE_PORT = hasattr(socket, "SO_REUSEPORT")
 def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when the listening
-    # socket says TCP; without it Nagle and delayed ACKs add ~40 ms to every response.
+    # socket says TCP; without it Nagle's algorithm waits for the client's delayed ACK (Linux's delayed-ACK
+    # timer, at least 40 ms) before sending the rest of every response.
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     if reuse_port:
