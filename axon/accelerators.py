@@ -7,6 +7,8 @@ two agree:
   pybase64        SIMD base64 decoding of an envelope's blob, for binascii (axon/envelope.py)
   jsonschema-rs   a compiled validator's "valid", for jsonschema (axon/envelope.py, axon/abi.py)
   strictjson-fast orjson plus a key count, for the standard library's strict parser (axon/strictjson.py)
+  messaging-fast  a key count and one check per field, for the SIP-017 envelope schema
+                  (axon/messaging/envelope.py)
 
 `SOPCOS_ACCELERATORS=off` in the environment turns every one off for the process. It is read once, when
 this module is first imported: a process never mixes the two ways. Unset, empty, `on`, `1`, `true` or
@@ -42,7 +44,8 @@ jsonschema_rs = _optional("jsonschema_rs")
 # The accelerators this process uses (benchmarks and `--version`-style reports name them).
 IN_USE: tuple[str, ...] = tuple(
     name for name, used in (("c-api", ENABLED), ("pybase64", pybase64 is not None),
-                            ("jsonschema-rs", jsonschema_rs is not None), ("strictjson-fast", ENABLED))
+                            ("jsonschema-rs", jsonschema_rs is not None), ("strictjson-fast", ENABLED),
+                            ("messaging-fast", ENABLED))
     if used
 )
 

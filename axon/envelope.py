@@ -31,20 +31,12 @@ from typing import Any
 import rfc8785
 from jsonschema import Draft202012Validator
 
-from axon import artifact_crypto, strictjson
+from axon import accelerators, artifact_crypto, strictjson
 from axon.abi import read_meta
+from axon.accelerators import pybase64
 from axon.artifact_crypto import WrappedKey
 from axon.errors import AxonError
 from axon.keys import Identity, PublicKey
-
-try:  # optional: a SIMD base64 decoder, see BASE64_DECODERS
-    import pybase64
-except ImportError:
-    pybase64 = None
-try:  # optional: a compiled validator of the same schema, see _known_valid
-    import jsonschema_rs
-except ImportError:
-    jsonschema_rs = None
 
 MAGIC = "SOPC"
 FORMAT_VERSION = "1.1"
@@ -79,21 +71,14 @@ def _validator() -> Draft202012Validator:
 
 @cache
 def _compiled_validator() -> Any:
-    return None if jsonschema_rs is None else jsonschema_rs.Draft202012Validator(schema())
+    return accelerators.compiled_schema(schema())
 
 
 def _known_valid(doc: Any) -> bool:
     """jsonschema-rs, compiled from the same schema, says "valid" far sooner than jsonschema (figures in
-    docs/artifacts.md, "Accelerators"); only that answer is taken from it. Anything else (not installed,
-    invalid, a value it cannot convert) goes to jsonschema, the reference, which also words the error
-    (tests/axon/test_envelope.py checks that the two agree)."""
-    compiled = _compiled_validator()
-    if compiled is None:
-        return False
-    try:
-        return compiled.is_valid(doc)
-    except ValueError:  # e.g. a lone surrogate or a key that is not a string: the reference decides
-        return False
+    docs/artifacts.md, "Accelerators"); only that answer is taken from it (axon/accelerators.py).
+    tests/axon/test_envelope.py checks that the two agree."""
+    return accelerators.known_valid(_compiled_validator(), doc)
 
 
 def _expand_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -119,7 +104,8 @@ def _simd_decode(text: str) -> bytes:
 
 
 # The blob is most of an envelope and decoding it most of a verification, so pybase64's SIMD decoder is
-# preferred to binascii when installed (figures in docs/artifacts.md, "Accelerators"). Either is used
+# preferred to binascii when installed and not switched off (axon/accelerators.py; figures in
+# docs/artifacts.md, "Accelerators"). Either is used
 # with the same rules (tests/axon/test_envelope.py checks each against a regular expression of strict base64).
 BASE64_DECODERS: dict[str, Callable[[str], bytes]] = {"binascii": _binascii_decode}
 if pybase64 is not None:
@@ -127,9 +113,9 @@ if pybase64 is not None:
 BASE64_DECODER = "pybase64" if pybase64 is not None else "binascii"  # the one parse uses
 _decode_base64 = BASE64_DECODERS[BASE64_DECODER]
 
-# The optional packages in use, each under the rules of the reference it stands in for (benchmarks name them).
-ACCELERATORS = tuple(name for name, module in (("pybase64", pybase64), ("jsonschema-rs", jsonschema_rs))
-                     if module is not None)
+# The optional packages in use here, each under the rules of the reference it stands in for (benchmarks
+# name them).
+ACCELERATORS = tuple(name for name in ("pybase64", "jsonschema-rs") if name in accelerators.IN_USE)
 
 
 def strict_b64decode(text: str) -> bytes | None:

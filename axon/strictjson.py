@@ -11,7 +11,8 @@ Every JSON document the project reads goes through `loads` (ruff's TID251 bans `
 orjson reads it, and the result is kept only when it cannot differ from the strict reading (no more
 colons than keys, so no key repeated; no more brackets than the depth limit; no float that may have
 been a long integer literal). Anything else, including whatever orjson refuses, is read again by the
-standard library's parser with the strict hooks, which decides and says where.
+standard library's parser with the strict hooks, which decides and says where. The fast path is an
+accelerator: SOPCOS_ACCELERATORS=off leaves every document to the strict parser (axon/accelerators.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from axon import accelerators
 from axon.errors import AxonError
 
 DEFAULT_MAX_DEPTH = 64
@@ -89,7 +91,7 @@ def loads(data: bytes | str, *, max_depth: int = DEFAULT_MAX_DEPTH, allow_floats
     """
     if isinstance(data, memoryview | bytearray):
         data = bytes(data)
-    doc = _fast(data, max_depth, allow_floats)
+    doc = _fast(data, max_depth, allow_floats) if accelerators.ENABLED else _UNDECIDED
     if doc is not _UNDECIDED:
         return doc
     if isinstance(data, bytes):

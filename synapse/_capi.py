@@ -26,6 +26,8 @@ from ctypes import CFUNCTYPE, POINTER, c_bool, c_char_p, c_size_t, c_uint8, c_ui
 import wasmtime
 from wasmtime import _ffi as ffi
 
+from synapse.sandbox import Limits, Trapped, new_store
+
 ValRaw = ffi.wasmtime_val_raw_t
 VAL_RAW_SIZE = 16  # sizeof(wasmtime_val_raw_t): a v128 is its widest member
 
@@ -67,15 +69,6 @@ _byte_vec_delete = _bind("wasm_byte_vec_delete", None, POINTER(ffi.wasm_byte_vec
 
 def _address(pointer: object) -> int:
     return ctypes.cast(pointer, c_void_p).value or 0
-
-
-class Trapped(Exception):
-    """A call into wasm ended in a trap (`code` is a `wasmtime.TrapCode`, None for a host-made trap)
-    or in a wasmtime error (`code` None)."""
-
-    def __init__(self, code: wasmtime.TrapCode | None, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def _take_message(getter: ctypes._CFuncPtr, pointer: int) -> str:
@@ -180,6 +173,9 @@ class FreshInstances:
         self._context: Context | None = None
         self._args: tuple[int, int, int, int, int] | None = None
         self._base = 0
+
+    def new_store(self, limits: Limits) -> Context:
+        return Context(new_store(limits))
 
     def instantiate(self, context: Context) -> None:
         """Make a new instance in `context`'s store; raise Trapped if that fails or its start function

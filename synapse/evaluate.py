@@ -15,6 +15,10 @@ evaluation traps. Instances share a store until it holds INSTANCES_PER_STORE of 
 sandbox.py); after any trap the store is dropped with them. The fuel and deadline of an evaluation
 cover its instantiation too.
 
+Two paths, one behaviour: instances are made and called, and the host functions called, through the
+C API (synapse/_capi.py) or, with the accelerators off (axon/accelerators.py), through wasmtime-py's
+public API (synapse.sandbox.PublicInstances); tests/synapse/test_capi_guard.py holds them equal.
+
 Threads: a wasmtime Store is not thread-safe and the host functions share the call state, so
 `evaluate` holds a lock; concurrent callers take turns. For parallel evaluation, make one Evaluator
 per thread from the same `PolicyModule` (the compiled code is shared).
@@ -30,9 +34,8 @@ from typing import Any
 
 import wasmtime
 
-from axon import abi
+from axon import abi, accelerators
 from axon.abi import FAULT_TEXT, Fault, Verdict
-from synapse import _capi
 from synapse.decision import Decision
 from synapse.errors import InputFault, InstantiationFailed
 from synapse.inputs import InputChecker
@@ -41,10 +44,14 @@ from synapse.sandbox import (
     PAGE_BYTES,
     Limits,
     PolicyModule,
+    PublicInstances,
+    Trapped,
     engine,
     load_module,
-    new_store,
 )
+
+if accelerators.ENABLED:  # switched off, nothing below wasmtime-py's public API is even imported
+    from synapse import _capi
 
 MAX_LOG_BYTES = 1024  # SIP-001 §5: a log message is at most 1,024 bytes of UTF-8
 
@@ -62,64 +69,116 @@ class _CallState:
 
     __slots__ = ("inputs", "logs", "max_logs", "error", "read")
 
-    def __init__(self, max_logs: int, read: Callable[[int, int], bytes]) -> None:
+    def __init__(self, max_logs: int) -> None:
         self.inputs = _NO_INPUTS
         self.logs: list[dict[str, str]] | None = None  # None: no evaluation in progress
         self.max_logs = max_logs
         self.error: str | None = None
-        self.read = read  # (start, length) -> bytes of the current instance's memory
+        self.read: Callable[[int, int], bytes] = _no_memory  # bytes of the latest instance's memory
 
-    def fail(self, message: str) -> int:
-        """Record why a host function refused, and return the trap that ends the call."""
+    def fail(self, message: str) -> str:
+        """Record why a host function refused (the first reason is the evaluation's); return it."""
         if self.error is None:
             self.error = message
-        return _capi.new_trap(message)
+        return message
 
 
-def _value_getter(state: _CallState, side: int, function: str, label: str) -> _capi.HostCallback:
-    def callback(_env: int, _caller: int, args: Any, _nargs: int) -> int:
+# -- the host functions: what they do, then the two ways they are called ---------------------------
+
+
+def _value_refusal(state: _CallState, side: int, function: str, label: str, key: int) -> str:
+    """Why get_telemetry / get_context_var(key) has no value to give."""
+    if state.logs is None:
+        return f"{function} was called outside an evaluation"
+    return f"{function}({key}): the module declares {len(state.inputs[side])} {label} inputs"
+
+
+def _log(state: _CallState, level: int, start: int, length: int) -> str | None:
+    """emit_log: append the message to the evaluation's logs, or return why not."""
+    logs = state.logs
+    if logs is None:
+        return "emit_log was called outside an evaluation"
+    if not 0 <= level < len(abi.LOG_LEVELS):
+        return f"emit_log: level {level} is not 0 (info), 1 (warn) or 2 (error)"
+    if length > MAX_LOG_BYTES:
+        return f"emit_log: message of {length} bytes exceeds {MAX_LOG_BYTES}"
+    if start + length > PAGE_BYTES:  # the ABI's one page (checked once per module)
+        return f"emit_log: message at bytes {start}..{start + length} lies outside memory"
+    if len(logs) >= state.max_logs:
+        return f"emit_log: more than {state.max_logs} logs in one evaluation"
+    try:
+        message = str(state.read(start, length), "utf-8")
+    except UnicodeDecodeError:
+        return "emit_log: message is not valid UTF-8"
+    logs.append({"level": abi.LOG_LEVELS[level], "message": message})
+    return None
+
+
+def _unchecked_host_functions(state: _CallState) -> dict[str, Any]:
+    """The host functions as C callbacks on raw value slots (synapse/_capi.py). Nothing may escape
+    into C, where ctypes would report success: every failure becomes a trap."""
+
+    def value_getter(side: int, function: str, label: str) -> Any:
+        def callback(_env: int, _caller: int, args: Any, _nargs: int) -> int:
+            try:
+                slot = args[0]
+                key = slot.i32
+                values = state.inputs[side]
+                if 0 <= key < len(values):
+                    slot.f64 = values[key]
+                    return 0
+                return _capi.new_trap(state.fail(_value_refusal(state, side, function, label, key)))
+            except BaseException as exc:
+                return _capi.new_trap(state.fail(f"{function} failed: {exc!r}"))
+
+        return _capi.HostCallback(callback)
+
+    def emit_log(_env: int, _caller: int, args: Any, _nargs: int) -> int:
         try:
-            slot = args[0]
-            key = slot.i32
-            values = state.inputs[side]
-            if 0 <= key < len(values):
-                slot.f64 = values[key]
-                return 0
-            if state.logs is None:
-                return state.fail(f"{function} was called outside an evaluation")
-            return state.fail(f"{function}({key}): the module declares {len(values)} {label} inputs")
-        except BaseException as exc:  # nothing may escape into C: ctypes would report success
-            return state.fail(f"{function} failed: {exc!r}")
+            refusal = _log(state, args[0].i32, args[1].i32 & _U32, args[2].i32 & _U32)
+        except BaseException as exc:
+            refusal = f"emit_log failed: {exc!r}"
+        return 0 if refusal is None else _capi.new_trap(state.fail(refusal))
 
-    return _capi.HostCallback(callback)
+    return {"get_telemetry": value_getter(0, "get_telemetry", "telemetry"),
+            "get_context_var": value_getter(1, "get_context_var", "context"),
+            "emit_log": _capi.HostCallback(emit_log)}
 
 
-def _log_emitter(state: _CallState) -> _capi.HostCallback:
-    def callback(_env: int, _caller: int, args: Any, _nargs: int) -> int:
+class _HostRefused(Exception):
+    """Raised by a public-API host function: wasmtime-py turns it into a trap."""
+
+
+def _public_host_functions(state: _CallState) -> dict[str, Callable[..., Any]]:
+    """The same host functions as plain Python functions for wasmtime-py's Linker.define_func."""
+
+    def refuse(message: str) -> _HostRefused:
+        return _HostRefused(state.fail(message))
+
+    def value_getter(side: int, function: str, label: str) -> Callable[[int], float]:
+        def host(key: int) -> float:
+            try:
+                values = state.inputs[side]
+                if 0 <= key < len(values):
+                    return values[key]
+                refusal = _value_refusal(state, side, function, label, key)
+            except BaseException as exc:
+                refusal = f"{function} failed: {exc!r}"
+            raise refuse(refusal)
+
+        return host
+
+    def emit_log(level: int, start: int, length: int) -> None:
         try:
-            level = args[0].i32
-            start = args[1].i32 & _U32
-            length = args[2].i32 & _U32
-            logs = state.logs
-            if logs is None:
-                return state.fail("emit_log was called outside an evaluation")
-            if not 0 <= level < len(abi.LOG_LEVELS):
-                return state.fail(f"emit_log: level {level} is not 0 (info), 1 (warn) or 2 (error)")
-            if length > MAX_LOG_BYTES:
-                return state.fail(f"emit_log: message of {length} bytes exceeds {MAX_LOG_BYTES}")
-            if start + length > PAGE_BYTES:  # the ABI's one page (checked once per module)
-                return state.fail(f"emit_log: message at bytes {start}..{start + length} lies outside memory")
-            if len(logs) >= state.max_logs:
-                return state.fail(f"emit_log: more than {state.max_logs} logs in one evaluation")
-            message = str(state.read(start, length), "utf-8")
-            logs.append({"level": abi.LOG_LEVELS[level], "message": message})
-            return 0
-        except UnicodeDecodeError:
-            return state.fail("emit_log: message is not valid UTF-8")
-        except BaseException as exc:  # nothing may escape into C: ctypes would report success
-            return state.fail(f"emit_log failed: {exc!r}")
+            refusal = _log(state, level, start & _U32, length & _U32)
+        except BaseException as exc:
+            refusal = f"emit_log failed: {exc!r}"
+        if refusal is not None:
+            raise refuse(refusal)
 
-    return _capi.HostCallback(callback)
+    return {"get_telemetry": value_getter(0, "get_telemetry", "telemetry"),
+            "get_context_var": value_getter(1, "get_context_var", "context"),
+            "emit_log": emit_log}
 
 
 class Evaluator:
@@ -141,29 +200,30 @@ class Evaluator:
         self._lock = threading.Lock()
         self.instances_created = 0
 
-        self._state = _CallState(max_logs=len(meta.rules), read=_no_memory)
-        # The callbacks must outlive the linker and every instance made from it: keep them here.
-        self._callbacks = {
-            "get_telemetry": _value_getter(self._state, 0, "get_telemetry", "telemetry"),
-            "get_context_var": _value_getter(self._state, 1, "get_context_var", "context"),
-            "emit_log": _log_emitter(self._state),
-        }
+        self._state = _CallState(max_logs=len(meta.rules))
+        # The host functions must outlive the linker and every instance made from it: keep them here.
+        unchecked = accelerators.ENABLED  # the C API's path, or the public API's (docs/accelerators.md)
+        self._host = (_unchecked_host_functions if unchecked else _public_host_functions)(self._state)
         linker = wasmtime.Linker(engine())
         for name, (params, results) in abi.HOST_FUNCTIONS.items():
             ty = wasmtime.FuncType([_VALTYPES[p]() for p in params], [_VALTYPES[r]() for r in results])
-            _capi.define_host_function(linker, abi.IMPORT_MODULE, name, ty, self._callbacks[name])
+            if unchecked:
+                _capi.define_host_function(linker, abi.IMPORT_MODULE, name, ty, self._host[name])
+            else:
+                linker.define_func(abi.IMPORT_MODULE, name, ty, self._host[name])
         self._linker = linker
-        self._instances = _capi.FreshInstances(linker.instantiate_pre(module.module), abi.EXPORT_EVALUATE,
-                                               abi.EXPORT_MEMORY)
+        pre = linker.instantiate_pre(module.module)
+        self._instances = (_capi.FreshInstances if unchecked else PublicInstances)(
+            pre, abi.EXPORT_EVALUATE, abi.EXPORT_MEMORY)
         self._state.read = self._instances.read
-        self._store: _capi.Context | None = None  # the store new instances go to
+        self._store: Any = None  # the store new instances go to (as the instances' path has it)
         self._in_store = 0  # instances made in it
         try:
             self._instantiate()  # refuse a module that cannot be instantiated now, not at its first reading
             size = self._instances.memory_size()
             if size != PAGE_BYTES:
                 raise ValueError(f"its memory has {size} bytes, not one page")
-        except (wasmtime.WasmtimeError, _capi.Trapped, ValueError) as exc:
+        except (wasmtime.WasmtimeError, Trapped, ValueError) as exc:
             raise InstantiationFailed(
                 f"module refused: it cannot be instantiated: {_one_line(exc)}"
             ) from None
@@ -194,7 +254,7 @@ class Evaluator:
         instances = self._instances
         try:
             self._instantiate()
-        except (wasmtime.WasmtimeError, _capi.Trapped) as exc:
+        except (wasmtime.WasmtimeError, Trapped) as exc:
             self._discard()
             return Decision.deny(f"sandbox: the module could not be instantiated: {_one_line(exc)}",
                                  gas_used=None)
@@ -204,7 +264,7 @@ class Evaluator:
         state.error = None
         try:
             returned = instances.call(self._budget)
-        except _capi.Trapped as trap:
+        except Trapped as trap:
             self._discard()
             return self._trapped(trap)
         finally:
@@ -244,7 +304,7 @@ class Evaluator:
             reason += f' (while evaluating rule "{self._rule_ids[rule]}")'
         return reason
 
-    def _trapped(self, trap: _capi.Trapped) -> Decision:
+    def _trapped(self, trap: Trapped) -> Decision:
         """Why a call trapped. Its store is discarded, but lives on while its instance may be read."""
         if self._state.error is not None:
             return Decision.deny(f"host function error: {self._state.error}", gas_used=None)
@@ -273,7 +333,7 @@ class Evaluator:
         metered with the call."""
         store = self._store
         if store is None or self._in_store == INSTANCES_PER_STORE:
-            store = self._store = _capi.Context(new_store(self.limits))
+            store = self._store = self._instances.new_store(self.limits)
             self._in_store = 0
         store.set_fuel(self._fuel)
         store.set_epoch_deadline(self._ticks)

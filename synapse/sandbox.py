@@ -19,11 +19,12 @@ exceptions, stack switching) off. One background thread advances the engine's ep
 
 Instances. Every evaluation runs in a new instance (synapse/evaluate.py), so making one must be cheap:
 the engine uses wasmtime's pooling allocator (memory slots made once and kept resident, a module's
-memory image copied in), and a store holds up to `INSTANCES_PER_STORE` instances before the evaluator
-replaces it, so a store's own cost is shared. The pool caps the instances alive in the process at
-`POOL_INSTANCES`; an evaluator holds at most one store. Each memory is reserved `MEMORY_SLOT_BYTES`
-without guard pages (wasmtime checks bounds explicitly; a policy touches memory rarely), which keeps
-the pool's address space small. Figures: docs/abi.md, "Fresh state".
+memory image copied in; an accelerator: with SOPCOS_ACCELERATORS=off, the default allocator), and a
+store holds up to `INSTANCES_PER_STORE` instances before the evaluator replaces it, so a store's own
+cost is shared. The pool caps the instances alive in the process at `POOL_INSTANCES`; an evaluator
+holds at most one store. Each memory is reserved `MEMORY_SLOT_BYTES` without guard pages (wasmtime
+checks bounds explicitly; a policy touches memory rarely), which keeps the pool's address space
+small. Figures: docs/abi.md, "Fresh state".
 """
 
 from __future__ import annotations
@@ -36,10 +37,9 @@ from dataclasses import dataclass
 
 import wasmtime
 
-from axon import module_check
+from axon import accelerators, module_check
 from axon.abi import ModuleMeta
 from axon.module_check import FEATURES_OFF
-from synapse import _capi
 from synapse.errors import ExportRefused, ImportRefused, LimitsError, MetaRefused, ModuleError, ModuleInvalid
 from synapse.inputs import InputSpecs
 
@@ -151,8 +151,11 @@ def _config() -> wasmtime.Config:
     config.memory_reservation = MEMORY_SLOT_BYTES
     config.memory_reservation_for_growth = 0
     config.memory_guard_size = 0
-    _capi.use_pooling_allocator(config, instances=POOL_INSTANCES, memory_bytes=MEMORY_SLOT_BYTES,
-                                table_elements=TABLE_ELEMENTS, keep_resident=PAGE_BYTES)
+    if accelerators.ENABLED:  # wasmtime-py's public API has no setting for it (docs/accelerators.md)
+        from synapse import _capi
+
+        _capi.use_pooling_allocator(config, instances=POOL_INSTANCES, memory_bytes=MEMORY_SLOT_BYTES,
+                                    table_elements=TABLE_ELEMENTS, keep_resident=PAGE_BYTES)
     # Parallel compilation runs on a thread pool that a forked child does not inherit: a child that then
     # compiles waits for it forever. Measured, it is not faster here either (one large function).
     config.parallel_compilation = False
@@ -239,3 +242,64 @@ def new_store(limits: Limits) -> wasmtime.Store:
     store.set_limits(memory_size=limits.memory_bytes, table_elements=TABLE_ELEMENTS,
                      instances=INSTANCES_PER_STORE, tables=INSTANCES_PER_STORE, memories=INSTANCES_PER_STORE)
     return store
+
+
+# -- instances ----------------------------------------------------------------------------------------
+
+
+class Trapped(Exception):
+    """A call into wasm, or an instantiation, ended in a trap (`code` is a `wasmtime.TrapCode`, None for
+    a trap a host function made) or in a wasmtime error (`code` None)."""
+
+    def __init__(self, code: wasmtime.TrapCode | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PublicInstances:
+    """Instances of one module made one at a time from its InstancePre, on wasmtime-py's public API: the
+    reference path, taken when the accelerators are off (axon/accelerators.py). synapse/_capi.py's
+    FreshInstances does the same through the C API; tests/synapse/test_capi_guard.py holds them equal.
+
+    `instantiate` makes a new instance in a store from `new_store` and finds its `evaluate` and
+    `memory` exports; `call` and `read` act on the latest instance.
+    """
+
+    __slots__ = ("_pre", "_names", "_store", "_evaluate", "_memory")
+
+    def __init__(self, pre: wasmtime.InstancePre, evaluate: str, memory: str) -> None:
+        self._pre = pre
+        self._names = (evaluate, memory)
+        self._store: wasmtime.Store | None = None
+        self._evaluate: wasmtime.Func | None = None
+        self._memory: wasmtime.Memory | None = None
+
+    def new_store(self, limits: Limits) -> wasmtime.Store:
+        return new_store(limits)
+
+    def instantiate(self, store: wasmtime.Store) -> None:
+        self._store = self._evaluate = self._memory = None
+        try:
+            exports = self._pre.instantiate(store).exports(store)
+        except Exception as exc:  # a trap, a wasmtime error, or what a host function raised
+            raise _trapped(exc) from None
+        evaluate, memory = (exports.get(name) for name in self._names)
+        if not (isinstance(evaluate, wasmtime.Func) and isinstance(memory, wasmtime.Memory)):
+            raise Trapped(None, f"the instance does not export {self._names[0]} and {self._names[1]}")
+        self._store, self._evaluate, self._memory = store, evaluate, memory
+
+    def call(self, arg: int) -> int:
+        try:
+            return self._evaluate(self._store, arg)
+        except Exception as exc:
+            raise _trapped(exc) from None
+
+    def memory_size(self) -> int:
+        return self._memory.data_len(self._store)
+
+    def read(self, start: int, length: int) -> bytes:
+        return self._memory.read(self._store, start, start + length)
+
+
+def _trapped(exc: Exception) -> Trapped:
+    return Trapped(exc.trap_code if isinstance(exc, wasmtime.Trap) else None, str(exc))

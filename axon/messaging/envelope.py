@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from axon import ecies, strictjson
+from axon import accelerators, ecies, strictjson
 from axon.keys import InvalidKey, PublicKey, SigningKey
 from axon.messaging import inner, schemas
 from axon.messaging.errors import DecryptFailed, MalformedEnvelope, TooLarge
@@ -85,7 +85,7 @@ class MessageEnvelope:
             _check_size(2 * (len(data.iv) + len(data.ephem_pub) + len(data.blob)), max_bytes)
             return data
         doc = _decode(data, max_bytes)
-        if not fast_path_accepts(doc):
+        if not (accelerators.ENABLED and fast_path_accepts(doc)):  # off: the schema decides every one
             reason = schemas.first_error(SCHEMA, doc, "envelope")
             if reason is not None:
                 raise MalformedEnvelope(reason)

@@ -13,12 +13,14 @@ import pytest
 import wasmtime
 from wasmtime import _ffi as ffi
 
-from axon import abi
+from axon import abi, accelerators
 from axon.abi import Verdict
+from axon.module_check import FEATURES_OFF
 from synapse import _capi, sandbox
+from synapse.errors import InstantiationFailed
 from synapse.evaluate import Evaluator
 from synapse.sandbox import Limits, new_store
-from tests.synapse_wat import BOILER_DATA, BOILER_META, boiler
+from tests.synapse_wat import BOILER_DATA, BOILER_META, boiler, meta, policy_module
 
 
 def test_wasmtime_is_the_pinned_version():
@@ -35,6 +37,15 @@ def test_wasmtime_is_the_pinned_version():
 ])
 def test_the_c_symbols_exist(symbol):
     assert ffi.dll[symbol] is not None
+
+
+@pytest.mark.parametrize("name", [
+    *FEATURES_OFF, "consume_fuel", "epoch_interruption", "cranelift_nan_canonicalization", "memory_may_move",
+    "parallel_compilation", "memory_reservation", "memory_reservation_for_growth", "memory_guard_size",
+])
+def test_every_engine_setting_is_one_wasmtime_py_has(name):
+    # wasmtime.Config takes any attribute: a setting renamed upstream would be set on nothing, silently.
+    assert isinstance(getattr(wasmtime.Config, name, None), property)
 
 
 def test_the_struct_layouts_match_the_c_headers():
@@ -168,43 +179,65 @@ def test_the_epoch_deadline_setter_arms_an_interrupt(fast):
     assert info.value.code is wasmtime.TrapCode.INTERRUPT
 
 
-# -- the whole evaluator against a slow evaluator built on the public API only ----------------------------
+# -- the whole evaluator: the C API's path decides exactly as the public API's --------------------------
 
 
-def slow_evaluate(
-    module: wasmtime.Module, telemetry: list[float], context: list[float], budget: int
-) -> tuple:
-    logs: list[dict] = []
-    linker = wasmtime.Linker(sandbox.engine())
-    store = new_store(Limits())
-    i32, f64 = wasmtime.ValType.i32(), wasmtime.ValType.f64()
-    linker.define_func("sopcos", "get_telemetry", wasmtime.FuncType([i32], [f64]), lambda k: telemetry[k])
-    linker.define_func("sopcos", "get_context_var", wasmtime.FuncType([i32], [f64]), lambda k: context[k])
+@pytest.fixture()
+def reference(monkeypatch):
+    """Make an Evaluator on the public API's path (as with SOPCOS_ACCELERATORS=off), in this process."""
 
-    def emit_log(caller, level, ptr, length):
-        data = caller["memory"].read(caller, ptr, ptr + length)
-        logs.append({"level": abi.LOG_LEVELS[level], "message": data.decode()})
+    def make(wasm: bytes, limits: Limits | None = None) -> Evaluator:
+        with monkeypatch.context() as patch:
+            patch.setattr(accelerators, "ENABLED", False)
+            evaluator = Evaluator.from_wasm(wasm, limits=limits)
+        assert isinstance(evaluator._instances, sandbox.PublicInstances)
+        return evaluator
 
-    log_type = wasmtime.FuncType([i32, i32, i32], [])
-    linker.define_func("sopcos", "emit_log", log_type, emit_log, access_caller=True)
-    store.set_fuel(10**6)
-    store.set_epoch_deadline(10**6)
-    exports = linker.instantiate(store, module).exports(store)
-    returned = exports["evaluate"](store, budget)
-    verdict, rule, fault, _site, gas = struct.unpack("<iiiiq", exports["memory"].read(store, 0, 24))
-    assert fault == 0 and returned == verdict
-    rule_id = None if rule == -1 else BOILER_META["rules"][rule]["id"]
-    return Verdict(verdict), rule_id, logs, gas
+    return make
 
 
-def test_the_evaluator_decides_exactly_as_the_public_api_path():
+def test_the_evaluator_decides_exactly_as_on_the_public_api_path(reference):
     assert "pressure above 95 bar" in BOILER_DATA
-    evaluator = Evaluator.from_wasm(boiler())
-    module = wasmtime.Module(sandbox.engine(), boiler())
+    fast, slow = Evaluator.from_wasm(boiler()), reference(boiler())
+    assert isinstance(fast._instances, _capi.FreshInstances)
     modes = BOILER_META["inputs"]["context"][0]["values"]
-    pressures = [0, 50, 80, 80.5, 95, 96, 250]
-    for pressure, mode, valve in itertools.product(pressures, modes, [False, True]):
-        decision = evaluator.evaluate({"pressure_bar": pressure, "valve_open": valve}, {"mode": mode})
-        expected = slow_evaluate(module, [float(pressure), 20.0, float(valve)], [float(modes.index(mode))],
-                                 BOILER_META["gas_max"])
-        assert (decision.verdict, decision.rule, decision.logs, decision.gas_used) == expected
+    for pressure, mode, valve in itertools.product([0, 50, 80, 80.5, 95, 96, 250], modes, [False, True]):
+        reading = ({"pressure_bar": pressure, "valve_open": valve}, {"mode": mode})
+        assert fast.evaluate(*reading) == slow.evaluate(*reading)
+
+
+ONE_INPUT = meta(telemetry=[{"name": "x", "type": "number"}])
+FAILING = [  # (evaluate body, limits): each ends in a different DENY
+    ("(drop (call $tel (i32.const 7)))", None),
+    ("(drop (call $ctx (i32.const 0)))", None),
+    ("(call $log (i32.const 3) (i32.const 1024) (i32.const 1))", None),
+    ("(call $log (i32.const 0) (i32.const 1030) (i32.const 2))", None),
+    ("(call $log (i32.const 0) (i32.const -16) (i32.const 4))", None),
+    ("(unreachable)", None),
+    ("(drop (i32.load (i32.const 65534)))", None),
+    ("(call $charge (i64.const 1000))", None),
+    ("(loop $spin (br $spin))", Limits(fuel=5_000)),
+    ("(return (call $fault (i32.const 1) (i32.const -1) (i32.const 0)))", None),
+    ("(call $block (i32.const 7) (i32.const 0) (i32.const 0) (i32.const -1) (i64.const 1)) "
+     "(return (i32.const 7))", None),
+]
+
+
+@pytest.mark.parametrize(("body", "limits"), FAILING)
+def test_failures_are_the_same_deny_on_both_paths(reference, body, limits):
+    wasm = policy_module(f"{body} (call $log (i32.const 0) (i32.const 1024) (i32.const 2)) "
+                         "(call $decide (i32.const 1) (i32.const 0))", ONE_INPUT,
+                         data='(data (i32.const 1024) "ok") (data (i32.const 1030) "\\ff\\fe")')
+    fast, slow = Evaluator.from_wasm(wasm, limits=limits), reference(wasm, limits)
+    for x in (1, 2):
+        decision = fast.evaluate({"x": x})
+        assert decision.verdict is Verdict.DENY and decision.reason
+        assert decision == slow.evaluate({"x": x})
+
+
+def test_a_start_function_that_calls_the_host_is_refused_on_both_paths(reference):
+    wasm = policy_module("(call $decide (i32.const 1) (i32.const 0))", ONE_INPUT,
+                         extra="(func $start (drop (call $tel (i32.const 0)))) (start $start)")
+    for make in (Evaluator.from_wasm, reference):
+        with pytest.raises(InstantiationFailed, match="get_telemetry was called outside an evaluation"):
+            make(wasm)
