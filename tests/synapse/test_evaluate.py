@@ -8,7 +8,9 @@ import threading
 import pytest
 import wasmtime
 
+from axon import strictjson
 from axon.abi import Verdict
+from synapse import cli as synapse_cli
 from synapse.decision import Decision
 from synapse.errors import (
     ExportRefused,
@@ -353,6 +355,20 @@ def test_no_reading_survives_into_the_next_evaluation(place):
     second = evaluator.evaluate({"x": 7})
     assert (second.verdict, second.rule, second.gas_used) == (Verdict.ALLOW, "clean", 7)
     assert second == Evaluator(module).evaluate({"x": 7})
+
+
+def test_synapse_eval_replays_each_reading_in_a_fresh_instance(tmp_path, capfdbinary):
+    # The CLI opens modules through synapse.loader, as the service and the sidecar do: the same Evaluator.
+    load, save, extra = LEAKS["memory"]
+    module = tmp_path / "leaky.wasm"
+    module.write_bytes(policy_module(LEAK_BODY.format(load=load, save=save), LEAK_META, extra=extra,
+                                     locals_="(local $x i64) (local $prev i64)"))
+    feed = tmp_path / "feed.jsonl"
+    feed.write_text('{"telemetry": {"x": 42}}\n{"telemetry": {"x": 7}}\n')
+    assert synapse_cli.main(["eval", str(module), "--input", str(feed)]) == 0
+    lines = [strictjson.loads(line) for line in capfdbinary.readouterr().out.splitlines()]
+    assert [(line["verdict"], line["rule"], line["gas_used"]) for line in lines] == [
+        ("ALLOW", "clean", 42), ("ALLOW", "clean", 7)]
 
 
 def test_the_start_function_runs_for_every_evaluation():
