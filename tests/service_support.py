@@ -8,9 +8,9 @@ import json
 import os
 import resource
 import signal
-import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -86,12 +86,6 @@ class Plant:
         self.submit(self.author, ops.supersede_artifact(urn, successor))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def toml_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -160,37 +154,54 @@ def _stop_leftovers() -> None:
 
 
 class Server:
-    """`synapse serve|run --config ...` in a subprocess; stderr (JSON logs) goes to a file."""
+    """`synapse serve|run --config ...` in a subprocess; stderr (JSON logs) goes to a file.
+
+    The server picks its own port (--port 0) and the test reads it from the server's `listening` log
+    line: a port chosen here and passed on could be taken by another process in between, and the
+    readiness probe would then be answered by someone else's server."""
 
     def __init__(self, workdir: Path, config: Path, *, command: str = "serve", args: list[str] | None = None,
                  env: dict[str, str] | None = None, stdin: Any = None, nofile: int | None = None) -> None:
         """`nofile`: the server's RLIMIT_NOFILE (soft and hard), to show what happens at that limit."""
-        self.port = free_port()
         self.workdir = workdir
-        self.stderr_path = workdir / f"server-{self.port}.log"
-        cmd = [sys.executable, "-m", "synapse", command, "--config", str(config), "--port", str(self.port)]
-        self._stderr = self.stderr_path.open("wb")
+        fd, name = tempfile.mkstemp(prefix="server-", suffix=".log", dir=workdir)
+        self.stderr_path = Path(name)
+        self._stderr = os.fdopen(fd, "wb")
+        cmd = [sys.executable, "-m", "synapse", command, "--config", str(config), "--port", "0"]
         self.proc = subprocess.Popen(cmd + (args or []), cwd=workdir, stdout=subprocess.PIPE,
                                      stderr=self._stderr, stdin=stdin,
                                      env={**os.environ, **(env or {})},
                                      preexec_fn=None if nofile is None else lambda: resource.setrlimit(
                                          resource.RLIMIT_NOFILE, (nofile, nofile)))
         _RUNNING.append(self.proc)
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.base, timeout=30)
+        self.port = 0  # known once the server says where it listens (wait_ready)
+        self.base = ""
+        self._client: httpx.Client | None = None
+
+    @property
+    def client(self) -> httpx.Client:
+        if self._client is None:
+            raise RuntimeError("the server's port is known only after wait_ready()")
+        return self._client
 
     def wait_ready(self, timeout: float = 60) -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log()}")
+            if self._client is None and (port := self._listening_port()):
+                self.port, self.base = port, f"http://127.0.0.1:{port}"
+                self._client = httpx.Client(base_url=self.base, timeout=30)
             try:
-                if self.client.get("/readyz").status_code == 200:
+                if self._client is not None and self._client.get("/readyz").status_code == 200:
                     return self
             except httpx.TransportError:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not ready after {timeout} s: {self.log()}")
+
+    def _listening_port(self) -> int | None:
+        return next((e["port"] for e in self.events() if e.get("event") == "listening"), None)
 
     def log(self) -> str:
         self._stderr.flush()
@@ -213,6 +224,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self.client.close()
+        if self._client is not None:
+            self._client.close()
         self._stderr.close()
         return self.proc.returncode
