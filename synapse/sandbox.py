@@ -51,8 +51,8 @@ POOL_INSTANCES = 8192
 TABLE_ELEMENTS = 10_000
 
 # When Limits.fuel is None: enough wasmtime fuel (~ wasm instructions) for any path a correct module
-# can take with its gas budget, so only a broken or hostile module ever meets this meter. scc's modules
-# burn 3.6-4.5 fuel per unit of gas (measured on 10- and 1,000-rule policies, both combine modes).
+# can take with its gas budget, so only a broken or hostile module ever meets this meter (the fuel scc's
+# modules burn per unit of gas, and so the margin, is in docs/abi.md under Gas).
 FUEL_BASE = 100_000
 FUEL_PER_GAS = 50
 
@@ -191,8 +191,8 @@ def load_module(wasm: bytes) -> PolicyModule:
 
 def check_interface(wasm: bytes) -> module_check.ModuleInterface:
     # Before compiling, so that a refused module costs no compilation. wasmtime validates once here and
-    # once more when compiling: ≈0.3 ms of ≈140 ms for 1,000 rules. Checking after compiling instead
-    # would not save it safely: wasmtime-py compiles WAT *text* too, whose bytes are no binary to read.
+    # once more when compiling, a small share of loading (docs/artifacts.md, Performance). Checking after
+    # compiling instead would not save it safely: wasmtime-py compiles WAT *text* too, whose bytes are no binary to read.
     try:
         return module_check.check_module(_in_place(wasm))
     except module_check.ModuleInterfaceError as exc:
