@@ -192,7 +192,8 @@ def load_module(wasm: bytes) -> PolicyModule:
 def check_interface(wasm: bytes) -> module_check.ModuleInterface:
     # Before compiling, so that a refused module costs no compilation. wasmtime validates once here and
     # once more when compiling, a small share of loading (docs/artifacts.md, Performance). Checking after
-    # compiling instead would not save it safely: wasmtime-py compiles WAT *text* too, whose bytes are no binary to read.
+    # compiling instead would not save it safely: wasmtime-py compiles WAT *text* too, whose bytes are no
+    # binary to read.
     try:
         return module_check.check_module(_in_place(wasm))
     except module_check.ModuleInterfaceError as exc:
