@@ -46,13 +46,15 @@ def swap_in(plant: Plant, copy: Path) -> None:
     os.replace(staged, plant.ledger_path)
 
 
-def rewritten(plant: Plant, base: Path) -> Path:
-    """`base` plus one different entry: as long as the ledger the node saw, with another last entry."""
+def rewritten(plant: Plant, base: Path, length: int) -> Path:
+    """`base` plus different entries up to `length`: as long as the ledger the node verified (its own
+    decision-log anchors included, however many it posted), with other last entries."""
     fork = copy_ledger(base, plant.dir / "fork.db")
-    stranger = identity("stranger")
     with Ledger.open(fork) as ledger:
-        ledger.sign_and_submit(plant.root, ops.register_key(stranger.did, stranger.key.public_key, "LVL_1"),
-                               plant.now)
+        while ledger.head_seq < length:
+            stranger = identity(f"stranger-{ledger.head_seq}")
+            ledger.sign_and_submit(plant.root, ops.register_key(stranger.did, stranger.key.public_key,
+                                                                "LVL_1"), plant.now)
     return fork
 
 
@@ -82,7 +84,7 @@ def test_the_link_refuses_a_ledger_that_does_not_hold_the_verified_head(plant):
     assert state.verified_head() == head(plant.ledger_path)
     real = copy_ledger(plant.ledger_path, plant.dir / "real.db")
 
-    for attack in (before, rewritten(plant, before)):
+    for attack in (before, rewritten(plant, before, head(real)[0])):
         swap_in(plant, attack)
         with pytest.raises(LedgerRolledBack) as info:
             link.ledger()  # the replaced file is noticed by the next use, not only by the follower
@@ -134,11 +136,15 @@ def assert_refuses_the_revoked_artifact(server: Server, sop: bytes, why: str) ->
 def test_a_ledger_cut_short_or_rewritten_does_not_bring_a_revoked_artifact_back(plant):
     sop, urn = plant.artifact("1.0.0")
     other, _ = plant.artifact("2.0.0", policy="other-guard")
-    before_revocation = copy_ledger(plant.ledger_path, plant.dir / "before.db")
     server = Server(plant.dir, config(plant)).wait_ready()
     try:
         for artifact in (sop, other):
             assert server.client.put("/v1/artifacts", content=artifact, headers=ADMIN).status_code == 201
+        # The node anchors its decision log on the ledger once its log has records (then not for minutes):
+        # copied before that entry, the ledger would be two entries short and 'rewritten' one short.
+        wait_until(lambda: any(e.get("event") == "log_anchored" for e in server.events()),
+                   what="the decision log's first anchor")
+        before_revocation = copy_ledger(plant.ledger_path, plant.dir / "before.db")
         plant.revoke(urn, "calibration wrong")
         wait_until(lambda: server.client.post("/v1/evaluate", json=BODY).status_code == 409,
                    what="the revocation to be applied")
@@ -154,7 +160,10 @@ def test_a_ledger_cut_short_or_rewritten_does_not_bring_a_revoked_artifact_back(
         assert server.stop() == 0
 
     # After a restart, with the shorter ledger, then with one as long as the real one but rewritten.
-    for attack, why in ((before_revocation, "missing"), (rewritten(plant, before_revocation), "rewritten")):
+    verified = NodeState(plant.dir / "store" / "node-state.sqlite").verified_head()
+    assert verified is not None
+    fork = rewritten(plant, before_revocation, verified[0])
+    for attack, why in ((before_revocation, "missing"), (fork, "rewritten")):
         swap_in(plant, attack)
         server = Server(plant.dir, config(plant)).wait_ready()
         try:
