@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ctypes
 from ctypes import CFUNCTYPE, POINTER, c_bool, c_char_p, c_size_t, c_uint8, c_uint64, c_void_p
+from typing import NoReturn
 
 import wasmtime
 from wasmtime import _ffi as ffi
@@ -184,12 +185,8 @@ class FreshInstances:
         instance_at, trap_at, evaluate_at, memory_at = self._made_at
         ptr = context.ptr
         error = _instance_pre_instantiate(self._pre_ptr, ptr, instance_at, trap_at)
-        if error:
-            raise _take_error(error)
-        trap = self._trap.value
-        if trap:
-            self._trap.value = None
-            raise _take_trap(trap)
+        if error or self._trap.value:
+            self._raise_failure(error)
         evaluate, memory = self._names
         if not (_instance_export_get(ptr, instance_at, evaluate, len(evaluate), evaluate_at)
                 and self._evaluate.kind == ffi.WASMTIME_EXTERN_FUNC.value
@@ -206,15 +203,19 @@ class FreshInstances:
         slot = self._slots[0]
         slot.i64 = arg
         error = _func_call_unchecked(*self._args)
+        if error or self._trap.value:
+            self._raise_failure(error)
+        return slot.i32
+
+    def _raise_failure(self, error: int | None) -> NoReturn:
+        """Raise the wasmtime error, else the trap left in the out-parameter."""
         if error:
             raise _take_error(error)
         trap = self._trap.value
-        if trap:
-            # wasmtime leaves the out-parameter alone on success: clear it, or the next call would
-            # see this trap again.
-            self._trap.value = None
-            raise _take_trap(trap)
-        return slot.i32
+        # wasmtime leaves the out-parameter alone on success: clear it, or the next call would see
+        # this trap again.
+        self._trap.value = None
+        raise _take_trap(trap)
 
     def memory_size(self) -> int:
         """Bytes of the latest instance's memory."""
