@@ -226,5 +226,7 @@ class Server:
                 self.proc.wait()
         if self._client is not None:
             self._client.close()
+        if self.proc.returncode != 0 and sig == signal.SIGTERM:  # shown by pytest when the test fails
+            print(f"server exited with {self.proc.returncode}; its log ends:\n{self.log()[-4000:]}")
         self._stderr.close()
         return self.proc.returncode

@@ -11,6 +11,7 @@ the file-descriptor limit leaves room for them and for the worker's own files.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import multiprocessing
 import os
@@ -121,6 +122,9 @@ def reserve_descriptors(max_connections: int) -> None:
 def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[str, int],
             preload: list[Path] | None, background: list[Background] | None, log_level: str) -> None:
     logs.setup_logging(log_level)
+    # A crash in a native library (wasmtime, sqlite) then leaves every thread's Python stack on stderr
+    # (code locations only, no values), instead of a bare "exit -11".
+    faulthandler.enable()
     # Before the node key or any decrypted module is in memory; a spawned worker's exec reset it.
     hardened = harden_process()
     logs.event("process_hardened", logging.INFO if hardened.not_dumpable else logging.WARNING, worker=index,

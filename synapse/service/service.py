@@ -8,6 +8,7 @@ decision is made and logged.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -59,6 +60,9 @@ class PolicyService:
         self._log: DecisionLog | None = None
         self._anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
         self.state = "starting"
+        # stop() and a follower step never overlap: the follower thread outlives the cancelled task that
+        # awaited it, and closing the ledger and node state under a running step uses closed connections.
+        self._lifecycle = threading.Lock()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -111,22 +115,28 @@ class PolicyService:
 
     def stop(self) -> None:
         """Seal and close the decision log (nothing logged is lost), anchor its final seal, release the
-        ledger."""
-        if self._log is not None:
-            self._log.close()
-            self.anchor_log(force=True)
-        self._link.close()
-        self._node_state.close()
-        self.state = "stopped"
+        ledger. Waits for a follower step in progress; later steps do nothing."""
+        with self._lifecycle:
+            self.state = "stopping"
+            if self._log is not None:
+                self._log.close()
+                self.anchor_log(force=True)
+            self._link.close()
+            self._node_state.close()
+            self.state = "stopped"
         logs.event("service_stopped", worker=self.worker)
 
     def follow(self) -> None:
-        """One follower step: store changes, ledger changes, expiry (blocking I/O: run it off the loop)."""
-        try:
-            self._registry.refresh()
-        finally:
-            self._update_gauges()
-            self.anchor_log()
+        """One follower step: store changes, ledger changes, expiry (blocking I/O: run it off the loop).
+        Does nothing once the service is stopping."""
+        with self._lifecycle:
+            if self.state != "running":
+                return
+            try:
+                self._registry.refresh()
+            finally:
+                self._update_gauges()
+                self.anchor_log()
 
     def anchor_log(self, *, force: bool = False) -> None:
         """Post the decision log's latest seal on the ledger (LOG_ANCHOR, signed by the node key) when
