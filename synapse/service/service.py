@@ -7,10 +7,11 @@ decision is made and logged.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ from synapse.service.ratelimit import RateLimiter
 from synapse.service.registry import Registry
 from synapse.service.store import ArtifactStore
 
+STOP_WAIT_S = 30  # longest a stop waits for background work (a ledger step, an alert being sent)
 _REJECTION_EVENTS = {"artifact_revoked", "artifact_superseded", "artifact_rejected", "artifact_expired"}
 
 
@@ -60,9 +62,11 @@ class PolicyService:
         self._log: DecisionLog | None = None
         self._anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
         self.state = "starting"
-        # stop() and a follower step never overlap: the follower thread outlives the cancelled task that
-        # awaited it, and closing the ledger and node state under a running step uses closed connections.
-        self._lifecycle = threading.Lock()
+        # Background work in threads (follower steps, alerts, command polls) outlives the asyncio task
+        # that awaited it when that task is cancelled at shutdown; stop() waits for it (see activity()),
+        # since closing the ledger and node state under it would use closed connections.
+        self._activity = threading.Condition()
+        self._active = 0
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
@@ -115,9 +119,12 @@ class PolicyService:
 
     def stop(self) -> None:
         """Seal and close the decision log (nothing logged is lost), anchor its final seal, release the
-        ledger. Waits for a follower step in progress; later steps do nothing."""
-        with self._lifecycle:
+        ledger. Waits for background work in progress (activity()); later work does nothing."""
+        with self._activity:
             self.state = "stopping"
+            if not self._activity.wait_for(lambda: self._active == 0, timeout=STOP_WAIT_S):
+                logs.event("stop_waited", logging.WARNING, worker=self.worker, busy=self._active,
+                           reason=f"background work still running after {STOP_WAIT_S} s; stopping anyway")
             if self._log is not None:
                 self._log.close()
                 self.anchor_log(force=True)
@@ -126,11 +133,27 @@ class PolicyService:
             self.state = "stopped"
         logs.event("service_stopped", worker=self.worker)
 
+    @contextlib.contextmanager
+    def activity(self) -> Iterator[bool]:
+        """Background work that stop() waits for: `with service.activity() as running:`, and do nothing
+        when `running` is False (the service is stopping or stopped)."""
+        with self._activity:
+            running = self.state == "running"
+            if running:
+                self._active += 1
+        try:
+            yield running
+        finally:
+            if running:
+                with self._activity:
+                    self._active -= 1
+                    self._activity.notify_all()
+
     def follow(self) -> None:
         """One follower step: store changes, ledger changes, expiry (blocking I/O: run it off the loop).
         Does nothing once the service is stopping."""
-        with self._lifecycle:
-            if self.state != "running":
+        with self.activity() as running:
+            if not running:
                 return
             try:
                 self._registry.refresh()

@@ -231,6 +231,12 @@ class Sidecar:
         if alerter is None or book is None:  # _alert makes both before anything is sent
             raise ServiceError("an alert was sent before alerts were set up", code="SYNAPSE-SVC-INTERNAL",
                                status=500)
+        with self.service.activity() as running:
+            if running:
+                self._send_now(alerter, book, message, now, decision_id)
+
+    def _send_now(self, alerter: Alerter, book: RecipientBook, message: Message, now: float,
+                  decision_id: str) -> None:
         try:
             ledger = self.service.ledger()
             alerts = alerter.seal(message, book.current(ledger))
@@ -251,7 +257,7 @@ class Sidecar:
             try:
                 if inbox is None:
                     inbox = await asyncio.to_thread(self._make_inbox)
-                for record in await asyncio.to_thread(inbox.poll):
+                for record in await asyncio.to_thread(self._poll, inbox):
                     self._count(record)
                     logs.event("command", logging.INFO, **record)
                     self.service.record_event("command", **record)
@@ -261,6 +267,10 @@ class Sidecar:
                 logs.event("commands_poll_failed", logging.WARNING, reason=f"{type(exc).__name__}: {exc}")
                 inbox = None
             await asyncio.sleep(self.config.commands.poll_interval)
+
+    def _poll(self, inbox: LedgerPlantCommandInbox) -> list[dict[str, Any]]:
+        with self.service.activity() as running:
+            return inbox.poll() if running else []
 
     def _count(self, record: dict[str, Any]) -> None:
         """One inbox record (LedgerPlantCommandInbox._handle) into the metrics."""
