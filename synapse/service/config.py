@@ -164,6 +164,9 @@ class CommandsConfig(Section):
     enabled: bool = False
     poll_interval: float = 2.0
     max_context_ttl: int = 24 * 3600
+    # CMD load of an artifact this node does not hold: seconds allowed to fetch it from its storage_hint
+    # (its size is bounded by limits.max_artifact_bytes).
+    fetch_timeout: float = 30.0
 
 
 class SidecarConfig(Section):
@@ -184,6 +187,35 @@ class SidecarConfig(Section):
     commands: CommandsConfig = Field(default_factory=CommandsConfig)
 
 
+class MqttConfig(Section):
+    """SIP-017 messages through an MQTT broker (synapse/sidecar/mqtt.py, docs/fleet.md): alerts out,
+    commands and key exchange in, on the topic `<topic_prefix>/to/<recipient's address>` at QoS 1."""
+
+    host: str
+    port: int = 1883
+    # TLS to the broker, checked against ca_file (the system's CAs when absent); a client certificate
+    # when the broker asks for one.
+    tls: bool = False
+    ca_file: ConfigPath | None = None
+    client_cert: ConfigPath | None = None
+    client_key: ConfigPath | None = None
+    username: str | None = None
+    # The broker password, read from this file (never from the config itself): it stays out of logs.
+    password_file: ConfigPath | None = None
+    topic_prefix: str = "sopcos/v1"
+    # Default: sopcos-<node address>, with a persistent session so QoS 1 messages wait at the broker
+    # while the node reconnects.
+    client_id: str | None = None
+    keepalive: int = 30
+    # Send the sidecar's alerts here instead of on the ledger; take CMD and KEY_EXCHANGE from here.
+    alerts: bool = True
+    commands: bool = True
+    # Alerts held in memory while the broker is away (the oldest is dropped, and reported, beyond it).
+    max_queued_alerts: int = 1000
+    # Longest wait between two connection attempts (it doubles from 0.5 s up to this).
+    reconnect_max: float = 10.0
+
+
 class ServiceConfig(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
@@ -193,6 +225,7 @@ class ServiceConfig(Section):
     auth: AuthConfig = Field(default_factory=AuthConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sidecar: SidecarConfig = Field(default_factory=SidecarConfig)
+    mqtt: MqttConfig | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -244,6 +277,17 @@ class ServiceConfig(Section):
             seen.add(tok.sha256)
         _require(self.sidecar.interval >= 0, "sidecar.interval must be >= 0 seconds")
         _require(self.sidecar.commands.poll_interval > 0, "sidecar.commands.poll_interval must be > 0")
+        _require(self.sidecar.commands.fetch_timeout > 0, "sidecar.commands.fetch_timeout must be > 0")
+        if self.mqtt is not None:
+            m = self.mqtt
+            _require(1 <= m.port <= 65535, "mqtt.port must be 1..65535")
+            _require(bool(re.fullmatch(r"[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*", m.topic_prefix)),
+                     "mqtt.topic_prefix must be topic levels of letters, digits, _ . - separated by /")
+            _require(5 <= m.keepalive <= 3600, "mqtt.keepalive must be 5..3600 seconds")
+            _require(m.max_queued_alerts >= 1, "mqtt.max_queued_alerts must be at least 1")
+            _require(m.reconnect_max >= 0.5, "mqtt.reconnect_max must be >= 0.5 seconds")
+            _require((m.client_cert is None) == (m.client_key is None),
+                     "mqtt.client_cert and mqtt.client_key go together")
         if not self.is_loopback and not self.auth_configured:
             raise ConfigError(
                 f"refusing to bind {s.host}: only loopback addresses may be served without authentication; "
