@@ -97,3 +97,9 @@ class KeyExchangeError(MessagingError):
     """A KEY_EXCHANGE offer or accept is malformed, expired, or does not match its counterpart."""
 
     code = "MSG-KEY-EXCHANGE"
+
+
+class BrokerUnavailable(MessagingError):
+    """The MQTT broker cannot be reached, refused the connection, or did not acknowledge a publish."""
+
+    code = "MSG-BROKER"

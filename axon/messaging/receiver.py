@@ -83,6 +83,17 @@ class Received:
     message: Message
 
 
+class NonceStore(Protocol):
+    """Where a receiver keeps the nonces it accepted: NonceCache in memory, or a store that outlives the
+    process (the node's, synapse/sidecar/mqtt.py), so a replay is refused after a restart too."""
+
+    forgotten_until: int
+
+    def evict(self, now: float) -> None: ...
+
+    def add(self, nonce: str, expires_at: int, now: float) -> None: ...
+
+
 class NonceCache:
     """Nonces of accepted messages, each until its expiry; at most `max_entries` at once."""
 
@@ -140,15 +151,16 @@ class Receiver:
 
     def __init__(self, key: SigningKey, config: ReceiverConfig | None = None,
                  clock: Callable[[], float] = time.time, did: str | None = None,
-                 started_at: float | None = None) -> None:
+                 started_at: float | None = None, nonces: NonceStore | None = None) -> None:
         """`did`: what a signed or OpCode 9 `to` may name besides this key's address. `started_at`:
         refuse messages stamped before it, whose nonces a previous run may have accepted (a live
-        consumer passes its start time)."""
+        consumer with an in-memory cache passes its start time). `nonces`: a store that remembers
+        across runs instead of this run's NonceCache (then no `started_at` is needed)."""
         self.key = key
         self.names = frozenset(name for name in (did, key.address) if name)
         self.config = config or ReceiverConfig()
         self.clock = clock
-        self.nonces = NonceCache(self.config.max_nonces)
+        self.nonces: NonceStore = nonces if nonces is not None else NonceCache(self.config.max_nonces)
         if started_at is not None:
             # timestamp + window <= forgotten_until  <=>  timestamp < started_at
             self.nonces.forgotten_until = int(started_at) - 1 + self.config.window_s

@@ -1,5 +1,5 @@
-"""What a node must remember across its workers and its restarts: the signed requests it accepted, and
-the highest ledger head it verified.
+"""What a node must remember across its workers and its restarts: the signed requests it accepted, the
+SIP-017 message nonces it accepted, and the highest ledger head it verified.
 
 Both live in one SQLite file in the node's store directory (`<store>/node-state.sqlite`, WAL), which
 every worker of the node opens: SQLite's locking makes "accept this request once" and "the head only
@@ -10,6 +10,10 @@ take a shortened ledger for the real one.
     accepted_requests(digest PRIMARY KEY, expires_at)   digest: what the request signed (auth.py);
                                                         expired rows are pruned on insert
     verified_head(id = 1, seq, hash)                    the highest head this node checked (ledger_link.py)
+    message_nonces(nonce PRIMARY KEY, expires_at)       SIP-017 nonces accepted (axon/messaging/receiver.py),
+                                                        each until its message would be stale anyway
+    message_nonce_floor(id = 1, forgotten_until)        the latest expiry pruned: a message expiring no
+                                                        later may repeat a forgotten nonce, so it is refused
 """
 
 from __future__ import annotations
@@ -30,7 +34,13 @@ CREATE TABLE IF NOT EXISTS accepted_requests (digest BLOB PRIMARY KEY, expires_a
 CREATE INDEX IF NOT EXISTS accepted_requests_expiry ON accepted_requests (expires_at);
 CREATE TABLE IF NOT EXISTS verified_head (id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL,
                                           hash BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS message_nonces (nonce TEXT PRIMARY KEY, expires_at INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS message_nonces_expiry ON message_nonces (expires_at);
+CREATE TABLE IF NOT EXISTS message_nonce_floor (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                                forgotten_until INTEGER NOT NULL);
 """
+# What accept_message_nonce answers.
+NONCE_NEW, NONCE_REPLAYED, NONCE_FORGOTTEN, NONCE_CACHE_FULL = "new", "replayed", "forgotten", "full"
 
 
 class NodeStateError(ServiceError):
@@ -99,6 +109,31 @@ class NodeState:
             conn.execute("INSERT INTO accepted_requests (digest, expires_at) VALUES (?, ?)",
                          (digest, expires_at))
             return True
+
+    # -- SIP-017 message nonces ------------------------------------------------------------------------
+
+    def accept_message_nonce(self, nonce: str, expires_at: int, now: float, limit: int) -> str:
+        """Record a SIP-017 nonce until `expires_at`, in one transaction with pruning the expired ones:
+        NONCE_NEW the first time; NONCE_REPLAYED if accepted before (by this run, an earlier one or
+        another worker); NONCE_FORGOTTEN if it expires no later than a nonce already pruned (the cache
+        cannot vouch for it); NONCE_CACHE_FULL at `limit` unexpired nonces (nothing is forgotten early)."""
+        with self._write("record the message nonce") as conn:
+            pruned = conn.execute("SELECT max(expires_at) FROM message_nonces WHERE expires_at < ?",
+                                  (now,)).fetchone()[0]
+            if pruned is not None:
+                conn.execute("DELETE FROM message_nonces WHERE expires_at < ?", (now,))
+                conn.execute("INSERT INTO message_nonce_floor (id, forgotten_until) VALUES (1, ?) "
+                             "ON CONFLICT (id) DO UPDATE SET forgotten_until = "
+                             "max(forgotten_until, excluded.forgotten_until)", (pruned,))
+            if conn.execute("SELECT 1 FROM message_nonces WHERE nonce = ?", (nonce,)).fetchone():
+                return NONCE_REPLAYED
+            floor = conn.execute("SELECT forgotten_until FROM message_nonce_floor").fetchone()
+            if floor is not None and expires_at <= floor[0]:
+                return NONCE_FORGOTTEN
+            if conn.execute("SELECT count(*) FROM message_nonces").fetchone()[0] >= limit:
+                return NONCE_CACHE_FULL
+            conn.execute("INSERT INTO message_nonces (nonce, expires_at) VALUES (?, ?)", (nonce, expires_at))
+            return NONCE_NEW
 
     # -- ledger head ---------------------------------------------------------------------------------
 
