@@ -2,6 +2,9 @@
 
 Signatures are ECDSA over a SHA-256 digest, 64 bytes r ‖ s, low-S only; where a public key must be
 recoverable (ledger transactions) the 65-byte r ‖ s ‖ recovery-id form is used.
+
+What signs is a `Signer`: the in-memory `SigningKey`, or a key in a PKCS#11 token
+(`axon.pkcs11_token.TokenKey`, named by a `pkcs11:` URI wherever a key file is accepted).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import coincurve
 from coincurve.ecdsa import cdata_to_der, deserialize_compact
@@ -106,6 +110,35 @@ class PublicKey:
 
 
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+
+
+def low_s(signature: bytes) -> bytes:
+    """r ‖ s with s replaced by n - s when it is in the upper half: the one form `verify` accepts."""
+    s = int.from_bytes(signature[32:64], "big")
+    return signature[:32] + (_N - s if s > _N // 2 else s).to_bytes(32, "big")
+
+
+class Signer(Protocol):
+    """What every signing place takes (inside an `Identity`, with the DID it signs as): an in-memory
+    `SigningKey`, or a key that never leaves a PKCS#11 token (`axon.pkcs11_token.TokenKey`). Both give
+    the same bytes: low-S, and recoverable to `public_key`."""
+
+    public_key: PublicKey
+
+    @property
+    def address(self) -> str: ...
+
+    def sign(self, digest: bytes) -> bytes:
+        """64-byte low-S r ‖ s over a 32-byte digest."""
+        ...
+
+    def sign_recoverable(self, digest: bytes) -> bytes:
+        """65 bytes r ‖ s ‖ recovery id (0 or 1) over a 32-byte digest."""
+        ...
+
+    def ecdh_point(self, public_key: PublicKey) -> bytes:
+        """The shared point public × secret, uncompressed (65 bytes): opens SIP-017 messages."""
+        ...
 
 
 class SigningKey:
@@ -216,7 +249,7 @@ def write_key_file(path: Path, key: SigningKey, did: str, passphrase: str | None
 class Identity:
     """A signing key with the DID it signs as."""
 
-    key: SigningKey
+    key: Signer
     did: str
 
 
@@ -257,9 +290,20 @@ def _decrypt_secret(enc: object, did: str, passphrase: str | None) -> SigningKey
     return SigningKey(secret)
 
 
+def is_pkcs11_uri(text: object) -> bool:
+    """Whether `text` names a key in a PKCS#11 token (RFC 7512; the scheme is case-insensitive)."""
+    return isinstance(text, str) and text[:7].lower() == "pkcs11:"
+
+
+def key_location(text: str) -> str | Path:
+    """A key argument as given: a `pkcs11:` URI stays a string (a Path would fold its '//'), else a path."""
+    return text if is_pkcs11_uri(text) else Path(text)
+
+
 def load_identity(path: str | Path | None = None, *, environ: dict[str, str] | None = None) -> Identity:
     """Load a key from `path`, or, when `path` is None, from $SOPCOS_KEY (so CI never writes keys to disk).
 
+    `path` (or $SOPCOS_KEY) may be a `pkcs11:` URI: the key then stays in the token (docs/keys.md).
     The passphrase for an encrypted key file comes from $SOPCOS_KEY_PASSPHRASE.
     """
     env = os.environ if environ is None else environ
@@ -268,7 +312,13 @@ def load_identity(path: str | Path | None = None, *, environ: dict[str, str] | N
         text = env.get(KEY_ENV)
         if not text:
             raise KeyFileError(f"no key given: pass a key file or set {KEY_ENV}")
-        return parse_key_document(text, passphrase)
+        path = text.strip() if is_pkcs11_uri(text.strip()) else None
+        if path is None:
+            return parse_key_document(text, passphrase)
+    if is_pkcs11_uri(str(path)):
+        from axon.pkcs11_token import load_token_identity  # python-pkcs11 only for those who use a token
+
+        return load_token_identity(str(path), env)
     try:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
