@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from axon.errors import AxonError
-from axon.keys import KEY_ENV, Identity, load_identity
+from axon.keys import KEY_ENV, Identity, key_location, load_identity
 from axon.ledger import Ledger
 from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyError
 from synapse.errors import ModuleUnreadable, SynapseError
@@ -97,7 +97,7 @@ def load_verified(source: str | Path | bytes, verifier: Verifier, *,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("signed artifacts (.sop)")
     group.add_argument("--ledger", metavar="PATH", type=Path, help="ledger to verify the artifact against")
-    group.add_argument("--node-key", "--key", dest="node_key", metavar="KEYFILE", type=Path,
+    group.add_argument("--node-key", "--key", dest="node_key", metavar="KEYFILE", type=key_location,
                        help=f"this node's key, to decrypt artifacts encrypted for it (default ${KEY_ENV})")
     group.add_argument("--config", metavar="FILE.toml", type=Path,
                        help="the node's config file ([ledger], [node], [limits]; docs/service.md)")

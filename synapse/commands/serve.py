@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from axon.clikit import EXIT_OK, UsageError
-from axon.keys import KeyFileError
+from axon.keys import KeyFileError, key_location
 from synapse.hardening import harden_process
 from synapse.service.auth import hash_token, new_token
 from synapse.service.config import SCOPES, ServiceConfig, apply_flags, load_config
@@ -57,7 +57,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keep-alive-timeout", type=float, metavar="S",
                         help="seconds a connection may stay open with no request (default 5)")
     parser.add_argument("--ledger", metavar="PATH", type=Path, help="the ledger (SQLite file)")
-    parser.add_argument("--node-key", metavar="FILE", type=Path, help="this node's key file")
+    parser.add_argument("--node-key", metavar="FILE", type=key_location,
+                        help="this node's key file, or a pkcs11: URI (a key in a token)")
     parser.add_argument("--store", metavar="DIR", type=Path, help="artifact store directory")
     parser.add_argument("--decision-log", metavar="DIR", type=Path, help="decision log directory")
     parser.add_argument("--follow-interval", type=float, metavar="S",

@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
 
+from axon.keys import is_pkcs11_uri
 from axon.verify import VerifyConfig
 from synapse.service.errors import ConfigError
 
@@ -42,6 +43,14 @@ def _config_path(value: object, info: ValidationInfo) -> Path:
 
 
 ConfigPath = Annotated[Path, PlainValidator(_config_path)]
+
+
+def _key_location(value: object, info: ValidationInfo) -> Path | str:
+    """A key file (as a ConfigPath), or a `pkcs11:` URI naming a key in a token, kept as written."""
+    return value if is_pkcs11_uri(value) else _config_path(value, info)
+
+
+KeyLocation = Annotated[Path | str, PlainValidator(_key_location)]
 
 
 class Section(BaseModel):
@@ -80,8 +89,9 @@ class LedgerConfig(Section):
 
 
 class NodeConfig(Section):
-    # Key file of this node (axon.keys); None means $SOPCOS_KEY. Passphrase from $SOPCOS_KEY_PASSPHRASE.
-    key: ConfigPath | None = None
+    # Key file of this node (axon.keys), or a pkcs11: URI (a key in a token, docs/keys.md); None means
+    # $SOPCOS_KEY. Passphrase from $SOPCOS_KEY_PASSPHRASE.
+    key: KeyLocation | None = None
     # {"policy": "version"} installed here, for the rollback check of `synapse eval` (the service keeps
     # its own in the store).
     installed: ConfigPath | None = None
