@@ -72,7 +72,9 @@ def open_module(path: str) -> pkcs11.lib:
             try:
                 _modules[path] = pkcs11.lib(path)
             except PKCS11Error as exc:
-                raise TokenError(f"cannot load PKCS#11 module {path}: {exc}") from None
+                # SoftHSM2 fails C_Initialize (GeneralError) when its config file is missing.
+                raise TokenError(f"cannot load PKCS#11 module {path}: {str(exc) or type(exc).__name__}"
+                                 " (SoftHSM2: is SOFTHSM2_CONF right?)") from None
         return _modules[path]
 
 
