@@ -6,6 +6,10 @@ Shape of every module:
 - exports exactly `memory` (one page, min = max = 1) and `evaluate(budget i64) -> i32`;
 - `evaluate` writes the whole result block on entry (so a trap leaves nothing of an earlier call),
   fetches each input the rules use once, tries the rules, and writes the block again on every exit;
+- the rules run in `$rules_K` functions of bounded size, called in order from `evaluate` (and the
+  definitions' cache is cleared by `$forget_K` functions of bounded size): wasmtime's code generator
+  costs more than linearly in the size of one function, so bounded functions keep compiling and
+  loading a module linear in the number of rules (docs/abi.md);
 - each definition is a function that computes its body at most once per call and caches it;
 - faults (division by zero, NaN) set the globals $fault/$site and branch to the function's
   `$fault` block; evaluate's `$fault` block ends in DENY with the fault code and site;
@@ -54,7 +58,8 @@ def assemble(wat: str, meta_json: bytes) -> bytes:
 
 # Identifiers: globals $t_NAME / $c_NAME (inputs), $let_NAME (a definition's cached value) and
 # $ok_NAME (whether it is cached); functions $let_NAME. Source names match [a-z_][a-z0-9_]*, and the
-# fixed names ($gas_budget, $fault, ...) start with none of these prefixes, so nothing collides.
+# fixed names ($gas_budget, $fault, $best_rule, $rules_K, $forget_K, ...) start with none of these
+# prefixes, so nothing collides.
 
 
 def _input_global(program: Program, index: int) -> str:
@@ -255,21 +260,71 @@ def _rule(fn: _Function, program: Program, rule: RuleCode) -> None:
     else:
         # most-severe: keep the first rule of the highest severity seen so far.
         fn(f"i32.const {_SEVERITY[rule.verdict]}", f"severity of {verdict}")
-        fn("local.get $best_severity")
+        fn("global.get $best_severity")
         fn("i32.gt_s")
         fn.open("if", "more severe than any rule that held before")
         fn(f"i32.const {_SEVERITY[rule.verdict]}")
-        fn("local.set $best_severity")
+        fn("global.set $best_severity")
         fn(f"i32.const {rule.verdict}", verdict)
-        fn("local.set $best_verdict")
+        fn("global.set $best_verdict")
         fn(f"i32.const {rule.index}")
-        fn("local.set $best_rule")
+        fn("global.set $best_rule")
         fn.close()
     fn.close()
 
 
-def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list[str]:
-    fn = _Function(program, faulting)
+# A function of rules (or of cache resets) is closed once its body has this many WAT lines or more.
+# Any bound keeps the code generator's cost per rule constant; this one keeps the number of calls
+# per evaluation small (one per ~40 rules of the benchmark policies) and each function quick to compile.
+FUNCTION_LINES = 1500
+
+# What a `$rules_K` function returns: -1 when no rule in it decided and nothing faulted (the next one
+# runs), -2 after a fault ($fault is set), and otherwise the verdict a first-match rule decided (the
+# result block is written already).
+_GO_ON = -1
+_FAULTED = -2
+
+
+def _rule_functions(program: Program, faulting: list[bool], helpers: set[str]) -> list[_Function]:
+    """The rules, in order, split into functions of about FUNCTION_LINES lines (at least one rule
+    each; a function holds only whole rules)."""
+    functions: list[_Function] = []
+    fn = None
+    for rule in program.rules:
+        if fn is None or len(fn.lines) >= FUNCTION_LINES:
+            fn = _Function(program, faulting, indent=3)
+            functions.append(fn)
+        _rule(fn, program, rule)
+    for fn in functions:
+        helpers |= fn.helpers
+    return functions
+
+
+def _rules_function(index: int, fn: _Function) -> list[str]:
+    locals_ = ["    (local $scratch f64)"] if fn.uses_scratch else []
+    return [f"  (func $rules_{index} (result i32)", *locals_,
+            "    block $fault", *fn.lines,
+            f"      i32.const {_GO_ON}", "      return",
+            "    end",
+            f"    i32.const {_FAULTED}  ;; a fault: $fault is set, evaluate ends in DENY",
+            "  )"]
+
+
+def _forget_functions(program: Program) -> list[list[str]]:
+    """Clearing every definition's cache at the start of a call, in functions of bounded size."""
+    per_function = max(1, FUNCTION_LINES // 2)
+    out = []
+    for start in range(0, len(program.lets), per_function):
+        body = []
+        for let in program.lets[start:start + per_function]:
+            forget = f"forget `{let.name}` from an earlier call"
+            body += ["    i32.const 0", f"    global.set $ok_{let.name}  ;; {forget}"]
+        out.append([f"  (func $forget_{len(out)}", *body, "  )"])
+    return out
+
+
+def _evaluate(program: Program, rule_functions: int, forget_functions: int) -> list[str]:
+    fn = _Function(program, [])
     fn(";; the budget; a negative one counts as 0")
     fn("local.get $budget")
     fn("i64.const 0")
@@ -290,16 +345,15 @@ def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list
     fn(";; earlier call behind")
     _finish_call(fn, "i32.const 0", "i32.const -1")
     fn("drop")
-    for let in program.lets:
-        fn("i32.const 0")
-        fn(f"global.set $ok_{let.name}", f"forget `{let.name}` from an earlier call")
+    for index in range(forget_functions):
+        fn(f"call $forget_{index}")
     if program.combine == "most-severe":
         fn("i32.const -1")
-        fn("local.set $best_severity")
+        fn("global.set $best_severity")
         fn(f"i32.const {program.default}", f"default {abi.Verdict(program.default).name}")
-        fn("local.set $best_verdict")
+        fn("global.set $best_verdict")
         fn("i32.const -1")
-        fn("local.set $best_rule")
+        fn("global.set $best_rule")
     fn.open("block $fault")
     if program.inputs:
         fn.charge(entry_cost(program), "gas: one host call per input the rules use")
@@ -311,14 +365,23 @@ def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list
             fn("f64.const 0")
             fn("f64.ne", "bool: 1.0 is true, 0.0 is false")
         fn(f"global.set {_input_global(program, i)}")
-    for rule in program.rules:
-        _rule(fn, program, rule)
+    for index in range(rule_functions):
+        fn(f"call $rules_{index}")
+        fn("local.tee $decided")
+        fn(f"i32.const {_GO_ON}")
+        fn("i32.ne")
+        fn.open("if", "a rule decided (first-match) or a fault")
+        fn("global.get $fault")
+        fn("br_if $fault")
+        fn("local.get $decided")
+        fn("return")
+        fn.close()
     if program.combine == "first-match":
         fn(f"i32.const {program.default}", f"no rule held: default {abi.Verdict(program.default).name}")
         fn("i32.const -1")
     else:
-        fn("local.get $best_verdict", "the most severe verdict, or the default")
-        fn("local.get $best_rule")
+        fn("global.get $best_verdict", "the most severe verdict, or the default")
+        fn("global.get $best_rule")
     fn("i32.const 0")
     fn("i32.const -1")
     fn("call $finish")
@@ -326,14 +389,8 @@ def _evaluate(program: Program, faulting: list[bool], helpers: set[str]) -> list
     fn.close()
     fn(";; a fault ended the evaluation: DENY, the rule being tried, the fault and its site")
     _finish_call(fn, "global.get $fault", "global.get $site", rule="global.get $rule")
-    helpers |= fn.helpers
-    locals_ = []
-    if fn.uses_scratch:
-        locals_.append("(local $scratch f64)")
-    if program.combine == "most-severe":
-        locals_.append("(local $best_severity i32) (local $best_verdict i32) (local $best_rule i32)")
     return ['  (func $evaluate (export "evaluate") (param $budget i64) (result i32)',
-            *(f"    {line}" for line in locals_), *fn.lines, "  )"]
+            "    (local $decided i32)", *fn.lines, "  )"]
 
 
 def _finish_call(fn: _Function, fault: str, site: str, rule: str = "i32.const -1") -> None:
@@ -401,7 +458,13 @@ def emit_wat(program: Program, header: str) -> str:
     functions: list[str] = []
     for let in program.lets:
         functions += _let_function(program, faulting, let, helpers)
-    functions += _evaluate(program, faulting, helpers)
+    forget = _forget_functions(program)
+    for lines in forget:
+        functions += lines
+    rules = _rule_functions(program, faulting, helpers)
+    for index, fn in enumerate(rules):
+        functions += _rules_function(index, fn)
+    functions += _evaluate(program, len(rules), len(forget))
 
     r = abi
     out = [
@@ -417,6 +480,11 @@ def emit_wat(program: Program, header: str) -> str:
         "  (global $site (mut i32) (i32.const -1))",
         "  (global $rule (mut i32) (i32.const -1))  ;; the rule being tried, reported with a fault",
     ]
+    if program.combine == "most-severe":
+        out += ["  ;; most-severe: the first rule of the highest severity that held so far, and its verdict",
+                "  (global $best_severity (mut i32) (i32.const -1))",
+                "  (global $best_verdict (mut i32) (i32.const 0))",
+                "  (global $best_rule (mut i32) (i32.const -1))"]
     for i, slot in enumerate(program.inputs):
         out.append(f"  (global {_input_global(program, i)} (mut {slot.type}) ({slot.type}.const 0))"
                    f"  ;; {slot.group} input {slot.key}")

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import math
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from scc import emit
 from scc.compiler import compile_policy
 from synapse.evaluate import Evaluator
 from tests.reference import evaluate as reference
@@ -251,12 +253,8 @@ def _expected(decision) -> tuple:
     return (decision.verdict, decision.rule, list(decision.logs), decision.fault is not None)
 
 
-@settings(max_examples=150, derandomize=True, database=None, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(scenarios())
-def test_compiled_module_agrees_with_the_reference(scenario):
-    policy, input_sets = scenario
-    evaluator = Evaluator.from_wasm(compile_policy(json.dumps(policy).encode()).wasm)
+def _assert_agrees(policy: dict, input_sets: list, wasm: bytes) -> None:
+    evaluator = Evaluator.from_wasm(wasm)
     for telemetry, context in input_sets:
         want = reference(policy, telemetry, context)
         got = evaluator.evaluate(telemetry, context)
@@ -264,6 +262,28 @@ def test_compiled_module_agrees_with_the_reference(scenario):
             f"policy={json.dumps(policy)}\ntelemetry={telemetry!r} context={context!r}\n"
             f"reference: {want}\nruntime reason: {got.reason}"
         )
+
+
+@settings(max_examples=150, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_compiled_module_agrees_with_the_reference(scenario):
+    policy, input_sets = scenario
+    _assert_agrees(policy, input_sets, compile_policy(json.dumps(policy).encode()).wasm)
+
+
+@settings(max_examples=60, derandomize=True, database=None, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(scenarios())
+def test_a_module_split_at_every_rule_agrees_with_the_reference(scenario):
+    """The same property with every rule in a `$rules_K` function of its own and every definition's
+    cache cleared by a `$forget_K` of its own (scc/emit.py splits large policies so): decisions,
+    first-match exits from any function and faults in any of them cross the calls unchanged."""
+    policy, input_sets = scenario
+    with mock.patch.object(emit, "FUNCTION_LINES", 1):
+        result = compile_policy(json.dumps(policy).encode())
+    assert result.wat.count("(func $rules_") == len(policy["rules"])
+    _assert_agrees(policy, input_sets, result.wasm)
 
 
 def test_bounds_and_default_that_canonical_json_writes_as_long_integers():

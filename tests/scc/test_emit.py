@@ -14,9 +14,10 @@ import rfc8785
 import wasmtime
 
 from axon import abi
-from scc import COMPILER_ID
+from scc import COMPILER_ID, emit
 from scc.compiler import compile_policy
 from scc.emit import f64
+from tests.reference import evaluate as reference
 from tests.scc_policies import MODE, SPEC_EXAMPLE, P, V, dumps, policy, rule
 from tests.scc_wasm import Runner
 
@@ -373,3 +374,43 @@ def test_the_longest_chain_of_definitions_runs():
     assert (runner.run({"p": 0.5}).verdict, runner.run({"p": 0}).verdict) == (3, 0)  # (p + 1) * 2**63
     # each body is computed once although it is used twice: 2**64 uses would never finish
     assert runner.run({"p": 0}).gas == result.gas_max < 1000
+
+
+def _function_lengths(wat: str, prefix: str) -> list[int]:
+    """WAT lines of each function whose name starts with `prefix` (functions end at a line `  )`)."""
+    lengths, current = [], None
+    for line in wat.splitlines():
+        if line.startswith(f"  (func ${prefix}"):
+            current = 0
+        elif current is not None and line == "  )":
+            lengths.append(current)
+            current = None
+        elif current is not None:
+            current += 1
+    return lengths
+
+
+@pytest.mark.parametrize("combine", ["first-match", "most-severe"])
+def test_large_policies_run_in_functions_of_bounded_size(combine):
+    """The code generator costs more than linearly in one function's size: evaluate stays small and
+    the rules and cache resets go into functions of about emit.FUNCTION_LINES lines, whatever the
+    number of rules and definitions; decisions cross the calls unchanged."""
+    count = 2_000  # rule i holds when i/10 < p < i/10 + 1
+    rules = [rule({"all": [{"gt": [P, i / 10]}, {"ref": f"d{i}"}]}, then="HALT" if i % 7 else "WARN")
+             for i in range(count)]
+    doc = policy(*rules, let={f"d{i}": {"lt": [P, i / 10 + 1]} for i in range(count)}, combine=combine)
+    result = compile_policy(dumps(doc))
+    wat = result.wat
+    rule_functions, forget_functions = _function_lengths(wat, "rules_"), _function_lengths(wat, "forget_")
+    longest_rule = max(len(block.splitlines()) for block in wat.split(";; rule ")[1:-1])
+    assert len(rule_functions) > 1 and len(forget_functions) > 1
+    assert max(rule_functions) <= emit.FUNCTION_LINES + longest_rule + 8
+    assert max(forget_functions) <= emit.FUNCTION_LINES
+    (evaluate,) = _function_lengths(wat, "evaluate")
+    assert evaluate < 10 * (len(rule_functions) + len(forget_functions)) + 60
+    runner = Runner(result.wasm)
+    for p in (150.05, 0.5, 199.95, 250):
+        want = reference(doc, {"p": p, "v": False}, {"mode": "AUTO"})
+        out = runner.run({"p": p, "v": False}, {"mode": "AUTO"})
+        rule_index = -1 if want.rule is None else int(want.rule[1:])
+        assert (abi.Verdict(out.verdict).name, out.rule) == (want.verdict, rule_index), p
