@@ -39,7 +39,8 @@ def run_cli(prog: str, description: str, command_modules: Sequence[str], argv: S
         prog=prog, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for name in command_modules:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for name in _modules_for(command_modules, argv):
         importlib.import_module(name).register(sub)
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
@@ -55,6 +56,17 @@ def run_cli(prog: str, description: str, command_modules: Sequence[str], argv: S
         return 130
     except BrokenPipeError:
         return EXIT_OK
+
+
+def _modules_for(command_modules: Sequence[str], argv: Sequence[str]) -> Sequence[str]:
+    """The module of the command being run (a module is named after its command: `scc.commands.check`
+    is `scc check`), or all of them for the overall --help or a word that is no command. Importing
+    only that one keeps every other command's libraries out of start-up (issue 15; docs/service.md)."""
+    if argv and not argv[0].startswith("-"):
+        chosen = [name for name in command_modules if name.rsplit(".", 1)[-1] == argv[0]]
+        if chosen:
+            return chosen
+    return command_modules
 
 
 def help_for(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
