@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, ValidationError, validators
 
 from axon import ethtx, strictjson
 from axon.errors import AxonError
-from axon.keys import PublicKey, SigningKey
+from axon.keys import PublicKey, Signer
 
 TYPE_ERROR = 0
 TYPE_ETHEREUM = 1
@@ -270,7 +270,7 @@ def attestation(payload: Mapping[str, Any]) -> bytes:
 class ConstraintNode:
     """A node holding a blockchain key; it signs transactions over its own data when provisioned."""
 
-    def __init__(self, key: SigningKey) -> None:
+    def __init__(self, key: Signer) -> None:
         self._key = key
 
     @property

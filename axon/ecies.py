@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from axon.errors import AxonError
-from axon.keys import InvalidKey, PublicKey, SigningKey
+from axon.keys import InvalidKey, PublicKey, Signer, SigningKey
 
 IV_SIZE = 12
 TAG_SIZE = 16
@@ -63,7 +63,7 @@ def seal(recipient: PublicKey, plaintext: bytes, aad: bytes | None = None,
     return Sealed(ephem_pub, iv, AESGCM(key).encrypt(iv, plaintext, aad))
 
 
-def open_sealed(recipient: SigningKey, sealed: Sealed, aad: bytes | None = None) -> bytes:
+def open_sealed(recipient: Signer, sealed: Sealed, aad: bytes | None = None) -> bytes:
     if len(sealed.iv) != IV_SIZE:
         raise DecryptionFailed(f"IV must be {IV_SIZE} bytes, got {len(sealed.iv)}")
     if len(sealed.ciphertext) < TAG_SIZE:

@@ -14,7 +14,7 @@ from eth_hash.auto import keccak
 from rlp.sedes import Binary, big_endian_int, binary
 
 from axon.errors import AxonError
-from axon.keys import InvalidKey, PublicKey, SigningKey, recover
+from axon.keys import InvalidKey, PublicKey, Signer, recover
 
 _N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 MAX_TX_SIZE = 128 * 1024
@@ -69,7 +69,7 @@ class Transaction:
             fields += [chain_id, 0, 0]  # EIP-155: sign over (…, chain_id, 0, 0)
         return rlp.encode(fields)
 
-    def sign(self, key: SigningKey, chain_id: int | None) -> Transaction:
+    def sign(self, key: Signer, chain_id: int | None) -> Transaction:
         digest = keccak(self.signing_payload(chain_id))
         sig = key.sign_recoverable(digest)
         recid = sig[64]

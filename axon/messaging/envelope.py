@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from axon import accelerators, ecies, strictjson
-from axon.keys import InvalidKey, PublicKey, SigningKey
+from axon.keys import InvalidKey, PublicKey, Signer
 from axon.messaging import inner, schemas
 from axon.messaging.errors import DecryptFailed, MalformedEnvelope, TooLarge
 from axon.messaging.inner import Message
@@ -131,7 +131,7 @@ def seal(recipient: PublicKey, message: Message,
     return MessageEnvelope.from_sealed(ecies.seal(recipient, message.to_bytes(), randbytes=randbytes))
 
 
-def open(recipient: SigningKey, envelope: MessageEnvelope | Mapping[str, Any] | str | bytes,
+def open(recipient: Signer, envelope: MessageEnvelope | Mapping[str, Any] | str | bytes,
          max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     """Decrypt and check an envelope addressed to `recipient`; raises a MessagingError subclass."""
     parsed = MessageEnvelope.parse(envelope, max_bytes)

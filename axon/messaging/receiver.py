@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from axon.keys import SigningKey
+from axon.keys import Signer
 from axon.messaging import envelope as envelope_mod
 from axon.messaging.envelope import MessageEnvelope
 from axon.messaging.errors import (
@@ -149,7 +149,7 @@ class Receiver:
     """Opens envelopes for one key and applies SIP-017's receiver rules. Not thread-safe: one per
     consumer, or guard it with a lock."""
 
-    def __init__(self, key: SigningKey, config: ReceiverConfig | None = None,
+    def __init__(self, key: Signer, config: ReceiverConfig | None = None,
                  clock: Callable[[], float] = time.time, did: str | None = None,
                  started_at: float | None = None, nonces: NonceStore | None = None) -> None:
         """`did`: what a signed or OpCode 9 `to` may name besides this key's address. `started_at`:
