@@ -12,13 +12,13 @@ import enum
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any
 
 from axon import accelerators, strictjson
 from axon.errors import AxonError
+
+if TYPE_CHECKING:  # jsonschema loads when a meta section needs the reference (start-up: issue 15)
+    from jsonschema import Draft202012Validator
 
 ABI_VERSION = 1
 IMPORT_MODULE = "sopcos"
@@ -131,6 +131,7 @@ def _meta_schema() -> dict[str, Any]:
 
 @cache
 def _meta_validator() -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
     return Draft202012Validator(_meta_schema())
 
 
@@ -143,6 +144,7 @@ def meta_schema_error(doc: Any) -> str | None:
     """Where and why `doc` breaks the meta schema (the most relevant error), or None if it meets it."""
     if accelerators.known_valid(_compiled_meta_validator(), doc):
         return None
+    from jsonschema.exceptions import best_match
     error = best_match(_meta_validator().iter_errors(doc))
     if error is None:
         return None

@@ -32,11 +32,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from axon.errors import AxonError
-from axon.keys import KEY_ENV, Identity, key_location, load_identity
-from axon.ledger import Ledger
-from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyError
 from synapse.errors import ModuleUnreadable, SynapseError
 from synapse.evaluate import Evaluator
 from synapse.hardening import harden_process, locked_bytearray, wipe
@@ -44,6 +42,14 @@ from synapse.loader import open_module
 from synapse.sandbox import Limits
 from synapse.service.config import ServiceConfig, apply_flags, load_config
 from synapse.service.errors import ConfigError
+
+if TYPE_CHECKING:  # Axon's verifier, ledger and keys load only for a .sop (start-up of `synapse eval X.wasm`)
+    from axon.keys import Identity
+    from axon.ledger import Ledger
+    from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyError
+
+# axon.keys.KEY_ENV, named here without importing the key libraries (tests/test_startup.py checks they agree)
+KEY_ENV = "SOPCOS_KEY"
 
 ARTIFACT_SUFFIX = ".sop"
 DEV_NOTICE = ("synapse: development only: {path} is a raw, unverified module (no signature, no ledger "
@@ -73,6 +79,7 @@ def load_verified(source: str | Path | bytes, verifier: Verifier, *,
 
     Raises ArtifactRefused (nothing is compiled or run) when any Axon check fails.
     """
+    from axon.verify import VerifyError
     if isinstance(source, bytes | bytearray):
         data = bytes(source)
     else:
@@ -97,10 +104,15 @@ def load_verified(source: str | Path | bytes, verifier: Verifier, *,
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("signed artifacts (.sop)")
     group.add_argument("--ledger", metavar="PATH", type=Path, help="ledger to verify the artifact against")
-    group.add_argument("--node-key", "--key", dest="node_key", metavar="KEYFILE", type=key_location,
+    group.add_argument("--node-key", "--key", dest="node_key", metavar="KEYFILE", type=_key_location,
                        help=f"this node's key, to decrypt artifacts encrypted for it (default ${KEY_ENV})")
     group.add_argument("--config", metavar="FILE.toml", type=Path,
                        help="the node's config file ([ledger], [node], [limits]; docs/service.md)")
+
+
+def _key_location(text: str) -> str | Path:
+    from axon.keys import key_location
+    return key_location(text)
 
 
 def read_settings(args: argparse.Namespace) -> ServiceConfig:
@@ -113,6 +125,7 @@ def read_settings(args: argparse.Namespace) -> ServiceConfig:
 
 
 def _node_identity(settings: ServiceConfig) -> Identity | None:
+    from axon.keys import load_identity
     if settings.node.key is None and not os.environ.get(KEY_ENV):
         return None
     try:
@@ -122,6 +135,7 @@ def _node_identity(settings: ServiceConfig) -> Identity | None:
 
 
 def _installed(settings: ServiceConfig) -> InstalledVersions | None:
+    from axon.verify import InstalledVersions
     installed = settings.node.installed
     if installed is None or not installed.exists():
         return None
@@ -132,6 +146,8 @@ def _installed(settings: ServiceConfig) -> InstalledVersions | None:
 
 
 def open_verifier(settings: ServiceConfig, now: Callable[[], float] = time.time) -> tuple[Verifier, Ledger]:
+    from axon.ledger import Ledger
+    from axon.verify import Verifier
     path = settings.ledger.path
     if path is None:
         raise ArtifactSetupError("a .sop artifact is verified against a ledger: give --ledger PATH "

@@ -19,13 +19,14 @@ import tomllib
 import types
 import typing
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, ValidationInfo
 
-from axon.keys import is_pkcs11_uri
-from axon.verify import VerifyConfig
 from synapse.service.errors import ConfigError
+
+if typing.TYPE_CHECKING:  # imported where used: `synapse eval X.wasm` reads this file and starts fast
+    from axon.verify import VerifyConfig
 
 SCOPES = ("admin", "evaluate")
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
@@ -47,6 +48,7 @@ ConfigPath = Annotated[Path, PlainValidator(_config_path)]
 
 def _key_location(value: object, info: ValidationInfo) -> Path | str:
     """A key file (as a ConfigPath), or a `pkcs11:` URI naming a key in a token, kept as written."""
+    from axon.keys import is_pkcs11_uri
     return value if is_pkcs11_uri(value) else _config_path(value, info)
 
 
@@ -151,6 +153,7 @@ class LimitsConfig(Section):
 
     def verify_config(self) -> VerifyConfig:
         """Axon's limits for verifying an artifact on this node."""
+        from axon.verify import VerifyConfig
         return VerifyConfig(max_artifact_bytes=self.max_artifact_bytes,
                             clock_skew_seconds=self.clock_skew_seconds)
 
@@ -226,6 +229,131 @@ class MqttConfig(Section):
     reconnect_max: float = 10.0
 
 
+# --- the plant: PLC sources, tags, verdicts written back (synapse/plant/, docs/plc.md) ---------------
+
+RegisterType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64"]
+Order = Literal["big", "little"]
+
+
+class ModbusSourceConfig(Section):
+    """A Modbus TCP server (a PLC), read and written through pymodbus."""
+
+    kind: Literal["modbus"]
+    host: str
+    port: int = 502
+    unit: int = 1
+    # Seconds: a request not answered within this is a timeout (the tags it reads are bad).
+    timeout: float = 1.0
+    # Default poll period of this source's tags (seconds).
+    poll: float = 0.1
+    # Longest wait between two connection attempts (it doubles from 0.1 s up to this).
+    reconnect_max: float = 5.0
+
+
+class OpcUaSourceConfig(Section):
+    """An OPC UA server, read and written through asyncua."""
+
+    kind: Literal["opcua"]
+    url: str
+    security: Literal["None", "SignAndEncrypt"] = "None"
+    policy: Literal["Basic256Sha256"] = "Basic256Sha256"
+    # This client's certificate and key (PEM or DER): required by SignAndEncrypt and certificate login.
+    certificate: ConfigPath | None = None
+    private_key: ConfigPath | None = None
+    # The server's certificate, to check it against (SignAndEncrypt).
+    server_certificate: ConfigPath | None = None
+    login: Literal["anonymous", "password", "certificate"] = "anonymous"
+    username: str | None = None
+    # The password, read from this file (never from the config itself).
+    password_file: ConfigPath | None = None
+    timeout: float = 2.0
+    # Default sampling interval (subscriptions) or read period (plain reads) of its tags, seconds.
+    poll: float = 0.1
+    reconnect_max: float = 5.0
+
+
+class MqttSourceConfig(Section):
+    """Tags in JSON payloads on the node's broker (the [mqtt] section says how to reach it)."""
+
+    kind: Literal["mqtt"]
+    qos: int = 0
+
+
+PlantSourceConfig = Annotated[ModbusSourceConfig | OpcUaSourceConfig | MqttSourceConfig,
+                              Field(discriminator="kind")]
+
+
+class PlantPointConfig(Section):
+    """Where a value lives on a source: Modbus (table, address, unit, type), OPC UA (node) or MQTT (topic)."""
+
+    source: str
+    table: Literal["holding", "input", "coil", "discrete"] | None = None
+    address: int | None = None
+    unit: int | None = None
+    # Registers: int16/uint16 (one), int32/uint32/float32 (two), float64 (four); default uint16.
+    type: RegisterType | None = None
+    byte_order: Order = "big"
+    word_order: Order = "big"
+    node: str | None = None
+    topic: str | None = None
+
+
+class PlantTagConfig(PlantPointConfig):
+    """A value read from the plant: where it lives, how it becomes an input value, how old it may be."""
+
+    # A boolean from one bit (0 = least significant) of a register.
+    bit: int | None = None
+    # Modbus: seconds between reads of its group; OPC UA: the sampling interval (0: the server's fastest).
+    poll: float | None = None
+    # OPC UA: a monitored item (true) or a plain read every `poll` (false).
+    subscribe: bool = True
+    # MQTT: a JSON Pointer into the payload ("" is the whole payload).
+    pointer: str = ""
+    scale: float = 1.0
+    offset: float = 0.0
+    # An enum input: the source's integer code or string -> the enum value.
+    map: dict[str, str] | None = None
+    # Older than this (seconds since the source's timestamp) is missing.
+    max_age: float = 5.0
+
+
+class PlantOutputConfig(PlantPointConfig):
+    """A value written back: the verdict code, the permissive bit, or (MQTT) the decision as JSON."""
+
+    value: Literal["verdict", "permissive", "decision"]
+    # Verdicts for which the permissive is true.
+    permissive_on: list[Literal["ALLOW", "WARN"]] = Field(default_factory=lambda: ["ALLOW"])
+    # Written on shutdown and when nothing can be evaluated; default DENY (0) and false.
+    safe: int | None = None
+    retain: bool = True
+
+
+class PlantHeartbeatConfig(PlantPointConfig):
+    """A counter written every cycle (mod 65536): a PLC that sees it stop knows the sidecar is dead."""
+
+
+class PlantPolicyConfig(Section):
+    # Policy input name -> tag name.
+    telemetry: dict[str, str] = Field(default_factory=dict)
+    context: dict[str, str] = Field(default_factory=dict)
+    outputs: list[PlantOutputConfig] = Field(default_factory=list)
+
+
+class PlantConfig(Section):
+    """PLC sources and tags in place of the feed; verdicts written back (docs/plc.md)."""
+
+    # Seconds between two cycles (a snapshot, a heartbeat); a changed value is evaluated at once too.
+    cycle: float = 0.1
+    # Seconds: every policy is evaluated at least this often, changed or not.
+    period: float = 1.0
+    # Evaluate and log, write nothing (`synapse run --dry-run`).
+    dry_run: bool = False
+    sources: dict[str, PlantSourceConfig] = Field(default_factory=dict)
+    tags: dict[str, PlantTagConfig] = Field(default_factory=dict)
+    policies: dict[str, PlantPolicyConfig] = Field(default_factory=dict)
+    heartbeat: PlantHeartbeatConfig | None = None
+
+
 class ServiceConfig(Section):
     server: ServerConfig = Field(default_factory=ServerConfig)
     ledger: LedgerConfig = Field(default_factory=LedgerConfig)
@@ -236,6 +364,7 @@ class ServiceConfig(Section):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     sidecar: SidecarConfig = Field(default_factory=SidecarConfig)
     mqtt: MqttConfig | None = None
+    plant: PlantConfig | None = None
 
     @property
     def is_loopback(self) -> bool:
@@ -298,6 +427,10 @@ class ServiceConfig(Section):
             _require(m.reconnect_max >= 0.5, "mqtt.reconnect_max must be >= 0.5 seconds")
             _require((m.client_cert is None) == (m.client_key is None),
                      "mqtt.client_cert and mqtt.client_key go together")
+        if self.plant is not None:
+            from synapse.plant.points import check_plant  # the plant's own cross-checks, with their words
+
+            check_plant(self.plant, has_broker=self.mqtt is not None)
         if not self.is_loopback and not self.auth_configured:
             raise ConfigError(
                 f"refusing to bind {s.host}: only loopback addresses may be served without authentication; "
@@ -353,6 +486,7 @@ FLAG_KEYS = {
     "store": "store.path", "decision_log": "decision_log.path", "max_body_bytes": "limits.max_body_bytes",
     "rate": "limits.rate", "burst": "limits.burst", "eval_timeout_ms": "limits.eval_timeout_ms",
     "open_evaluate": "auth.open_evaluate", "source": "sidecar.source", "interval": "sidecar.interval",
+    "dry_run": "plant.dry_run",
 }
 
 
