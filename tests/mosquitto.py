@@ -71,9 +71,11 @@ class Broker:
 
     `tls=True` serves TLS only (clients use `broker.tls.ca_file`); `users={"name": "password"}` requires
     those credentials and refuses anonymous clients. `stop()` and `start()` again (same port) let a test
-    take the broker away and bring it back."""
+    take the broker away and bring it back; with `persistent=True` the broker keeps persistent sessions
+    (their subscriptions and queued QoS 1 messages) across that, as a production broker would."""
 
-    def __init__(self, directory: Path, *, tls: bool = False, users: dict[str, str] | None = None) -> None:
+    def __init__(self, directory: Path, *, tls: bool = False, users: dict[str, str] | None = None,
+                 persistent: bool = False) -> None:
         if not Path(MOSQUITTO).exists():
             raise RuntimeError("the MQTT tests need the Mosquitto broker: install Debian's `mosquitto` "
                                "(apt-get install mosquitto; .ci/run does this)")
@@ -86,7 +88,9 @@ class Broker:
         self._proc: subprocess.Popen[bytes] | None = None
         # Run as whoever runs the tests: started as root, mosquitto would otherwise drop to the user
         # `mosquitto`, which cannot read the files made here.
-        lines = [f"user {getpass.getuser()}", f"listener {self.port} {self.host}", "persistence false",
+        persistence = (["persistence true", f"persistence_location {self.directory}/"] if persistent
+                       else ["persistence false"])
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} {self.host}", *persistence,
                  "log_dest stderr",
                  "log_type error", "log_type warning"]
         if tls:

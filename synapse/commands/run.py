@@ -45,5 +45,5 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise UsageError("synapse run needs --config (the [sidecar] section says what to run)")
     config = config_from_args(args)
-    sidecar = Sidecar(config.sidecar)
+    sidecar = Sidecar(config.sidecar, mqtt=config.mqtt)
     return start(config, args, preload=[*config.sidecar.artifacts, *args.artifact], background=[sidecar.run])

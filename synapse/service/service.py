@@ -280,6 +280,11 @@ class PolicyService:
         """The ledger this node follows (ServiceError when it cannot be opened)."""
         return self._link.ledger()
 
+    @property
+    def node_state(self) -> NodeState:
+        """What the node remembers across workers and restarts (the SIP-017 nonces of the MQTT inbox too)."""
+        return self._node_state
+
     def rollback(self, policy: str, urn: str, *, by: str) -> dict[str, Any]:
         """Serve an older artifact of `policy` (a pin); what is served now."""
         served = self._registry.rollback(policy, urn)

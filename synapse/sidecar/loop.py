@@ -14,7 +14,9 @@ authorised SIP-017 `set_context` commands until they expire (a deliberate, time-
 Every decision goes through `PolicyService.evaluate`, so it is logged like an HTTP one (source
 "sidecar"). Decisions whose verdict needs a person become SIP-017 ALERTs on the ledger (synapse/alerts.py,
 with its de-duplication and rate limit); CMD messages to this node are read from the ledger and carried
-out (synapse/sidecar/plant_commands.py). Alerts sent and commands handled are recorded in the decision log.
+out (synapse/sidecar/plant_commands.py). With an [mqtt] section, alerts go through the broker instead
+and commands arrive there too, through the same processor (synapse/sidecar/mqtt.py). Alerts sent and
+commands handled are recorded in the decision log.
 
 Shutdown. The loop is an asyncio task of the HTTP app; SIGTERM cancels it between two evaluations (an
 evaluation and its log record are one synchronous step), then the service seals the log.
@@ -36,7 +38,7 @@ from axon.messaging.inner import Message
 from synapse.decision import Decision
 from synapse.inputs import Reading, ReadingInvalid
 from synapse.service import logs
-from synapse.service.config import SidecarConfig
+from synapse.service.config import MqttConfig, SidecarConfig
 from synapse.service.errors import ServiceError
 from synapse.service.metrics import UNKNOWN_TYPE
 from synapse.service.service import PolicyService
@@ -106,8 +108,12 @@ class FeedReader:
 class Sidecar:
     """The sidecar loop for one PolicyService (see the module docstring)."""
 
-    def __init__(self, config: SidecarConfig, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: SidecarConfig, *, mqtt: MqttConfig | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.mqtt_config = mqtt
+        self._mqtt: Any = None  # synapse.sidecar.mqtt.MqttMessaging, imported only when configured
+        self._processor: PlantCommandProcessor | None = None
         self._clock = clock
         self._overrides: dict[str, tuple[Any, float]] = {}  # set_context: name -> (value, expires_at)
         self._alerter: Alerter | None = None
@@ -122,14 +128,20 @@ class Sidecar:
         feed = FeedReader(self.config.source, self.config.follow, loop, queue)
         feed.start()
         poller = asyncio.create_task(self._commands()) if self.config.commands.enabled else None
+        broker = asyncio.create_task(self._start_mqtt()) if self.mqtt_config is not None else None
         try:
             await self._loop(queue)
             if self._pending:
                 await asyncio.gather(*self._pending, return_exceptions=True)
+            if self._mqtt is not None and self.config.exit_at_eof:
+                await self._mqtt.drain(timeout=10.0)
         finally:
             feed.stop()
             if poller is not None:
                 poller.cancel()
+            if broker is not None:
+                broker.cancel()
+                await asyncio.gather(broker, return_exceptions=True)
         logs.event("sidecar_feed_done", source=self.config.source, evaluations=self.evaluations)
         if self.config.exit_at_eof:
             os.kill(os.getpid(), signal.SIGTERM)  # the same graceful path as an operator's SIGTERM
@@ -204,7 +216,9 @@ class Sidecar:
         decision_id = result.decision_id
         message = alerter.decide(result.to_dict(), result.policy, result.urn, decision_id, now, telemetry)
         if message is not None:
-            sending = asyncio.to_thread(self._send, message, now, decision_id)
+            via_broker = self._mqtt is not None and self._mqtt.config.alerts
+            send = self._queue_for_broker if via_broker else self._send
+            sending = asyncio.to_thread(send, message, now, decision_id)
             task = asyncio.get_running_loop().create_task(sending)
             self._pending.add(task)
             task.add_done_callback(self._pending.discard)
@@ -234,6 +248,22 @@ class Sidecar:
         with self.service.activity() as running:
             if running:
                 self._send_now(alerter, book, message, now, decision_id)
+
+    def _queue_for_broker(self, message: Message, now: float, decision_id: str) -> None:
+        """Resolve the recipients of the moment (a ledger read, in this thread), then queue the alert for
+        the broker on the event loop; it is sealed when it is published."""
+        book, mqtt = self._recipients, self._mqtt
+        if book is None or mqtt is None:  # _alert makes the book, run() the broker link, before this
+            raise ServiceError("an alert was queued before alerts were set up", code="SYNAPSE-SVC-INTERNAL",
+                               status=500)
+        with self.service.activity() as running:
+            if not running:
+                return
+            try:
+                recipients = book.current(self.service.ledger())
+            except ServiceError:  # the ledger is away: the recipients resolved last stand
+                recipients = book.latest
+        mqtt.loop.call_soon_threadsafe(mqtt.queue_alert, message, recipients, decision_id)
 
     def _send_now(self, alerter: Alerter, book: RecipientBook, message: Message, now: float,
                   decision_id: str) -> None:
@@ -287,9 +317,52 @@ class Sidecar:
 
     def _make_inbox(self) -> LedgerPlantCommandInbox:
         service = self.service
-        processor = PlantCommandProcessor(_Handlers(self), service.identity.did,
-                                     max_context_ttl_s=self.config.commands.max_context_ttl)
-        return LedgerPlantCommandInbox(service.ledger(), service.identity, processor, clock=self._clock)
+        return LedgerPlantCommandInbox(service.ledger(), service.identity, self._command_processor(),
+                                       clock=self._clock)
+
+    def _command_processor(self) -> PlantCommandProcessor:
+        """One processor for both carriers (ledger and broker): one set of SCP sessions and offers."""
+        if self._processor is None:
+            self._processor = PlantCommandProcessor(_Handlers(self), self.service.identity.did,
+                                                    max_context_ttl_s=self.config.commands.max_context_ttl)
+        return self._processor
+
+    # -- the broker ----------------------------------------------------------------------------------
+
+    async def _start_mqtt(self) -> None:
+        from synapse.sidecar.mqtt import MqttMessaging, MqttPlantCommandInbox, NodeStateNonces
+
+        config, service = self.mqtt_config, self.service
+        if config is None:
+            return
+        inbox = None
+        if config.commands:
+            inbox = MqttPlantCommandInbox(service.ledger, service.identity, self._command_processor(),
+                                          NodeStateNonces(service.node_state), clock=self._clock)
+        try:
+            self._mqtt = MqttMessaging(config, service.identity, inbox=inbox, record=self._broker_record,
+                                       activity=service.activity, clock=self._clock)
+            await self._mqtt.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # e.g. the password file cannot be read: alerts stay on the ledger
+            self._mqtt = None
+            logs.event("mqtt_not_started", logging.ERROR, code=getattr(exc, "code", type(exc).__name__),
+                       reason=str(exc))
+
+    def _broker_record(self, kind: str, record: dict[str, Any]) -> None:
+        """An outcome of the broker edge: logged, counted and recorded like the ledger edge's."""
+        metrics = self.service.metrics
+        if kind == "command":
+            self._count(record)
+            logs.event("command", logging.INFO, **record)
+        else:  # alert (published) or alert_dropped (never will be)
+            metrics.alert_delivery(kind == "alert")
+            logs.event(kind, logging.INFO if kind == "alert" else logging.WARNING, **record)
+        try:
+            self.service.record_event(kind, **record)
+        except ServiceError as exc:  # the log is closed (stopping): the line above still says it
+            logs.event("not_recorded", logging.WARNING, what=kind, code=exc.code, reason=exc.message)
 
     def set_context(self, name: str, value: Any, expires_at: float) -> None:
         self._overrides = {**self._overrides, name: (value, float(expires_at))}

@@ -72,7 +72,7 @@ def broker_settings(config: MqttConfig, identity: Identity) -> BrokerSettings:
     return BrokerSettings(config.host, config.port, tls=config.tls, ca_file=config.ca_file,
                           client_cert=config.client_cert, client_key=config.client_key,
                           username=config.username, password=password,
-                          client_id=config.client_id or f"sopcos-{identity.address}",
+                          client_id=config.client_id or f"sopcos-{identity.key.public_key.address}",
                           keepalive=config.keepalive, topic_prefix=config.topic_prefix)
 
 
@@ -205,8 +205,10 @@ class MqttMessaging:
         self._activity = activity
         self._clock = clock
         self.alerts = AlertQueue(identity, config.max_queued_alerts, window_s)
+        self.loop = asyncio.get_running_loop()  # made on the loop; queue_alert is called through it
         self._wake = asyncio.Event()
-        inbox_topic = topic_for(identity.address, config.topic_prefix) if inbox is not None else None
+        own_topic = topic_for(identity.key.public_key.address, config.topic_prefix)
+        inbox_topic = own_topic if inbox is not None else None
         self.link = MqttLink(self.settings, inbox_topic, self._on_message, self._on_state,
                              config.reconnect_max)
 
@@ -219,6 +221,13 @@ class MqttMessaging:
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
             self._report_undelivered()
+
+    async def drain(self, timeout: float) -> None:
+        """Wait until every queued alert was published, or `timeout` seconds (what is left is reported
+        when the link stops)."""
+        deadline = self.loop.time() + timeout
+        while self.alerts.items and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
 
     # -- alerts ----------------------------------------------------------------------------------------
 
