@@ -486,7 +486,6 @@ FLAG_KEYS = {
     "store": "store.path", "decision_log": "decision_log.path", "max_body_bytes": "limits.max_body_bytes",
     "rate": "limits.rate", "burst": "limits.burst", "eval_timeout_ms": "limits.eval_timeout_ms",
     "open_evaluate": "auth.open_evaluate", "source": "sidecar.source", "interval": "sidecar.interval",
-    "dry_run": "plant.dry_run",
 }
 
 
@@ -538,20 +537,37 @@ def _dotted(loc: tuple[str | int, ...]) -> str:
 
 def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel] | None:
     """The section model at a location (None when the location is not a table)."""
-    model: type[BaseModel] | None = ServiceConfig
+    hint: Any = ServiceConfig
     for part in loc:
-        if isinstance(part, int) or model is None:
-            continue
-        model = _section_type(model.model_fields[part].annotation) if part in model.model_fields else None
-    return model
+        if not isinstance(part, int) and hint is not None:
+            hint = _step(hint, part)
+    return _section_type(hint)
+
+
+def _step(hint: Any, part: str) -> Any:
+    """The type at `part` inside `hint`: a named entry of a table of tables (dict), the member of a
+    union its `kind` names (how pydantic locates a discriminated union), or a model's field."""
+    members = _members(hint)
+    for member in members:
+        if typing.get_origin(member) is dict:
+            return typing.get_args(member)[1]
+    models = [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+    for model in models:
+        kind = model.model_fields.get("kind")
+        if kind is not None and typing.get_args(kind.annotation) == (part,):
+            return model
+    return next((m.model_fields[part].annotation for m in models if part in m.model_fields), None)
+
+
+def _members(hint: Any) -> list[Any]:
+    """A hint with Annotated, Optional, unions and lists taken apart."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType, list, typing.Annotated):
+        return [m for arg in typing.get_args(hint) for m in _members(arg)]
+    return [hint]
 
 
 def _section_type(hint: Any) -> type[BaseModel] | None:
-    if isinstance(hint, type) and issubclass(hint, BaseModel):
-        return hint
-    if typing.get_origin(hint) in (typing.Union, types.UnionType, list):
-        return next(filter(None, map(_section_type, typing.get_args(hint))), None)
-    return None
+    return next((m for m in _members(hint) if isinstance(m, type) and issubclass(m, BaseModel)), None)
 
 
 def _toml_type(value: object) -> str:
