@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import math
 
-import wasmtime
-
 from axon import abi
 from scc.errors import InternalError, unexpected
 from scc.gas import block_cost, entry_cost
@@ -49,6 +47,8 @@ def _data_string(data: bytes) -> str:
 
 
 def assemble(wat: str, meta_json: bytes) -> bytes:
+    import wasmtime  # here, not at the top: `scc check` never assembles and starts without it
+
     try:
         module = bytes(wasmtime.wat2wasm(wat))
     except wasmtime.WasmtimeError as exc:

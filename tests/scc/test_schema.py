@@ -168,3 +168,22 @@ def test_shipped_schema_lists_the_operators_of_the_table():
     generated = structure.operator_schemas()
     assert list(shipped) == list(generated)
     assert shipped == generated, "regenerate the operators in scc/schema/sip-001.schema.json from the table"
+
+
+def test_the_fast_validator_says_valid_only_where_jsonschema_does():
+    """structure.validate takes only "valid" from jsonschema-rs (docs/accelerators.md); on every document
+    here the reference must agree with that answer. A version with a trailing newline is where the two
+    differ (Python's `$` matches before it): jsonschema-rs refuses it and the reference decides."""
+    compiled = structure._compiled_validator()
+    assert compiled is not None, "jsonschema-rs is a dev dependency: pip install -e '.[dev]'"
+    documents = [SPEC_EXAMPLE, *(json.loads(p.read_bytes()) for p in POLICIES),
+                 _edit(["version"], "1.0.0\n"), _edit(["version"], "1.0"), _edit(["policy"], "Boiler"),
+                 _edit(["colour"], 1), _edit(["rules", 0, "then"], "halt"), _edit(["rules"], []),
+                 _edit(["inputs", "telemetry", "x"], {"type": "bool", "default": 1}),
+                 _edit(["inputs", "telemetry", "x"], {"type": "number", "min": True}),
+                 _edit(["rules", 0, "when"], {"gt": [P, 1.0, 2]}), _edit(["rules", 0, "when"], {"not": [V]}),
+                 _edit(["let", "Bad"], True), policy(rule({"in": [MODE, []]}))]
+    valid_by_reference = [not list(structure._validator().iter_errors(doc)) for doc in documents]
+    fast = [compiled.is_valid(doc) for doc in documents]
+    assert all(ref for ref, quick in zip(valid_by_reference, fast, strict=True) if quick)
+    assert fast.count(True) > len(POLICIES) and valid_by_reference.count(False) >= 10
