@@ -75,7 +75,13 @@ def open_module(path: str) -> pkcs11.lib:
                 # SoftHSM2 fails C_Initialize (GeneralError) when its config file is missing.
                 raise TokenError(f"cannot load PKCS#11 module {path}: {str(exc) or type(exc).__name__}"
                                  " (SoftHSM2: is SOFTHSM2_CONF right?)") from None
-        return _modules[path]
+        module = _modules[path]
+    try:
+        module.initialize()  # a no-op unless someone finalised the module (tests/softhsm.py does)
+    except PKCS11Error as exc:
+        raise TokenError(f"cannot initialise PKCS#11 module {path}: {str(exc) or type(exc).__name__}"
+                         " (SoftHSM2: is SOFTHSM2_CONF right?)") from None
+    return module
 
 
 def module_path(uri: Pkcs11Uri, environ: Mapping[str, str]) -> str:

@@ -5,8 +5,8 @@
         env = hsm.env                      # for a child process: SOFTHSM2_CONF points at this token's config
 
 SoftHSM2 reads SOFTHSM2_CONF when the module is initialised, and python-pkcs11 initialises it once per
-process, so entering re-initialises the module in this process (ending every session on it) under the
-new config, and leaving does so again under the previous one.
+process, so entering finalises the module in this process (ending every session on it) and the next
+key loaded initialises it again under this token's config; leaving finalises it again.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class SoftHSM:
     def __enter__(self) -> SoftHSM:
         self._previous = os.environ.get("SOFTHSM2_CONF")
         os.environ["SOFTHSM2_CONF"] = str(self.conf)
-        self._reinitialise()
+        self._finalise()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -58,9 +58,9 @@ class SoftHSM:
             os.environ.pop("SOFTHSM2_CONF", None)
         else:
             os.environ["SOFTHSM2_CONF"] = self._previous
-        self._reinitialise()
+        self._finalise()
 
-    def _reinitialise(self) -> None:
+    def _finalise(self) -> None:
         from axon.pkcs11_token import open_module
 
-        open_module(self.module).reinitialize()
+        open_module(self.module).finalize()
