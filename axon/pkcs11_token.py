@@ -39,7 +39,7 @@ from pkcs11.exceptions import (
 )
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from axon.keys import DID_RE, Identity, KeyMaterialError, PublicKey, did_for, low_s
+from axon.keys import DID_RE, Identity, InvalidKey, KeyMaterialError, PublicKey, did_for, low_s
 from axon.pkcs11_uri import Pkcs11Uri, Pkcs11UriError, parse
 
 MODULE_ENV = "SOPCOS_PKCS11_MODULE"
@@ -110,7 +110,7 @@ class TokenKey:
 
     def __init__(self, session: pkcs11.Session, private: pkcs11.PrivateKey, public_key: PublicKey,
                  where: str, can_derive: bool) -> None:
-        self._session = session
+        self._session = session  # kept open (and logged in) for as long as the key is used
         self._private = private
         self.public_key = public_key
         self._lock = threading.Lock()
@@ -210,9 +210,7 @@ def load_token_identity(uri_text: str, environ: Mapping[str, str] | None = None)
     private = _find_private(session, uri, where)
     public = _public_key(session, private, where)
     did = _stored_did(session, private.label) or did_for(public)
-    mechanisms = session.token.slot.get_mechanisms()
-    can_derive = Mechanism.ECDH1_DERIVE in mechanisms and bool(_attribute(private, Attribute.DERIVE))
-    return Identity(TokenKey(session, private, public, where, can_derive), did)
+    return Identity(_token_key(session, private, public, where), did)
 
 
 def generate_token_key(uri_text: str, name: str | None = None,
@@ -224,6 +222,8 @@ def generate_token_key(uri_text: str, name: str | None = None,
     label = uri.object
     if not label:
         raise Pkcs11UriError("to create a key, the URI names it with object=LABEL")
+    if name is not None and not DID_RE.match(f"did:sopcos:{name}#key-1"):  # before the token is touched
+        raise InvalidKey(f"did:sopcos:{name}#key-1 is not a valid did:sopcos identifier")
     session, where = _open_session(uri, os.environ if environ is None else environ, rw=True)
     clashes = [{Attribute.LABEL: label}] + ([{Attribute.ID: uri.id}] if uri.id else [])
     for template in clashes:
@@ -250,8 +250,14 @@ def generate_token_key(uri_text: str, name: str | None = None,
     session.create_object({Attribute.CLASS: ObjectClass.DATA, Attribute.TOKEN: True, Attribute.PRIVATE: False,
                            Attribute.LABEL: label, Attribute.APPLICATION: DID_APPLICATION,
                            Attribute.VALUE: did.encode()})
-    mechanisms = session.token.slot.get_mechanisms()
-    return Identity(TokenKey(session, private, public, where, Mechanism.ECDH1_DERIVE in mechanisms), did)
+    return Identity(_token_key(session, private, public, where), did)
+
+
+def _token_key(session: pkcs11.Session, private: pkcs11.PrivateKey, public: PublicKey,
+               where: str) -> TokenKey:
+    can_derive = (Mechanism.ECDH1_DERIVE in session.token.slot.get_mechanisms()
+                  and bool(_attribute(private, Attribute.DERIVE)))
+    return TokenKey(session, private, public, where, can_derive)
 
 
 def _open_session(uri: Pkcs11Uri, environ: Mapping[str, str], rw: bool) -> tuple[pkcs11.Session, str]:

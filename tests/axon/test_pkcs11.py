@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 
 import pytest
-from pkcs11 import Attribute, ObjectClass
+from pkcs11 import Attribute, KeyType, ObjectClass
 from pkcs11.exceptions import AttributeSensitive
 
 from axon import envelope as env_mod
@@ -18,11 +18,11 @@ from axon import pkcs11_uri
 from axon.artifact_crypto import RecipientKey, Recipients
 from axon.cli import main as axon_main
 from axon.errors import AxonError
-from axon.keys import _N, Identity, KeyMaterialError, PublicKey, SigningKey, load_identity, recover
+from axon.keys import _N, Identity, KeyMaterialError, PublicKey, SigningKey, did_for, load_identity, recover
 from axon.ledger import Ledger, ops
 from axon.messaging import envelope as message_envelope
 from axon.messaging.inner import Message
-from axon.pkcs11_token import TokenError, generate_token_key, open_module
+from axon.pkcs11_token import SECP256K1_PARAMS, TokenError, generate_token_key, open_module
 from axon.verify import Verifier, VerifyConfig
 from tests.artifact_fixtures import NOW, identity, wat_module
 from tests.softhsm import USER_PIN, SoftHSM
@@ -108,6 +108,28 @@ def test_an_encrypted_artifact_and_a_sip017_message_open_by_ecdh_in_the_token(tm
     verified = Verifier(ledger, VerifyConfig(), node_identity=token_key, now=lambda: NOW).verify(
         envelope.to_bytes())
     assert verified.encrypted and bytes(verified.module) == module
+
+
+def test_a_key_the_token_may_not_derive_with_still_signs_and_says_why_it_cannot_open(hsm, token_key):
+    with open_module(hsm.module).get_token(token_label=hsm.label).open(rw=True) as session:
+        params = session.create_domain_parameters(KeyType.EC, {Attribute.EC_PARAMS: SECP256K1_PARAMS},
+                                                  local=True)
+        params.generate_keypair(store=True, label="sign-only", id=b"\x07", private_template={
+            Attribute.DERIVE: False, Attribute.SIGN: True, Attribute.SENSITIVE: True,
+            Attribute.EXTRACTABLE: False})
+    sign_only = load_identity(hsm.uri("sign-only"))
+    digest = hashlib.sha256(b"seal").digest()
+    assert recover(sign_only.key.sign_recoverable(digest), digest) == sign_only.key.public_key
+    assert sign_only.did == did_for(sign_only.key.public_key)  # no DID stored beside it: the address
+    with pytest.raises(TokenError, match="the token does not allow ECDH"):
+        sign_only.key.ecdh_point(SigningKey.generate().public_key)
+
+
+def test_an_invalid_did_name_is_refused_before_anything_is_created(hsm):
+    with pytest.raises(KeyMaterialError, match="not a valid did:sopcos identifier"):
+        generate_token_key(hsm.uri("k"), "bad name")
+    with pytest.raises(TokenError, match="no EC private key"):
+        load_identity(hsm.uri("k"))
 
 
 def test_wrong_pin_is_a_precise_error_without_the_pin(hsm, token_key):
