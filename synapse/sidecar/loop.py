@@ -39,7 +39,8 @@ from synapse.decision import Decision
 from synapse.inputs import Reading, ReadingInvalid
 from synapse.service import logs
 from synapse.service.config import MqttConfig, SidecarConfig
-from synapse.service.errors import ServiceError
+from synapse.service.errors import ArtifactUnknown, ServiceError
+from synapse.service.fetch import fetch_artifact
 from synapse.service.metrics import UNKNOWN_TYPE
 from synapse.service.service import PolicyService
 from synapse.sidecar.alerts import Alerter, AlertPolicy, AlertSender, RecipientBook
@@ -374,8 +375,23 @@ class _Handlers:
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
 
-    def load_artifact(self, urn: str) -> dict[str, Any]:
-        artifact = self._sidecar.service.reactivate(urn, by="ledger command")
+    def load_artifact(self, urn: str, storage_hint: str | None = None) -> dict[str, Any]:
+        """A stored artifact is served again; one this node does not hold is fetched from the storage
+        hint, verified through Axon and stored by the service's upload (synapse/service/fetch.py)."""
+        service = self._sidecar.service
+        try:
+            service.artifact(urn)
+        except ArtifactUnknown:
+            if storage_hint is None:
+                raise ArtifactUnknown(f"no artifact {urn} on this node, and the command names no "
+                                      "storage_hint to fetch it from") from None
+            fetched = fetch_artifact(urn, storage_hint, max_bytes=service.config.limits.max_artifact_bytes,
+                                     timeout=self._sidecar.config.commands.fetch_timeout)
+            artifact, _ = service.upload(fetched.data)
+            logs.event("artifact_fetched", urn=urn, location=fetched.location, bytes=len(fetched.data))
+            return {"policy": artifact["policy"], "version": artifact["version"],
+                    "fetched_from": fetched.location, "bytes": len(fetched.data)}
+        artifact = service.reactivate(urn, by="ledger command")
         return {"policy": artifact["policy"], "version": artifact["version"]}
 
     def unload(self, urn: str) -> dict[str, Any]:

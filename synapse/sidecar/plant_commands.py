@@ -59,7 +59,9 @@ class CommandHandlers(Protocol):
     """What the sidecar does for each command. Each may return details for the record, or raise
     (preferably an error with a `.code`) to report a failure."""
 
-    def load_artifact(self, urn: str) -> Mapping[str, Any] | None: ...
+    def load_artifact(self, urn: str, storage_hint: str | None = None) -> Mapping[str, Any] | None:
+        """Serve `urn`; fetch it from `storage_hint` first if this node does not hold it."""
+        ...
 
     def unload(self, urn: str) -> Mapping[str, Any] | None: ...
 
@@ -137,8 +139,9 @@ class PlantCommandProcessor:
             return self._run(record, self.handlers.set_context, body["name"], body["value"],
                              body["expires_at"], confidential=True)
         record["urn"] = body["urn"]
-        handler = self.handlers.load_artifact if command == "load" else self.handlers.unload
-        return self._run(record, handler, body["urn"])
+        if command == "load":
+            return self._run(record, self.handlers.load_artifact, body["urn"], body.get("storage_hint"))
+        return self._run(record, self.handlers.unload, body["urn"])
 
     def _check_expiry(self, expires_at: int, now: float) -> None:
         if expires_at <= now:

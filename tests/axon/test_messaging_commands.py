@@ -24,7 +24,7 @@ class Handlers:
         self.calls: list[tuple] = []
         self.fail = fail
 
-    def load_artifact(self, urn):
+    def load_artifact(self, urn, storage_hint=None):
         self.calls.append(("load", urn))
         if self.fail:
             raise self.fail
