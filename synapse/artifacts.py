@@ -40,13 +40,14 @@ from synapse.evaluate import Evaluator
 from synapse.hardening import harden_process, locked_bytearray, wipe
 from synapse.loader import open_module
 from synapse.sandbox import Limits
-from synapse.service.config import ServiceConfig, apply_flags, load_config
 from synapse.service.errors import ConfigError
 
-if TYPE_CHECKING:  # Axon's verifier, ledger and keys load only for a .sop (start-up of `synapse eval X.wasm`)
+if TYPE_CHECKING:  # Axon's verifier, ledger and keys, and the config file's models, load only when used:
+    # `synapse eval X.wasm` starts without them (issue 15)
     from axon.keys import Identity
     from axon.ledger import Ledger
     from axon.verify import InstalledVersions, VerifiedArtifact, Verifier, VerifyError
+    from synapse.service.config import ServiceConfig
 
 # axon.keys.KEY_ENV, named here without importing the key libraries (tests/test_startup.py checks they agree)
 KEY_ENV = "SOPCOS_KEY"
@@ -115,9 +116,17 @@ def _key_location(text: str) -> str | Path:
     return key_location(text)
 
 
+def needs_settings(args: argparse.Namespace) -> bool:
+    """Whether opening `args.module` needs the node's settings: a .sop does (ledger, key, limits); a raw
+    module only when a config file or a limit flag is given (read_settings checks them)."""
+    return (str(args.module).endswith(ARTIFACT_SUFFIX)
+            or any(getattr(args, flag, None) is not None for flag in ("config", "eval_timeout_ms")))
+
+
 def read_settings(args: argparse.Namespace) -> ServiceConfig:
     """The config file's settings (the defaults without one), the flags given on top, checked as
     `synapse serve` checks them: one file, one set of rules."""
+    from synapse.service.config import apply_flags, load_config
     try:
         return apply_flags(load_config(getattr(args, "config", None)), args).validate()
     except ConfigError as exc:
@@ -163,12 +172,15 @@ def open_verifier(settings: ServiceConfig, now: Callable[[], float] = time.time)
     return verifier, ledger
 
 
-def open_for_cli(module: str, settings: ServiceConfig, limits: Limits | None = None) -> Evaluator:
-    """The evaluator for `module`: a `.sop` verified by Axon, or a raw module with a notice."""
+def open_for_cli(module: str, settings: ServiceConfig | None, limits: Limits | None = None) -> Evaluator:
+    """The evaluator for `module`: a `.sop` verified by Axon (`settings` required), or a raw module with a
+    notice."""
     path = str(module)
     if not path.endswith(ARTIFACT_SUFFIX):
         print(DEV_NOTICE.format(path=path), file=sys.stderr)
         return open_module(path, limits=limits)
+    if settings is None:
+        raise ArtifactSetupError("a .sop artifact is opened with the node's settings (a bug: none given)")
     harden_process()  # before the node key is read or the module decrypted (docs/artifacts.md)
     verifier, ledger = open_verifier(settings)
     try:

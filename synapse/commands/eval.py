@@ -11,7 +11,14 @@ import orjson
 
 from axon import strictjson
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_lines
-from synapse.artifacts import ArtifactRefused, ArtifactSetupError, add_arguments, open_for_cli, read_settings
+from synapse.artifacts import (
+    ArtifactRefused,
+    ArtifactSetupError,
+    add_arguments,
+    needs_settings,
+    open_for_cli,
+    read_settings,
+)
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
 from synapse.evaluate import Evaluator
@@ -73,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
     if args.input is not None and args.context is not None:
         raise UsageError("--context goes with --telemetry; with --input each line carries its own context")
     try:
-        settings = read_settings(args)
-        limits = Limits(gas=args.gas, fuel=args.fuel, deadline_ms=settings.limits.eval_timeout_ms)
+        settings = read_settings(args) if needs_settings(args) else None
+        deadline_ms = Limits.deadline_ms if settings is None else settings.limits.eval_timeout_ms
+        limits = Limits(gas=args.gas, fuel=args.fuel, deadline_ms=deadline_ms)
         evaluator = open_for_cli(args.module, settings, limits)
     except ArtifactRefused as exc:
         print(f"synapse: {exc} [{exc.code}]", file=sys.stderr)
