@@ -26,6 +26,8 @@ from synapse.service.fetch import (
 from tests.service_support import HALT, Plant, Server, records, sidecar_config
 from tests.waiting import wait_until
 
+pytestmark = pytest.mark.slow  # a real HTTP server, and a synapse run process
+
 
 class ArtifactServer:
     """A real HTTP server on a free loopback port: files from `root`, and a few misbehaving routes."""
@@ -135,7 +137,6 @@ def test_the_wrong_artifact_under_the_right_name_is_refused(world):
         artifact_location("urn:sopcos:something-else", f"{server.base}/art/")
 
 
-@pytest.mark.slow
 def test_cmd_load_fetches_verifies_stores_and_serves(world, tmp_path):
     plant, server, art, (v2, v2_urn), (_, unregistered_urn) = world
     v1, _ = plant.artifact("1.0.0")

@@ -17,6 +17,7 @@ import pytest
 from axon.keys import Identity
 from axon.ledger import Ledger
 from axon.messaging import Message, Receiver, seal, sign
+from axon.messaging import key_exchange as kx
 from axon.messaging.errors import BrokerUnavailable
 from axon.messaging.mqtt import BrokerSettings, MqttLink, topic_for
 from axon.messaging.signed import LedgerKeys
@@ -118,6 +119,17 @@ def test_alerts_commands_and_a_replay_after_restart(tmp_path):
             assert reply.sender.did == plant.node.did and reply.message.type == "LOG"
             assert reply.message.body["in_reply_to"] == ping.nonce
             assert reply.message.body["echo"] == "over mqtt"
+
+            # Key exchange for an SCP session: the operator (LVL_2) offers, the node accepts.
+            pending = kx.offer(plant.node.did, plant.now)
+            offer = Message.new("KEY_EXCHANGE", pending.offer.to_body(), plant.now)
+            operator.publish(plant.node, sign(plant.operator, plant.node.did,
+                                              seal(plant.node.key.public_key, offer)).to_json().encode())
+            [accept] = wait_until(lambda: [m for m in operator.messages(plant.ledger_path)
+                                           if m.message.type == "KEY_EXCHANGE"], what="the accept")
+            session = kx.complete(pending, accept.message.body, plant.node.did, plant.operator.did, plant.now)
+            [recorded] = [e for e in events(server, "command") if e.get("type") == "KEY_EXCHANGE"]
+            assert recorded["session_id"] == session.session_id.hex() and recorded["status"] == "ok"
         finally:
             assert server.stop() == 0
 
@@ -135,7 +147,7 @@ def test_alerts_commands_and_a_replay_after_restart(tmp_path):
         assert len(admin.payloads) == 1  # answered once, not twice
         commands = [r for r in records(plant) if r.get("event") == "command"]
         assert [(c["data"]["status"], c["data"].get("code")) for c in commands] == [
-            ("ok", None), ("dropped", "MSG-REPLAY")]
+            ("ok", None), ("ok", None), ("dropped", "MSG-REPLAY")]
         assert "node-pw" not in server.stderr_path.read_text()  # the broker password never reaches the log
         operator.close()
         admin.close()
