@@ -36,6 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="seconds between evaluations (0: every line as it arrives)")
     parser.add_argument("--artifact", metavar="SOP", action="append", type=Path, default=[],
                         help="load this .sop at start as well (repeatable)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="with a [plant] section: evaluate and log, write nothing to the plant")
     parser.set_defaults(run=run)
 
 
@@ -45,5 +47,9 @@ def run(args: argparse.Namespace) -> int:
     if args.config is None:
         raise UsageError("synapse run needs --config (the [sidecar] section says what to run)")
     config = config_from_args(args)
-    sidecar = Sidecar(config.sidecar, mqtt=config.mqtt)
+    if args.dry_run:
+        if config.plant is None:
+            raise UsageError("--dry-run is for a sidecar with a [plant] section (docs/plc.md)")
+        config.plant.dry_run = True
+    sidecar = Sidecar(config.sidecar, mqtt=config.mqtt, plant=config.plant)
     return start(config, args, preload=[*config.sidecar.artifacts, *args.artifact], background=[sidecar.run])

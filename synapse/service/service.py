@@ -185,14 +185,16 @@ class PolicyService:
     # -- deciding ------------------------------------------------------------------------------------
 
     def evaluate(self, policy: str, telemetry: dict[str, Any], context: dict[str, Any], *,
-                 source: str = "http") -> Decision:
+                 source: str = "http", refusal: str | None = None) -> Decision:
         """Decide and log; the decision as recorded. Raises PolicyUnknown/PolicyNotServed before deciding,
         DecisionLogError when the decision cannot be logged (it is then not returned: an unlogged decision
-        does not exist)."""
+        does not exist). With `refusal` the module is not run: the decision is DENY with that reason (the
+        plant's inputs are missing, stale or bad: docs/plc.md), logged like any other."""
         served = self._registry.resolve(policy)
         start = time.perf_counter()
         try:
-            decision = served.evaluator.evaluate(telemetry, context)
+            decision = (Decision.deny(refusal) if refusal is not None
+                        else served.evaluator.evaluate(telemetry, context))
         except Exception as exc:  # Evaluator.evaluate never raises; if it ever does, it fails safe
             decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}", gas_used=None)
         logged = decision.to_dict()

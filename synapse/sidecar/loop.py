@@ -38,7 +38,7 @@ from axon.messaging.inner import Message
 from synapse.decision import Decision
 from synapse.inputs import Reading, ReadingInvalid
 from synapse.service import logs
-from synapse.service.config import MqttConfig, SidecarConfig
+from synapse.service.config import MqttConfig, PlantConfig, SidecarConfig
 from synapse.service.errors import ArtifactUnknown, ServiceError
 from synapse.service.fetch import fetch_artifact
 from synapse.service.metrics import UNKNOWN_TYPE
@@ -110,9 +110,10 @@ class Sidecar:
     """The sidecar loop for one PolicyService (see the module docstring)."""
 
     def __init__(self, config: SidecarConfig, *, mqtt: MqttConfig | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 plant: PlantConfig | None = None, clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.mqtt_config = mqtt
+        self.plant = plant  # PLC sources in place of the feed (synapse/plant/, docs/plc.md)
         self._mqtt: Any = None  # synapse.sidecar.mqtt.MqttMessaging, imported only when configured
         self._processor: PlantCommandProcessor | None = None
         self._clock = clock
@@ -126,18 +127,23 @@ class Sidecar:
         self.service = service
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue(maxsize=0)
-        feed = FeedReader(self.config.source, self.config.follow, loop, queue)
-        feed.start()
+        feed = None
+        if self.plant is None:
+            feed = FeedReader(self.config.source, self.config.follow, loop, queue)
+            feed.start()
         poller = asyncio.create_task(self._commands()) if self.config.commands.enabled else None
         broker = asyncio.create_task(self._start_mqtt()) if self.mqtt_config is not None else None
         try:
+            if self.plant is not None:
+                await self._run_plant(self.plant)
             await self._loop(queue)
             if self._pending:
                 await asyncio.gather(*self._pending, return_exceptions=True)
             if self._mqtt is not None and self.config.exit_at_eof:
                 await self._mqtt.drain(timeout=10.0)
         finally:
-            feed.stop()
+            if feed is not None:
+                feed.stop()
             if poller is not None:
                 poller.cancel()
             if broker is not None:
@@ -196,14 +202,33 @@ class Sidecar:
         names = [policy] if policy else (self.config.policies or self.service.served_policies())
         context = self._context(feed_context)
         for name in names:
-            try:
-                result = self.service.evaluate(name, dict(telemetry), context, source="sidecar")
-            except ServiceError as exc:
-                logs.event("sidecar_not_evaluated", logging.WARNING, policy=name, code=exc.code,
-                           reason=exc.message)
-                continue
-            self.evaluations += 1
-            self._alert(result, telemetry)
+            self._decide(name, telemetry, context)
+
+    def _decide(self, name: str, telemetry: dict[str, Any], context: dict[str, Any],
+                refusal: str | None = None) -> Decision | None:
+        """One decision, logged and alerted on; None when the policy could not be evaluated."""
+        try:
+            result = self.service.evaluate(name, dict(telemetry), context, source="sidecar", refusal=refusal)
+        except ServiceError as exc:
+            logs.event("sidecar_not_evaluated", logging.WARNING, policy=name, code=exc.code,
+                       reason=exc.message)
+            return None
+        self.evaluations += 1
+        self._alert(result, telemetry)
+        return result
+
+    # -- the plant -----------------------------------------------------------------------------------
+
+    async def _run_plant(self, plant: PlantConfig) -> None:
+        """The PLC sources in place of the feed: runs until cancelled (shutdown)."""
+        from synapse.plant.loop import PlantLoop  # pymodbus, asyncua, aiomqtt: only for a plant
+
+        def decide(policy: str, snapshot: Any) -> Decision | None:
+            refusal = snapshot.reason if snapshot.missing else None
+            return self._decide(policy, snapshot.telemetry, self._context(snapshot.context), refusal)
+
+        await PlantLoop(plant, decide, broker=self.mqtt_config, record=self.service.record_event,
+                        clock=self._clock).run()
 
     # -- alerts --------------------------------------------------------------------------------------
 

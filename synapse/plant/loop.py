@@ -1,0 +1,138 @@
+"""The plant loop: the asyncio shell around core.py that the sidecar runs in place of its feed.
+
+Sources run as tasks and fill one tag table. The loop wakes at every cycle and whenever a tag's value
+or quality changes; at each wake it takes each policy's snapshot (one instant, one table: consistent),
+evaluates the policies whose snapshot changed or whose `period` elapsed (`decide`, the sidecar's: the
+decision is logged, alerts raised), and writes their outputs; at every cycle it writes the heartbeat.
+A source lost or back is logged and recorded (`record`), and the policies using it are evaluated again
+at once. When a policy cannot be evaluated at all (not served, the decision log cannot be written), its
+outputs get their safe values; so they do on shutdown (the task is cancelled: safe values are written,
+then the sources close). With `dry_run` nothing is ever written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from synapse.decision import Decision
+from synapse.plant.core import Cadence, Heartbeat, Snapshot, TagTable, output_value, safe_value, take_snapshot
+from synapse.plant.sources import Clock, PlantWriteFailed, Source, describe, make_sources
+from synapse.service import logs
+from synapse.service.config import MqttConfig, PlantConfig, PlantOutputConfig, PlantPointConfig
+
+# decide(policy, snapshot): the decision made and logged, or None when nothing could be evaluated.
+Decide = Callable[[str, Snapshot], Decision | None]
+Record = Callable[..., None]
+SHUTDOWN_WRITE_TIMEOUT_S = 2.0
+
+
+class PlantLoop:
+    """See the module docstring."""
+
+    def __init__(self, plant: PlantConfig, decide: Decide, *, broker: MqttConfig | None = None,
+                 record: Record | None = None, clock: Clock = time.time,
+                 sources: Mapping[str, Source] | None = None) -> None:
+        self.plant = plant
+        self._decide = decide
+        self._record = record
+        self._clock = clock
+        self._wake = asyncio.Event()
+        self.table = TagTable(plant.tags, on_change=self._wake.set)
+        self.sources = dict(sources) if sources is not None else make_sources(
+            plant, broker, on_state=self._source_state, clock=clock)
+        self._cadences = {name: Cadence(plant.period) for name in plant.policies}
+        self._heartbeat = Heartbeat()
+        self._write_errors: dict[int, str] = {}  # id(point) -> the last failure reported
+        self.evaluations = 0
+
+    async def run(self) -> None:
+        tasks = [asyncio.create_task(source.run(self.table), name=f"plant-{name}")
+                 for name, source in self.sources.items()]
+        logs.event("plant_started", sources=sorted(self.sources), policies=sorted(self.plant.policies),
+                   dry_run=self.plant.dry_run)
+        try:
+            await self._cycles()
+        finally:
+            # Cancelled (shutdown) or failed: every output to its safe value, then close the sources.
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(self._write_safe(), SHUTDOWN_WRITE_TIMEOUT_S)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _cycles(self) -> None:
+        loop = asyncio.get_running_loop()
+        next_cycle = loop.time()
+        while True:
+            wait = next_cycle - loop.time()
+            if wait > 0 and not self._wake.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+            self._wake.clear()
+            await self.step()
+            if loop.time() >= next_cycle:
+                await self._beat()
+                next_cycle = max(next_cycle + self.plant.cycle, loop.time())
+
+    async def step(self) -> None:
+        """Evaluate every policy that is due on its snapshot now, and write its outputs."""
+        now = self._clock()
+        writes: list[tuple[PlantOutputConfig, Any]] = []
+        for name, spec in self.plant.policies.items():
+            snapshot = take_snapshot(spec, self.table, now)
+            cadence = self._cadences[name]
+            if not cadence.due(snapshot.key, now):
+                continue
+            decision = self._decide(name, snapshot)
+            cadence.done(snapshot.key, now)
+            self.evaluations += decision is not None
+            logged = decision.to_dict() if decision is not None else None
+            writes += [(output, output_value(output, logged)) for output in spec.outputs]
+        if writes:
+            await self._write(writes)
+
+    async def _beat(self) -> None:
+        beat = self.plant.heartbeat
+        if beat is not None:
+            await self._write([(beat, self._heartbeat.next())])
+
+    async def _write_safe(self) -> None:
+        await self._write([(output, safe_value(output)) for spec in self.plant.policies.values()
+                           for output in spec.outputs])
+
+    async def _write(self, writes: list[tuple[PlantPointConfig, Any]]) -> None:
+        if self.plant.dry_run:
+            return
+        await asyncio.gather(*(self._write_one(point, value) for point, value in writes))
+
+    async def _write_one(self, point: PlantPointConfig, value: Any) -> None:
+        try:
+            await self.sources[point.source].write(point, value)
+        except PlantWriteFailed as exc:
+            if self._write_errors.get(id(point)) != exc.message:  # said once, not every cycle
+                self._write_errors[id(point)] = exc.message
+                logs.event("plant_write_failed", logging.WARNING, source=point.source,
+                           point=describe(point), reason=exc.message)
+            return
+        if self._write_errors.pop(id(point), None) is not None:
+            logs.event("plant_write_resumed", source=point.source, point=describe(point))
+
+    def _source_state(self, source: str, state: str, reason: str | None) -> None:
+        level = logging.INFO if state == "connected" else logging.WARNING
+        logs.event(f"plant_source_{state}", level, source=source, reason=reason)
+        if self._record is not None:
+            try:
+                self._record("plant_source", source=source, state=state, reason=reason)
+            except Exception as exc:  # the log is closing: the line above still says it
+                logs.event("not_recorded", logging.WARNING, what="plant_source", reason=str(exc))
+        for name, spec in self.plant.policies.items():
+            points = [*(self.plant.tags[t] for t in (*spec.telemetry.values(), *spec.context.values())),
+                      *spec.outputs]
+            if any(point.source == source for point in points):
+                self._cadences[name].reset()
+        self._wake.set()
