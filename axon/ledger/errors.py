@@ -73,6 +73,30 @@ class InvalidOperation(RejectedTransaction):
     code = "AXON-LEDGER-OP-INVALID"
 
 
+class ChainUnavailable(LedgerError):
+    """The Ethereum node holding the ledger cannot be reached or answered badly (chain.py)."""
+
+    code = "AXON-LEDGER-CHAIN-UNAVAILABLE"
+
+
+class ChainMismatch(LedgerError):
+    """The Ethereum node is another chain than the one the local index was built from."""
+
+    code = "AXON-LEDGER-CHAIN-MISMATCH"
+
+
+class ChainRefused(RejectedTransaction):
+    """The Ethereum node refused the transaction (nonce used, funds for gas, gas price too low...)."""
+
+    code = "AXON-LEDGER-CHAIN-REFUSED"
+
+
+class ChainPending(LedgerError):
+    """The operation is on the chain but does not count yet (not enough confirmations within the wait)."""
+
+    code = "AXON-LEDGER-CHAIN-PENDING"
+
+
 class ChainBroken(LedgerError):
     """Stored entries do not replay to the same chain: tampering or corruption, at entry `seq`."""
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from eth_hash.auto import keccak
+
 from axon import strictjson
 from axon.keys import Identity
 from axon.ledger import ops
@@ -46,6 +48,7 @@ class Ledger:
         self._state = state
         self._lock = threading.RLock()
         self._seen_version: int | None = None  # the file's data_version when state last caught up
+        self._rewinds = 0  # the store's rewind count the state was built at (chain indexes only)
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -54,7 +57,7 @@ class Ledger:
         """Open an existing ledger; raises ChainBroken if its stored entries do not replay."""
         store = Store.open(path)
         try:
-            ledger = cls(store, LedgerState(store.chain_id))
+            ledger = cls(store, LedgerState(store.chain_id, chain_ordered=store.chain_index))
             ledger._sync()
         except BaseException:
             store.close()
@@ -65,8 +68,7 @@ class Ledger:
     def init(cls, path: str | Path, root: Identity, chain_id: int = DEFAULT_CHAIN_ID,
              now: int | None = None) -> Ledger:
         """Create a ledger whose genesis entry registers `root` at LVL_5, signed by root itself."""
-        if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 1 <= chain_id <= MAX_CHAIN_ID:
-            raise LedgerError(f"chain id must be an integer in 1..{MAX_CHAIN_ID}, not {chain_id!r}")
+        _check_chain_id(chain_id)
         now = int(time.time()) if now is None else now
         state = LedgerState(chain_id)
         genesis_op = ops.register_key(root.did, root.key.public_key, "LVL_5")
@@ -81,6 +83,18 @@ class Ledger:
             store.close()
             raise
         return cls(store, state)
+
+    @classmethod
+    def create_chain_index(cls, path: str | Path, chain_id: int) -> Ledger:
+        """Create the empty local index of a ledger kept on the Ethereum chain `chain_id` (chain.py)."""
+        _check_chain_id(chain_id)
+        store = Store.create(path, chain_id, chain_index=True)
+        return cls(store, LedgerState(chain_id, chain_ordered=True))
+
+    @property
+    def is_chain_index(self) -> bool:
+        """True for the local index of a ledger on an Ethereum chain: entries come only from its blocks."""
+        return self._store.chain_index
 
     def close(self) -> None:
         self._store.close()
@@ -99,6 +113,7 @@ class Ledger:
 
     def submit(self, raw_tx: bytes, now: int) -> Entry:
         """Check and append a signed operation transaction; raises a RejectedTransaction subclass."""
+        self._refuse_local_append()
         with self._lock, self._store.writing():
             self._catch_up()
             entry = self._state.admit(raw_tx, now)
@@ -108,6 +123,7 @@ class Ledger:
 
     def sign_and_submit(self, identity: Identity, op: dict[str, Any], now: int) -> Entry:
         """Sign `op` as `identity` with its next nonce and this ledger's chain id, then submit it."""
+        self._refuse_local_append()
         with self._lock, self._store.writing():
             self._catch_up()
             nonce = self._state.nonce_of(identity.key.address)
@@ -116,6 +132,61 @@ class Ledger:
             self._store.append(entry)
         self._state.commit(entry)
         return entry
+
+    def _refuse_local_append(self) -> None:
+        if self._store.chain_index and type(self) is Ledger:
+            raise LedgerError(f"{self.path} is the local index of a ledger on an Ethereum chain: send "
+                              "operations to the chain (--ledger URL), they are indexed from its blocks")
+
+    def check(self, raw_tx: bytes, now: int) -> Entry:
+        """Every admission check against the current state, appending nothing: the entry it would be."""
+        with self._lock:
+            self._sync()
+            return self._state.admit(raw_tx, now)
+
+    # --- the chain index (chain.py, follow.py) ----------------------------------------------------------
+
+    def indexed_blocks(self) -> list[tuple[int, bytes, int]]:
+        """(number, hash, last seq) of the indexed blocks holding entries and the last one, newest first."""
+        with self._lock, self._store.snapshot():
+            return self._store.blocks()
+
+    def apply_block(self, number: int, block_hash: bytes, timestamp: int,
+                    transactions: list[bytes]) -> tuple[list[Entry], list[tuple[bytes, LedgerError]]]:
+        """Index one block: each registry transaction, in block order, through every admission check
+        (timestamp: the block's). Returns the entries appended and the (tx hash, error) of the refused."""
+        admitted: list[Entry] = []
+        refused: list[tuple[bytes, LedgerError]] = []
+        with self._lock, self._store.writing():
+            self._catch_up()
+            blocks = self._store.blocks()
+            if blocks and number <= blocks[0][0]:
+                raise LedgerError(f"block {number} is already indexed (the index is at block {blocks[0][0]})")
+            state = self._state
+            for raw in transactions:
+                try:
+                    entry = state.admit(raw, timestamp)
+                except LedgerError as exc:
+                    refused.append((keccak(raw), exc))
+                    continue
+                self._store.append(entry)
+                state.commit(entry)
+                admitted.append(entry)
+            self._store.record_block(number, block_hash, state.head_seq)
+            self._rewinds = self._store.rewinds()
+        return admitted, refused
+
+    def rewind_to_block(self, number: int) -> tuple[int, bytes]:
+        """Undo every block after `number` (a chain reorganisation): their entries are removed and the
+        state is rebuilt from the entries that remain. Returns the head (seq, hash) kept."""
+        with self._lock, self._store.writing():
+            kept = [row for row in self._store.blocks() if row[0] <= number]
+            seq = kept[0][2] if kept else 0
+            rows = self._store.rows_at([seq]) if seq else []
+            head_hash = rows[0].entry_hash if rows else b""
+            self._store.rewind(number, seq, head_hash)
+            self._rebuild()
+            return seq, head_hash
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -207,6 +278,13 @@ class Ledger:
             return [self._entry(row) for i in range(0, len(seqs), step)
                     for row in self._store.rows_at(seqs[i:i + step])]
 
+    def entry_of_tx(self, tx_hash: bytes) -> Entry | None:
+        """The entry recording the transaction `tx_hash` (its Ethereum transaction id), if any."""
+        with self._lock, self._store.snapshot():
+            self._catch_up()
+            row = self._store.row_of_tx(tx_hash)
+            return None if row is None or row.seq > self._state.head_seq else self._entry(row)
+
     def entries(self, after_seq: int = 0) -> list[Entry]:
         with self._lock, self._store.snapshot():
             self._catch_up()
@@ -219,11 +297,11 @@ class Ledger:
         """Replay the whole file from genesis into fresh state: every signature, nonce, authority decision
         and hash link. Raises ChainBroken naming the first bad entry's seq."""
         with self._lock, self._store.snapshot():
-            fresh = LedgerState(self._store.chain_id)
+            fresh = LedgerState(self._store.chain_id, chain_ordered=self._store.chain_index)
             rows = self._store.rows()
             for row in rows:
                 _replay(fresh, row)
-            _check_head(fresh, self._store.head())
+            _check_head(fresh, self._store.head(), empty_ok=self._store.chain_index)
         return ChainReport(entries=len(rows), head_seq=fresh.head_seq, head_hash=fresh.head_hash)
 
     def _sync(self) -> None:
@@ -236,10 +314,22 @@ class Ledger:
         self._seen_version = version  # read before catching up: a commit in between only means one more sync
 
     def _catch_up(self) -> None:
-        """Replay entries appended since we last looked (by this or another process); inside a transaction."""
+        """Replay entries appended since we last looked (by this or another process); inside a transaction.
+        A chain index whose end was rewound meanwhile (a reorganisation) is rebuilt from its entries."""
+        if self._store.chain_index and self._store.rewinds() != self._rewinds:
+            self._rebuild()
+            return
         for row in self._store.rows(self._state.head_seq):
             _replay(self._state, row)
-        _check_head(self._state, self._store.head())
+        _check_head(self._state, self._store.head(), empty_ok=self._store.chain_index)
+
+    def _rebuild(self) -> None:
+        """Fresh state from every stored entry; inside a transaction."""
+        self._state = LedgerState(self._store.chain_id, chain_ordered=self._store.chain_index)
+        self._rewinds = self._store.rewinds()
+        for row in self._store.rows():
+            _replay(self._state, row)
+        _check_head(self._state, self._store.head(), empty_ok=self._store.chain_index)
 
     def _entry(self, row: StoredRow) -> Entry:
         # Rows up to the head were replayed, so their stored op equals the transaction's data.
@@ -268,8 +358,15 @@ def _replay(state: LedgerState, row: StoredRow) -> None:
     state.commit(entry)
 
 
-def _check_head(state: LedgerState, recorded: tuple[int, bytes]) -> None:
+def _check_chain_id(chain_id: object) -> None:
+    if isinstance(chain_id, bool) or not isinstance(chain_id, int) or not 1 <= chain_id <= MAX_CHAIN_ID:
+        raise LedgerError(f"chain id must be an integer in 1..{MAX_CHAIN_ID}, not {chain_id!r}")
+
+
+def _check_head(state: LedgerState, recorded: tuple[int, bytes], *, empty_ok: bool = False) -> None:
     seq, head_hash = recorded
+    if state.head_seq == 0 and empty_ok and seq == 0:
+        return  # a chain index before the chain's genesis entry
     if state.head_seq == 0:
         raise ChainBroken(1, "the ledger has no genesis entry")
     if seq > state.head_seq:

@@ -41,15 +41,20 @@ MAX_TIMESTAMP = 2**63 - 1
 
 
 def intrinsic_gas(data: bytes) -> int:
-    """Ethereum's intrinsic gas for a call carrying `data` (21000 + 16 per non-zero, 4 per zero byte)."""
-    return 21000 + sum(16 if b else 4 for b in data)
+    """Ethereum's intrinsic gas for a call carrying `data`: 21000 + 16 per non-zero and 4 per zero byte,
+    or since Prague (EIP-7623) the calldata floor 21000 + 10 per token (4 per non-zero byte, 1 per zero
+    byte) when that is more, so that a node of either fork includes the transaction."""
+    zero = data.count(0)
+    nonzero = len(data) - zero
+    return 21000 + max(16 * nonzero + 4 * zero, 10 * (4 * nonzero + zero))
 
 
-def operation_transaction(op: dict[str, Any], nonce: int) -> ethtx.Transaction:
-    """The unsigned transaction that carries `op`: to the registry, no value, gas price 0."""
+def operation_transaction(op: dict[str, Any], nonce: int, gas_price: int = 0) -> ethtx.Transaction:
+    """The unsigned transaction that carries `op`: to the registry, no value, gas price 0 unless the
+    chain it is sent to charges for gas (docs/fleet.md)."""
     data = ops.encode(op)
-    return ethtx.Transaction(nonce=nonce, gas_price=0, gas_limit=intrinsic_gas(data), to=REGISTRY_ADDRESS,
-                             value=0, data=data)
+    return ethtx.Transaction(nonce=nonce, gas_price=gas_price, gas_limit=intrinsic_gas(data),
+                             to=REGISTRY_ADDRESS, value=0, data=data)
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,12 @@ class _Admitted:
 class LedgerState:
     """Keys, groups, artifacts, nonces and the chain head, derived only from admitted entries."""
 
-    def __init__(self, chain_id: int) -> None:
+    def __init__(self, chain_id: int, *, chain_ordered: bool = False) -> None:
         self.chain_id = chain_id
+        # On an Ethereum chain the node has already made each (sender, nonce) unique and ordered, and a
+        # key's transaction the index refused still used its nonce there: nonces must then increase,
+        # not be exactly the next one (docs/fleet.md). The embedded ledger requires the exact next nonce.
+        self.chain_ordered = chain_ordered
         self.keys: dict[str, KeyRecord] = {}
         self.did_of_address: dict[str, str] = {}
         self.groups: dict[str, GroupRecord] = {}
@@ -153,7 +162,7 @@ class LedgerState:
         expected = self.nonce_of(sender)
         if nonce < expected:
             raise ReplayedTransaction(f"nonce {nonce} of {sender} is already used (next is {expected})")
-        if nonce > expected:
+        if nonce > expected and not self.chain_ordered:
             raise NonceGap(f"nonce {nonce} of {sender} is ahead of the next expected nonce {expected}")
 
     # --- commit -----------------------------------------------------------------------------------------

@@ -19,6 +19,10 @@ from axon.ledger.errors import LedgerStorageError
 from axon.ledger.records import Entry
 
 FORMAT = "sopcos-ledger/1"
+# The local index of a ledger kept on an Ethereum chain (chain.py): the same entries, plus the blocks they
+# came from so that a reorganisation can be undone; it starts empty (the chain's first admitted
+# registry transaction is its genesis).
+CHAIN_INDEX_FORMAT = "sopcos-ledger-chain-index/1"
 BUSY_TIMEOUT_S = 10.0
 _SCHEMA = """
 CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -33,6 +37,10 @@ CREATE TABLE entries (
     prev_hash BLOB NOT NULL,
     entry_hash BLOB NOT NULL
 );
+"""
+_CHAIN_SCHEMA = """
+CREATE TABLE chain_blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL, last_seq INTEGER NOT NULL);
+CREATE INDEX entries_by_tx_hash ON entries (tx_hash);
 """
 _COLUMNS = "seq, timestamp, tx, tx_hash, sender, nonce, op, prev_hash, entry_hash"
 
@@ -53,12 +61,13 @@ class StoredRow:
 
 
 class Store:
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, chain_index: bool = False) -> None:
         self._conn = conn
         self.path = path
+        self.chain_index = chain_index
 
     @classmethod
-    def create(cls, path: str | Path, chain_id: int) -> Store:
+    def create(cls, path: str | Path, chain_id: int, *, chain_index: bool = False) -> Store:
         path = Path(path)
         try:  # O_EXCL: never turn an existing file (a ledger or anything else) into a new ledger
             os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -66,11 +75,12 @@ class Store:
             raise LedgerStorageError(f"{path} already exists; refusing to create a ledger over it") from exc
         except OSError as exc:
             raise LedgerStorageError(f"cannot create {path}: {exc.strerror}") from exc
-        store = cls(cls._connect(path), path)
+        store = cls(cls._connect(path), path, chain_index)
         with store._guard("initialise"):
-            store._conn.executescript(_SCHEMA)
+            store._conn.executescript(_SCHEMA + (_CHAIN_SCHEMA if chain_index else ""))
             store._conn.executemany("INSERT INTO meta (name, value) VALUES (?, ?)", [
-                ("format", FORMAT), ("chain_id", str(chain_id)), ("head_seq", "0"), ("head_hash", ""),
+                ("format", CHAIN_INDEX_FORMAT if chain_index else FORMAT), ("chain_id", str(chain_id)),
+                ("head_seq", "0"), ("head_hash", ""), ("rewinds", "0"),
             ])
         return store
 
@@ -85,9 +95,11 @@ class Store:
         except LedgerStorageError:
             store.close()
             raise LedgerStorageError(f"{path} is not a Sopcos ledger") from None
-        if fmt != FORMAT:
+        if fmt not in (FORMAT, CHAIN_INDEX_FORMAT):
             store.close()
-            raise LedgerStorageError(f"{path} is ledger format {fmt!r}; this version reads {FORMAT!r}")
+            raise LedgerStorageError(f"{path} is ledger format {fmt!r}; this version reads {FORMAT!r} and "
+                                     f"{CHAIN_INDEX_FORMAT!r}")
+        store.chain_index = fmt == CHAIN_INDEX_FORMAT
         return store
 
     @staticmethod
@@ -162,11 +174,53 @@ class Store:
         except ValueError:
             raise LedgerStorageError(f"{self.path} has an invalid head record") from None
 
+    def rewinds(self) -> int:
+        """How many times entries were taken off the end for a chain reorganisation (0 for an embedded
+        ledger, whose entries are never removed): a reader that sees it change rebuilds its state."""
+        try:
+            return int(self._conn.execute("SELECT value FROM meta WHERE name = 'rewinds'").fetchone()[0])
+        except (TypeError, ValueError, sqlite3.Error):
+            return 0
+
+    # --- the chain index's blocks (call inside `writing()` / `snapshot()`) ---------------------------
+
+    def blocks(self) -> list[tuple[int, bytes, int]]:
+        """(number, hash, last seq) of the indexed blocks that hold entries, and the last one indexed,
+        newest first."""
+        with self._guard("read"):
+            cur = self._conn.execute("SELECT number, hash, last_seq FROM chain_blocks ORDER BY number DESC")
+            return [(int(n), bytes(h), int(s)) for n, h, s in cur]
+
+    def record_block(self, number: int, block_hash: bytes, last_seq: int) -> None:
+        """Remember block `number` as indexed; the previous last block is kept only if it added entries."""
+        with self._guard("write"):
+            top = self._conn.execute("SELECT number, last_seq FROM chain_blocks ORDER BY number DESC "
+                                     "LIMIT 2").fetchall()
+            if top and (top[0][1] == (top[1][1] if len(top) > 1 else 0)):
+                self._conn.execute("DELETE FROM chain_blocks WHERE number = ?", (top[0][0],))
+            self._conn.execute("INSERT INTO chain_blocks (number, hash, last_seq) VALUES (?, ?, ?)",
+                               (number, block_hash, last_seq))
+
+    def rewind(self, block_number: int, seq: int, head_hash: bytes) -> None:
+        """Forget the blocks after `block_number` and the entries after `seq` (head `head_hash`)."""
+        with self._guard("write"):
+            self._conn.execute("DELETE FROM chain_blocks WHERE number > ?", (block_number,))
+            self._conn.execute("DELETE FROM entries WHERE seq > ?", (seq,))
+            self._conn.executemany("UPDATE meta SET value = ? WHERE name = ?", [
+                (str(seq), "head_seq"), (head_hash.hex() if seq else "", "head_hash"),
+                (str(self.rewinds() + 1), "rewinds"),
+            ])
+
     def rows(self, after_seq: int = 0) -> list[StoredRow]:
         with self._guard("read"):
             cur = self._conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq",
                                      (after_seq,))
             return [self._row(r) for r in cur]
+
+    def row_of_tx(self, tx_hash: bytes) -> StoredRow | None:
+        with self._guard("read"):
+            r = self._conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE tx_hash = ?", (tx_hash,)).fetchone()
+        return None if r is None else self._row(r)
 
     def rows_at(self, seqs: Sequence[int]) -> list[StoredRow]:
         wanted = list(seqs)
