@@ -23,7 +23,7 @@ import contextlib
 import logging
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,13 +94,17 @@ MessageHandler = Callable[[str, bytes], Awaitable[None]]
 class MqttLink:
     """One connection to the broker, kept up by `run()` (see the module docstring)."""
 
-    def __init__(self, settings: BrokerSettings, inbox_topic: str | None = None,
+    def __init__(self, settings: BrokerSettings, inbox_topic: str | Sequence[str] | None = None,
                  on_message: MessageHandler | None = None,
                  on_state: Callable[[str, str | None], None] | None = None,
-                 reconnect_max_s: float = 10.0) -> None:
-        """`on_state(state, reason)` hears "connected" and "disconnected" (with why) as they happen."""
+                 reconnect_max_s: float = 10.0, skip_retained: bool = False) -> None:
+        """`on_state(state, reason)` hears "connected" and "disconnected" (with why) as they happen.
+        `inbox_topic`: one topic or several (the plant's tag topics, synapse/plant/mqtt.py), subscribed at
+        QoS 1. `skip_retained`: drop retained messages (a retained value is as old as its publisher made
+        it, and the broker hands it out as if new)."""
         self.settings = settings
         self.inbox_topic = inbox_topic
+        self.skip_retained = skip_retained
         self.on_message = on_message
         self.on_state = on_state
         self.reconnect_max_s = reconnect_max_s
@@ -114,13 +118,16 @@ class MqttLink:
             client = self.settings.client()
             try:
                 async with client:
-                    if self.inbox_topic is not None:
-                        await client.subscribe(self.inbox_topic, qos=QOS)
+                    topics = [self.inbox_topic] if isinstance(self.inbox_topic, str) else self.inbox_topic
+                    for topic in topics or ():
+                        await client.subscribe(topic, qos=QOS)
                     self._client = client
                     self.connected.set()
                     delay = 0.5
                     self._state("connected", None)
                     async for message in client.messages:
+                        if self.skip_retained and message.retain:
+                            continue
                         if self.on_message is not None:
                             await self.on_message(str(message.topic), _payload(message.payload))
             except aiomqtt.MqttError as exc:

@@ -49,7 +49,6 @@ def check_plant(plant: PlantConfig, *, has_broker: bool) -> None:
         if isinstance(source, MqttSourceConfig):
             _require(has_broker, f"{where}: an mqtt source reads the broker of the [mqtt] section, "
                                  "and there is none")
-            _require(source.qos in (0, 1), f"{where}.qos must be 0 or 1")
             continue
         _require(source.timeout > 0 and source.poll > 0 and source.reconnect_max >= 0.1,
                  f"{where}: timeout and poll must be > 0, reconnect_max >= 0.1 seconds")

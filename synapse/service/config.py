@@ -273,10 +273,10 @@ class OpcUaSourceConfig(Section):
 
 
 class MqttSourceConfig(Section):
-    """Tags in JSON payloads on the node's broker (the [mqtt] section says how to reach it)."""
+    """Tags in JSON payloads on the node's broker (the [mqtt] section says how to reach it), subscribed at
+    QoS 1 on a connection of their own (clean session; retained messages are not taken as readings)."""
 
     kind: Literal["mqtt"]
-    qos: int = 0
 
 
 PlantSourceConfig = Annotated[ModbusSourceConfig | OpcUaSourceConfig | MqttSourceConfig,
@@ -325,7 +325,6 @@ class PlantOutputConfig(PlantPointConfig):
     permissive_on: list[Literal["ALLOW", "WARN"]] = Field(default_factory=lambda: ["ALLOW"])
     # Written on shutdown and when nothing can be evaluated; default DENY (0) and false.
     safe: int | None = None
-    retain: bool = True
 
 
 class PlantHeartbeatConfig(PlantPointConfig):

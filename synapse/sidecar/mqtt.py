@@ -61,8 +61,10 @@ from synapse.sidecar.plant_commands import PlantCommandProcessor
 log = logging.getLogger("synapse.sidecar.mqtt")
 
 
-def broker_settings(config: MqttConfig, identity: Identity) -> BrokerSettings:
-    """The [mqtt] section as BrokerSettings; the password read from its file (ConfigError if unreadable)."""
+def broker_settings(config: MqttConfig, identity: Identity | None) -> BrokerSettings:
+    """The [mqtt] section as BrokerSettings; the password read from its file (ConfigError if unreadable).
+    Without an identity (the plant's tag connection, synapse/plant/mqtt.py): a client id of the broker's
+    choosing and no persistent session, so nothing queued while away is taken for a fresh value."""
     password = None
     if config.password_file is not None:
         try:
@@ -72,7 +74,8 @@ def broker_settings(config: MqttConfig, identity: Identity) -> BrokerSettings:
     return BrokerSettings(config.host, config.port, tls=config.tls, ca_file=config.ca_file,
                           client_cert=config.client_cert, client_key=config.client_key,
                           username=config.username, password=password,
-                          client_id=config.client_id or f"sopcos-{identity.key.public_key.address}",
+                          client_id=None if identity is None
+                          else config.client_id or f"sopcos-{identity.key.public_key.address}",
                           keepalive=config.keepalive, topic_prefix=config.topic_prefix)
 
 
