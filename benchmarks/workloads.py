@@ -9,6 +9,7 @@ most severe of those (looked up by `@id`) is the SIP-001 verdict. Inputs are int
 
 from __future__ import annotations
 
+import json
 import random
 from typing import Any
 
@@ -138,3 +139,70 @@ def cedar_verdict(policy: dict, result: Any) -> str:
     ids = result.diagnostics.id_annotations_by_reason
     then = {r["id"]: r["then"] for r in policy["rules"]}
     return max((then[ids[r]] for r in reasons), key=SEVERITY.__getitem__)
+
+
+# --------------------------------------------------------------------------- Rego translation
+# For regorus and OPA's Go engine. Rego has no `||`: each rule's condition is put in disjunctive normal
+# form and each conjunction becomes one `held contains ID if {...}` rule; like Cedar's answer, the set of
+# rules that held is mapped to the most severe verdict in Python (`rego_verdict`).
+
+_NEGATED = {"gt": "le", "ge": "lt", "lt": "ge", "le": "gt", "eq": "ne", "ne": "eq"}
+
+
+def _rego_term(expr: Any) -> str:
+    if isinstance(expr, bool):
+        return "true" if expr else "false"
+    if isinstance(expr, int | str):
+        return json.dumps(expr)
+    ((op, arg),) = expr.items()
+    if op in ("telemetry", "context"):
+        return f"input.{arg}"
+    if op in _ARITH:
+        return "(" + f" {_ARITH[op]} ".join(_rego_term(a) for a in arg) + ")"
+    raise ValueError(f"no Rego term for {op!r}")
+
+
+def _dnf(expr: Any) -> list[list[str]]:
+    """`expr` as a list of conjunctions of Rego statements (their disjunction is `expr`)."""
+    ((op, arg),) = expr.items()
+    if op in ("telemetry", "context"):  # a bool input used as a condition
+        return [[f"{_rego_term(expr)} == true"]]
+    if op in _CMP:
+        return [[f"{_rego_term(arg[0])} {_CMP[op]} {_rego_term(arg[1])}"]]
+    if op == "between":
+        x, lo, hi = (_rego_term(a) for a in arg)
+        return [[f"{lo} <= {x}", f"{x} <= {hi}"]]
+    if op == "in":
+        return [[f"{_rego_term(arg[0])} in {{{', '.join(json.dumps(v) for v in arg[1])}}}"]]
+    if op == "any":
+        return [conjunction for a in arg for conjunction in _dnf(a)]
+    if op == "all":
+        out: list[list[str]] = [[]]
+        for a in arg:
+            out = [left + right for left in out for right in _dnf(a)]
+        return out
+    if op == "not":
+        ((inner, inner_arg),) = arg.items()
+        if inner in _NEGATED:
+            return _dnf({_NEGATED[inner]: inner_arg})
+        if inner in ("telemetry", "context"):
+            return [[f"{_rego_term(arg)} == false"]]
+    raise ValueError(f"no Rego translation for {op!r}")
+
+
+def to_rego(policy: dict) -> str:
+    """A Rego module `package bench` whose `held` is the set of ids of the rules that hold."""
+    assert policy["combine"] == "most-severe" and policy.get("default", "DENY") == "DENY"
+    out = ["package bench", "", "import rego.v1", ""]
+    for rule in policy["rules"]:
+        for conjunction in _dnf(rule["when"]):
+            out.append(f'held contains "{rule["id"]}" if {{ ' + "; ".join(conjunction) + " }")
+    return "\n".join(out) + "\n"
+
+
+def rego_verdict(policy: dict, held: list[str]) -> str:
+    """The most severe verdict among the rules that held, else the default DENY."""
+    if not held:
+        return "DENY"
+    then = {r["id"]: r["then"] for r in policy["rules"]}
+    return max((then[i] for i in held), key=SEVERITY.__getitem__)

@@ -1,4 +1,4 @@
-"""`python benchmarks/run.py --quick` runs end to end and prints its table (no timing assertions:
+"""`python benchmarks/run.py --quick` runs end to end and prints its tables (no timing assertions:
 performance targets live in the benchmark itself, not in tests)."""
 
 from __future__ import annotations
@@ -23,10 +23,20 @@ def test_quick_benchmark_prints_the_table():
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
     header = next(line for line in lines if line.startswith("metric"))
-    for column in ("Sopcos (wasm)", "plain Python", "cedarpy", "target"):
+    for column in ("Sopcos (wasm)", "plain Python", "cedarpy", "regorus", "OPA (Go)", "target"):
         assert column in header
     for metric in METRICS:
         row = next((line for line in lines if line.strip().startswith(metric)), None)
         assert row is not None, f"no row for {metric!r}:\n{done.stdout}"
         assert any(ch.isdigit() for ch in row.removeprefix(metric)), row
-    assert "all three implementations agree" in done.stdout
+    assert "all implementations agree" in done.stdout
+    assert "DISAGREE" not in done.stdout
+    # the scaling table: a row per size for Sopcos and for each peer (figures, or "not installed")
+    for size in ("10", "100", "1,000", "4,096"):
+        for engine in ("Sopcos (wasm)", "cedarpy", "regorus", "OPA (Go)"):
+            row = next((line for line in lines if line.split("  ")[0] == size and engine in line), None)
+            assert row is not None and ("MiB" in row or "not installed" in row), (size, engine, done.stdout)
+    # the start-up table: each command line's trivial run, beside the interpreter's
+    for command in ("python -c pass", "scc check", "scc compile", "synapse eval"):
+        row = next((line for line in lines if line.startswith(command)), None)
+        assert row is not None and " ms" in row, (command, done.stdout)
