@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -12,7 +13,15 @@ from typing import Any
 
 from axon import strictjson
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, help_for, read_text
-from axon.commands.loaders import LEDGER_ENV, ledger_path, load_key, open_ledger_to_check
+from axon.commands.loaders import (
+    INDEX_ENV,
+    LEDGER_ENV,
+    chain_index_path,
+    ledger_location,
+    ledger_path,
+    load_key,
+    open_ledger_to_check,
+)
 from axon.errors import AxonError
 from axon.keys import KEY_ENV
 from axon.ledger import DEFAULT_CHAIN_ID, ChainBroken, Entry, Ledger, RejectedTransaction, ops
@@ -22,6 +31,11 @@ HELP = f"""Keep the embedded ledger: keys and their authority levels, groups, ar
 Every change is an operation signed by a registered key (an EIP-155 Ethereum transaction) and appended
 to a hash-chained SQLite file. The ledger path comes from --ledger or ${LEDGER_ENV}; the signing key
 from --key or ${KEY_ENV} (key file JSON or 64 hex digits).
+
+--ledger may be an Ethereum node's JSON-RPC URL (http://...): operations are then sent to the chain
+with eth_sendRawTransaction and counted once --confirmations blocks are on top of them; the command
+keeps a local index of the chain (--index, ${INDEX_ENV}, else a file under ~/.cache/sopcos).
+`axon ledger status` shows the chain id, head, confirmations and how far the index lags (docs/fleet.md).
 
 exit codes: 0 done, 1 refused by the ledger or verification failed, 2 bad arguments, key or file
 """
@@ -34,8 +48,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=help_for(parser))
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--ledger", metavar="PATH", help=f"the ledger file (default: ${LEDGER_ENV})")
+    common.add_argument("--ledger", metavar="PATH|URL",
+                        help=f"the ledger file, or an Ethereum node's URL (default: ${LEDGER_ENV})")
     common.add_argument("--json", action="store_true", help="print the result as JSON")
+    common.add_argument("--index", metavar="PATH", help="with a URL: the local index of the chain")
+    common.add_argument("--confirmations", type=int, metavar="N",
+                        help="with a URL: blocks on top of an operation before it counts (default 0)")
     signed = argparse.ArgumentParser(add_help=False, parents=[common])
     signed.add_argument("--key", metavar="KEYFILE", help=f"the signing key file (default: ${KEY_ENV})")
 
@@ -54,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                 [common])
     p.add_argument("--expect-head", metavar="HEX",
                    help="also require this head hash (from an earlier verify): detects cut-off entries")
+
+    command("status", "where the ledger is: its chain id and head (and on a chain, confirmations, lag)",
+            _status, [common])
 
     p = command("show", "list the entries, oldest first", _show, [common])
     p.add_argument("--after", type=int, default=0, metavar="SEQ", help="only entries after this seq")
@@ -122,7 +143,47 @@ def _summary(entry: Entry) -> str:
 # --- commands --------------------------------------------------------------------------------------------
 
 
+def _open(args: argparse.Namespace) -> Ledger:
+    return open_ledger_to_check(args.ledger, args.index, args.confirmations)
+
+
+def _status(args: argparse.Namespace) -> int:
+    location = ledger_location(args.ledger)
+    if not location.lower().startswith(("http://", "https://")):
+        try:
+            with _open(args) as ledger:
+                data = {"ledger": location, "chain_id": ledger.chain_id, "entries": ledger.head_seq,
+                        "head_hash": ledger.head_hash.hex()}
+        except ChainBroken as exc:
+            return _fail(exc)
+        _print(args, data, f"embedded ledger {location}: chain id {data['chain_id']}, {data['entries']} "
+                           f"entries, head {data['head_hash']}")
+        return EXIT_OK
+    from axon.ledger.chain import ChainLedger
+
+    try:
+        ledger = ChainLedger.connect(location, chain_index_path(location, args.index),
+                                     confirmations=args.confirmations or 0)
+    except AxonError as exc:
+        raise UsageError(f"cannot use the ledger on {location}: {exc} [{exc.code}]") from None
+    with ledger:
+        with contextlib.suppress(AxonError):  # away: the status says so
+            ledger.follow_to_head()
+        status = ledger.status()
+    data = status.to_dict()
+    if status.error is not None:
+        _print(args, data, f"chain {status.node}: unreachable ({status.error}); the index holds "
+                           f"{status.entries} entries up to block {status.indexed_block}")
+        return EXIT_FAIL
+    _print(args, data, f"chain {status.node}: chain id {status.chain_id}, head block {status.chain_head}, "
+                       f"confirmations {status.confirmations}, indexed to block {status.indexed_block} "
+                       f"(lag {status.lag_blocks} blocks), {status.entries} entries")
+    return EXIT_OK
+
+
 def _init(args: argparse.Namespace) -> int:
+    if ledger_location(args.ledger).lower().startswith(("http://", "https://")):
+        return _init_on_chain(args)
     path = ledger_path(args.ledger)
     root = load_key(args.root_key)
     try:
@@ -137,9 +198,28 @@ def _init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _init_on_chain(args: argparse.Namespace) -> int:
+    """The genesis entry (the root registering itself at LVL_5) sent to the chain; its chain id is the
+    node's, not --chain-id."""
+    root = load_key(args.root_key)
+    with _open(args) as ledger:
+        if ledger.head_seq:
+            raise UsageError(f"the chain already holds a ledger (root {ledger.root_did}): one per chain")
+        try:
+            genesis = ledger.sign_and_submit(root, ops.register_key(root.did, root.key.public_key, "LVL_5"),
+                                             now=int(time.time()))
+        except AxonError as exc:
+            return _fail(exc)
+        _print(args, {"ledger": args.ledger, "chain_id": ledger.chain_id, "root": root.did,
+                      "root_address": root.key.address, "genesis": genesis.to_dict()},
+               f"created the ledger on chain id {ledger.chain_id}; root {root.did} at LVL_5 "
+               f"(tx 0x{genesis.tx_hash.hex()})")
+    return EXIT_OK
+
+
 def _verify(args: argparse.Namespace) -> int:
     try:
-        with open_ledger_to_check(args.ledger) as ledger:
+        with _open(args) as ledger:
             report = ledger.verify_chain()
     except ChainBroken as exc:
         if args.json:
@@ -159,7 +239,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _show(args: argparse.Namespace) -> int:
     try:
-        with open_ledger_to_check(args.ledger) as ledger:
+        with _open(args) as ledger:
             entries = ledger.entries(args.after)
     except ChainBroken as exc:
         return _fail(exc)
@@ -178,7 +258,7 @@ def _append(args: argparse.Namespace, build: Callable[[], dict[str, Any]]) -> in
         raise UsageError(str(exc)) from exc
     signer = load_key(args.key)
     try:
-        with open_ledger_to_check(args.ledger) as ledger:
+        with _open(args) as ledger:
             entry = ledger.sign_and_submit(signer, op, now=int(time.time()))
     except (RejectedTransaction, ChainBroken) as exc:
         return _fail(exc)
