@@ -95,13 +95,140 @@ async def _serve_modbus(port: int, inputs: dict[str, dict[str, list]]) -> None:
     await asyncio.Event().wait()
 
 
+# -- OPC UA ------------------------------------------------------------------------------------------
+
+OPCUA_NS = "urn:sopcos:test:boiler"
+# Variables of the test server (ns=2;s=NAME): name -> (VariantType name, initial value).
+OPCUA_VARIABLES = {"Pressure": ("Double", 50.0), "Mode": ("UInt16", 0), "VentValve": ("Boolean", False),
+                   "Verdict": ("Int16", 99), "Permissive": ("Boolean", True), "Heartbeat": ("UInt16", 0)}
+
+
+def make_certificate(directory: Path, name: str, uri: str) -> tuple[Path, Path]:
+    """A self-signed application certificate (RSA 2048, the URI in its subjectAltName) and its key, PEM."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri),
+                                                        x509.DNSName("localhost"),
+                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                           critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=True,
+                                         key_encipherment=True, data_encipherment=True, key_agreement=False,
+                                         key_cert_sign=False, crl_sign=False, encipher_only=False,
+                                         decipher_only=False),
+                           critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class OpcUaServer(_Process):
+    """asyncua's server on opc.tcp://127.0.0.1:`port`/ with OPCUA_VARIABLES. `secure`: SignAndEncrypt
+    Basic256Sha256 only, with `certificate`/`key` (make_certificate); `users`: name -> password (else
+    anonymous is allowed); `trusted`: client certificates accepted as a login."""
+
+    def __init__(self, directory: Path, *, secure: bool = False, users: dict[str, str] | None = None,
+                 trusted: list[Path] | None = None) -> None:
+        self.certificate: Path | None = None
+        args = ["opcua", "--users", json.dumps(users or {}),
+                "--trusted", json.dumps([str(t) for t in trusted or []])]
+        if secure:
+            self.certificate, key = make_certificate(directory, f"server-{os.urandom(3).hex()}",
+                                                     "urn:sopcos:test:server")
+            args += ["--certificate", str(self.certificate), "--key", str(key)]
+        super().__init__(args, directory / f"opcua-{os.urandom(4).hex()}.log")
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://127.0.0.1:{self.port}/"
+
+    def __enter__(self) -> OpcUaServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+async def _serve_opcua(port: int, args: argparse.Namespace) -> None:
+    from asyncua import Server, ua
+    from asyncua.crypto import uacrypto
+    from asyncua.crypto.permission_rules import User, UserRole
+
+    users: dict[str, str] = json.loads(args.users)
+    trusted = [uacrypto.der_from_x509(await uacrypto.load_certificate(p)) for p in json.loads(args.trusted)]
+
+    class Users:
+        def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
+                     certificate: Any = None) -> Any:
+            if username is not None:
+                return User(role=UserRole.User) if users.get(username) == password else None
+            if certificate is not None and certificate in trusted:
+                return User(role=UserRole.User)
+            return None if users or trusted else User(role=UserRole.User)  # anonymous
+
+    server = Server(user_manager=Users())
+    await server.init()
+    server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/")
+    await server.set_application_uri("urn:sopcos:test:server")
+    if args.certificate:
+        await server.load_certificate(args.certificate)
+        await server.load_private_key(args.key)
+        server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
+    else:
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+    tokens: list[type] = [] if users or trusted else [ua.AnonymousIdentityToken]
+    tokens += [ua.UserNameIdentityToken] if users else []
+    tokens += [ua.X509IdentityToken] if trusted else []
+    server.set_identity_tokens(tokens)
+    index = await server.register_namespace(OPCUA_NS)
+    boiler = await server.nodes.objects.add_object(index, "Boiler")
+    for name, (kind, initial) in OPCUA_VARIABLES.items():
+        variable = await boiler.add_variable(ua.NodeId(name, index), name,
+                                             ua.Variant(initial, getattr(ua.VariantType, kind)))
+        await variable.set_writable()
+    async with server:
+        print("listening", port, flush=True)
+        await asyncio.Event().wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["modbus"])
+    parser.add_argument("kind", choices=["modbus", "opcua"])
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--inputs", default="{}")
+    parser.add_argument("--users", default="{}")
+    parser.add_argument("--trusted", default="[]")
+    parser.add_argument("--certificate")
+    parser.add_argument("--key")
     args = parser.parse_args()
-    asyncio.run(_serve_modbus(args.port, json.loads(args.inputs)))
+    if args.kind == "modbus":
+        asyncio.run(_serve_modbus(args.port, json.loads(args.inputs)))
+    else:
+        if args.port == 0:  # asyncua cannot report the port it bound: take a free one (loopback only)
+            import socket
+
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                args.port = sock.getsockname()[1]
+        asyncio.run(_serve_opcua(args.port, args))
 
 
 if __name__ == "__main__":
