@@ -83,11 +83,39 @@ class ServerConfig(Section):
     keep_alive_timeout: float = 5.0
 
 
+def _ledger_location(value: object, info: ValidationInfo) -> Path | str:
+    """A ledger file (as a ConfigPath), or an Ethereum node's http(s):// JSON-RPC URL, kept as written."""
+    if isinstance(value, str) and value.lower().startswith(("http://", "https://")):
+        return value
+    return _config_path(value, info)
+
+
+LedgerLocation = Annotated[Path | str, PlainValidator(_ledger_location)]
+
+
 class LedgerConfig(Section):
-    path: ConfigPath | None = None
+    # The ledger file, or an Ethereum node's JSON-RPC URL: the ledger on a chain, followed into a local
+    # index that verification reads (docs/fleet.md).
+    path: LedgerLocation | None = None
     # Seconds between two checks of the ledger (and of the store, for changes made by other workers):
-    # an artifact revoked or superseded on the ledger stops being served within this time.
+    # an artifact revoked or superseded on the ledger stops being served within this time (on a chain,
+    # plus the time its block takes to get `confirmations` blocks on top).
     follow_interval: float = 5.0
+    # With a URL: the index file (default <store>/ledger-index.sqlite), the blocks on top of an operation
+    # before it counts (0 only on a dev chain or one with immediate finality), the first block to read.
+    index: ConfigPath | None = None
+    confirmations: int = 2
+    start_block: int = 0
+
+    @property
+    def chain_url(self) -> str | None:
+        return self.path if isinstance(self.path, str) else None
+
+    def local_file(self, store: Path) -> Path | None:
+        """The SQLite file the node reads: the ledger itself, or its index of the chain."""
+        if isinstance(self.path, str):
+            return self.index or store / "ledger-index.sqlite"
+        return self.path
 
 
 class NodeConfig(Section):
@@ -387,6 +415,8 @@ class ServiceConfig(Section):
         _require(s.head_timeout > 0 and s.body_timeout > 0 and s.keep_alive_timeout > 0,
                  "server.head_timeout, body_timeout and keep_alive_timeout must be > 0 seconds")
         _require(self.ledger.follow_interval > 0, "ledger.follow_interval must be > 0 seconds")
+        _require(self.ledger.confirmations >= 0 and self.ledger.start_block >= 0,
+                 "ledger.confirmations and ledger.start_block must be >= 0")
         _require(lim.max_body_bytes >= 64, "limits.max_body_bytes must be at least 64")
         _require(lim.max_head_bytes >= 1024, "limits.max_head_bytes must be at least 1024")
         _require(lim.max_artifact_bytes >= 64, "limits.max_artifact_bytes must be at least 64")
