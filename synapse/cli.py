@@ -13,6 +13,7 @@ wrong is a DENY with a reason: nothing fails open.
   synapse eval MODULE.wasm --input FILE.jsonl    one decision per line (raw .wasm: development only)
   synapse serve --ledger L --artifact A.sop      REST /v1/evaluate, artifact lifecycle, /metrics
   synapse run --config sidecar.toml              the unattended sidecar beside a PLC
+  synapse tags check sidecar.toml                read every PLC tag once (commissioning)
   synapse decisions verify LOG                   check a tamper-evident decision log
 
 Exit status: 0 success, 1 verification/check failed, 2 usage or I/O error.
@@ -23,6 +24,7 @@ COMMANDS = [
     "synapse.commands.decisions",
     "synapse.commands.serve",
     "synapse.commands.run",
+    "synapse.commands.tags",
     "synapse.commands.eval",
 ]
 
