@@ -15,6 +15,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from axon.keys import Identity, write_key_file
+from tests.service_support import Plant, identity
+
 REPO = Path(__file__).resolve().parent.parent
 ANVIL = shutil.which("anvil") or str(REPO / ".tools/node_modules/.bin/anvil")
 START_TIMEOUT_S = 30.0
@@ -93,3 +96,42 @@ class Anvil:
     def head(self) -> int:
         return int(self.rpc("eth_blockNumber"), 16)
 
+
+
+class ChainPlant(Plant):
+    """`Plant` (root, author, admin, operator, node; real compiled and signed artifacts) with its ledger
+    on `anvil`: an admin machine's ChainLedger sends every operation to the chain (keys funded with dev
+    balances) and waits until it counts (confirmations 0)."""
+
+    def __init__(self, directory: Path, anvil: Anvil) -> None:  # Plant's ledger file is not made
+        from axon.ledger import ops
+        from axon.ledger.chain import ChainLedger
+
+        self.dir = directory
+        self.anvil = anvil
+        self.root, self.author, self.admin = identity("root"), identity("author"), identity("admin")
+        self.operator, self.node = identity("operator"), identity("node")
+        self.node_key = directory / "node.key"
+        write_key_file(self.node_key, self.node.key, self.node.did)
+        self.ledger = ChainLedger.connect(anvil.url, directory / "admin-index.sqlite", confirmations=0)
+        for who in (self.root, self.author, self.admin, self.operator, self.node):
+            anvil.fund(who.key.address)
+        self.ledger.sign_and_submit(self.root, ops.register_key(self.root.did, self.root.key.public_key, 5),
+                                    self.now)
+        for who, level in ((self.author, "LVL_4"), (self.admin, "LVL_4"), (self.operator, "LVL_2"),
+                           (self.node, "LVL_1")):
+            self.submit(self.root, ops.register_key(who.did, who.key.public_key, level))
+
+    def submit(self, who: Identity, op: dict[str, Any]) -> None:
+        self.ledger.sign_and_submit(who, op, self.now)
+
+    def node_identity(self, name: str, level: str = "LVL_1") -> tuple[Identity, Path]:
+        """Another node's key, registered and funded (it posts decision-log anchors), and its key file."""
+        from axon.ledger import ops
+
+        who = identity(name)
+        self.anvil.fund(who.key.address)
+        self.submit(self.root, ops.register_key(who.did, who.key.public_key, level))
+        path = self.dir / f"{name}.key"
+        write_key_file(path, who.key, who.did)
+        return who, path

@@ -160,8 +160,8 @@ class Ledger:
         with self._lock, self._store.writing():
             self._catch_up()
             blocks = self._store.blocks()
-            if blocks and number <= blocks[0][0]:
-                raise LedgerError(f"block {number} is already indexed (the index is at block {blocks[0][0]})")
+            if blocks and number <= blocks[0][0]:  # another process following the same chain was first
+                return admitted, refused
             state = self._state
             for raw in transactions:
                 try:

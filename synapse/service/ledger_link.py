@@ -32,6 +32,7 @@ from typing import Any
 
 from axon.keys import PublicKey
 from axon.ledger import ArtifactRecord, GroupRecord, KeyRecord, Ledger, LedgerError, PolicyRecord
+from axon.ledger.chain import ChainLedger
 from synapse.service.errors import ServiceError
 from synapse.service.node_state import Head, NodeState, NodeStateError
 
@@ -64,12 +65,24 @@ def rollback_reason(remembered: Head, found: Head | None, head_seq: int) -> str 
     return None
 
 
+def chain_opener(url: str, confirmations: int, start_block: int) -> Callable[[Path], Ledger]:
+    """Opens the node's index of the ledger on the Ethereum node at `url` (LedgerLink's `opener`)."""
+    def open_index(path: Path) -> Ledger:
+        return ChainLedger.connect(url, path, confirmations=confirmations, start_block=start_block)
+    return open_index
+
+
 class LedgerLink:
-    """`heads`: where the verified head is remembered (None: nowhere, for one-shot use)."""
+    """`heads`: where the verified head is remembered (None: nowhere, for one-shot use). `opener`: how
+    the file at `path` is opened (chain_opener for the index of a ledger on a chain; each check then
+    first brings the index up to the chain's confirmed head)."""
 
     def __init__(self, path: Path | None, clock: Callable[[], float] = time.time, *,
-                 heads: NodeState | None = None, events: EventFn | None = None) -> None:
+                 heads: NodeState | None = None, events: EventFn | None = None,
+                 opener: Callable[[Path], Ledger] = Ledger.open) -> None:
         self.path = path
+        self._opener = opener
+        self.chain_error: str | None = None  # the chain is away: the index answers as it last was
         self._clock = clock
         self._heads = heads
         self._events = events or (lambda *a, **k: None)
@@ -100,12 +113,35 @@ class LedgerLink:
             raise LedgerUnreachable("no ledger is configured")
         with self._lock:
             ledger = self._connection(self.path)
+            if isinstance(ledger, ChainLedger):
+                self._follow_chain(ledger)
             try:
                 head = self._verify_head(ledger)
             except (LedgerError, OSError) as exc:
                 self._fail(exc)
             self.mark_ok(head)
             return head
+
+    def _follow_chain(self, ledger: ChainLedger) -> None:
+        """Index the chain's confirmed blocks. The chain away is not the ledger away: the index keeps
+        answering (the last known good state) and the event says so once."""
+        try:
+            report = ledger.follow_to_head()
+        except LedgerError as exc:
+            if self.chain_error is None:
+                self._events("ledger_chain_unavailable", reason=str(exc))
+            self.chain_error = str(exc)
+            return
+        if self.chain_error is not None:
+            self._events("ledger_chain_back", chain_head=report.chain_head,
+                         indexed_block=report.indexed_block)
+            self.chain_error = None
+        if report.fork_block is not None:
+            self._events("ledger_chain_reorganised", fork_block=report.fork_block,
+                         rewound_entries=report.rewound_entries)
+        for refused in report.refused:
+            self._events("ledger_operation_refused", block=refused.block,
+                         tx_hash="0x" + refused.tx_hash.hex(), code=refused.code, reason=refused.reason)
 
     def mark_ok(self, head: int | None = None) -> None:
         self.reachable, self.error, self.last_ok = True, None, self._clock()
@@ -130,8 +166,8 @@ class LedgerLink:
         if self._ledger is None:
             file = _file_id(path)  # before opening: a file replaced meanwhile is reopened next time
             try:
-                self._ledger = Ledger.open(path)
-                self._file, self._verified = file, None
+                self._ledger = self._opener(path)
+                self._file, self._verified = file or _file_id(path), None
                 self._verify_head(self._ledger)
             except LedgerRolledBack:
                 pass
@@ -179,7 +215,7 @@ class LedgerLink:
             self._drop(reason)
             with contextlib.suppress(LedgerError, OSError):  # the next check reopens if this fails
                 self._file = _file_id(self.path)
-                self._ledger = Ledger.open(self.path)
+                self._ledger = self._opener(self.path)
         self._verified = None
         self.reachable = False
         self.error = reason

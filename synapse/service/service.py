@@ -8,6 +8,7 @@ decision is made and logged.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
 import time
@@ -27,18 +28,40 @@ from synapse.sandbox import Limits
 from synapse.service import logs
 from synapse.service.auth import Authenticator, Principal
 from synapse.service.config import ServiceConfig
-from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key
+from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key, verify_log
 from synapse.service.errors import DecisionLogError, RequestInvalid, ServiceError
-from synapse.service.ledger_link import LedgerLink
+from synapse.service.ledger_link import LedgerLink, chain_opener
+from synapse.service.live import DecisionFeed, Deliver
 from synapse.service.metrics import Metrics
 from synapse.service.node_state import FILE_NAME as NODE_STATE_FILE
 from synapse.service.node_state import NodeState
 from synapse.service.ratelimit import RateLimiter
-from synapse.service.registry import Registry
+from synapse.service.registry import Registry, version_key
 from synapse.service.store import ArtifactStore
 
 STOP_WAIT_S = 30  # longest a stop waits for background work (a ledger step, an alert being sent)
 _REJECTION_EVENTS = {"artifact_revoked", "artifact_superseded", "artifact_rejected", "artifact_expired"}
+_LOOPBACK = Principal("loopback", frozenset(), "open")
+# What each stored state means for the operator page, in plain words; the stored reason says the details.
+_NOT_SERVED = {
+    "revoked": "revoked on the ledger",
+    "superseded": "superseded on the ledger by another artifact",
+    "retired": "retired by an administrator",
+    "rejected": "refused by Axon on a later check",
+    "active": "stored, but it could not be verified or loaded",
+}
+
+
+def _ledger_link(config: ServiceConfig, clock: Callable[[], float], node_state: NodeState,
+                 events: Callable[..., None]) -> LedgerLink:
+    """The link to the ledger file, or to the node's index of the ledger on a chain. On a chain the
+    chain is the reference each follow step checks the index against (block hashes; a reorganisation
+    is rewound), so the remembered head, which only moves forward, is for a ledger file."""
+    cfg = config.ledger
+    if cfg.chain_url is None:
+        return LedgerLink(cfg.path, clock, heads=node_state, events=events)
+    return LedgerLink(cfg.local_file(config.store.path), clock, events=events,
+                      opener=chain_opener(cfg.chain_url, cfg.confirmations, cfg.start_block))
 
 
 class PolicyService:
@@ -50,7 +73,7 @@ class PolicyService:
         self._clock = clock
         self.metrics = Metrics(worker)
         self._node_state = NodeState(config.store.path / NODE_STATE_FILE)
-        self._link = LedgerLink(config.ledger.path, clock, heads=self._node_state, events=self._event)
+        self._link = _ledger_link(config, clock, self._node_state, self._event)
         self.metrics.watch_ledger(lambda: self._link.head_seq, lambda: self._link.last_ok, clock)
         self._store = ArtifactStore(config.store.path)
         self._registry = Registry(self._store, self._link, self._verify, self._make_evaluator,
@@ -58,6 +81,7 @@ class PolicyService:
         self._auth = Authenticator(config.auth, identity.did, self._signer_key, self._node_state, clock)
         self._limiter = RateLimiter(config.limits.rate, config.limits.burst)
         self._limits = Limits(deadline_ms=config.limits.eval_timeout_ms)
+        self._feed = DecisionFeed()
         self._verify_config = config.limits.verify_config()
         self._log: DecisionLog | None = None
         self._anchors = AnchorSchedule(config.decision_log.anchor_every, config.decision_log.anchor_interval)
@@ -200,9 +224,11 @@ class PolicyService:
         logged = decision.to_dict()
         decision_id = self._open_log().append_decision(logged, telemetry, context, policy=served.policy,
                                                        urn=served.urn, version=served.version, source=source)
-        self.metrics.decision(served.policy, logged["verdict"], decision.gas_used,
-                              time.perf_counter() - start)
-        return decision.recorded(decision_id, served.policy, served.urn, served.version)
+        elapsed = time.perf_counter() - start
+        self.metrics.decision(served.policy, logged["verdict"], decision.gas_used, elapsed)
+        recorded = decision.recorded(decision_id, served.policy, served.urn, served.version)
+        self._feed.record(recorded.to_dict(), latency_s=elapsed, source=source, now=self._clock())
+        return recorded
 
     def evaluate_batch(self, default_policy: str | None,
                        readings: Sequence[Reading]) -> list[Decision | ServiceError]:
@@ -314,6 +340,72 @@ class PolicyService:
         node = ConstraintNode(self.identity.key)
         return lambda body: node.respond(body, self.attest_log_head, chain_id)
 
+    # -- the operator page (docs/service.md, "The operator page") ------------------------------------
+
+    def authorize_view(self, headers: Mapping[str, str], method: str, target: str,
+                       client: str | None) -> Principal:
+        """Who may read the operator page's data: a loopback client, or else the evaluate scope."""
+        if client is not None and _is_loopback(client):
+            return _LOOPBACK
+        return self.authorize(headers, method, target, b"", "evaluate")
+
+    def watch_decisions(self, deliver: Deliver) -> Callable[[], None]:
+        """Hand each later decision of this worker (without its inputs) to `deliver`, in the deciding
+        thread, until the returned function is called."""
+        key = self._feed.watch(deliver)
+        return lambda: self._feed.unwatch(key)
+
+    def recent_decisions(self) -> dict[str, Any]:
+        """This worker's latest decisions (without inputs) and its per-minute statistics of the last hour."""
+        return {"worker": self.worker, "decisions": self._feed.recent(),
+                "stats": self._feed.stats(self._clock())}
+
+    def overview(self) -> dict[str, Any]:
+        """Readiness, the ledger and how old the node's view of it is, every policy with its artifacts
+        (signer, level, state, and why it is not served), and the decision log's last seal."""
+        ready, detail = self.readiness()
+        last_ok = self._link.last_ok
+        artifacts: dict[str, list[dict[str, Any]]] = {}
+        for artifact in self.artifacts():
+            why = None if artifact["served"] else _why_not_served(artifact)
+            artifacts.setdefault(artifact["policy"], []).append({**artifact, "why_not_served": why})
+        policies = []
+        for policy in self.policies():
+            held = sorted(artifacts.get(policy["policy"], []), key=lambda a: (version_key(a["version"]),
+                                                                              a["added_at"]), reverse=True)
+            active = next((a for a in held if a["active"]), None)
+            policies.append({**policy, "signer": active and active["kid"],
+                             "authority_level": active and f"LVL_{active['authority_level']}",
+                             "artifacts": held})
+        log = self._log
+        sealed = (0, "") if log is None else log.sealed_head
+        return {
+            "node": self.identity.did, "worker": self.worker, "workers": self.config.server.workers,
+            "ready": ready, "status": detail["status"],
+            "serving_last_known_good": detail["serving_last_known_good"],
+            "ledger": {**detail["ledger"], "follow_interval": self.config.ledger.follow_interval,
+                       "follow_lag_seconds": None if last_ok is None else round(self._clock() - last_ok, 3)},
+            "policies": policies,
+            "decision_log": None if log is None else {
+                "stream": log.stream, "stream_id": log.stream_id, "head_seq": log.head[0],
+                "sealed_seq": sealed[0], "sealed_hash": sealed[1], "unsealed": log.head[0] - sealed[0]},
+        }
+
+    def verify_decision_log(self) -> dict[str, Any]:
+        """The check of `synapse decisions verify LOG --node-key KEY --allow-unsealed-tail --ledger L` on
+        this node's log, with this node's key (a running node has records after its last seal)."""
+        notes = []
+        ledger = None
+        if self.config.ledger.path is not None:
+            try:
+                ledger = self._link.ledger()
+            except ServiceError as exc:
+                notes.append(f"the ledger could not be read ({exc.message}): anchors were not checked")
+        reports = verify_log(self.config.decision_log.path, self.identity.key.public_key,
+                             allow_unsealed_tail=True, ledger=ledger)
+        return {"ok": all(r.ok for r in reports), "checked_against_ledger": ledger is not None,
+                "streams": [r.to_dict() for r in reports], "notes": notes, "checked_at": self._clock()}
+
     # -- reporting -----------------------------------------------------------------------------------
 
     def count_request(self, route: str, status: int) -> None:
@@ -373,3 +465,16 @@ class PolicyService:
     def _update_gauges(self) -> None:
         self.metrics.set_state(len(self._registry.view.servable), self._link.reachable,
                                self._link.rolled_back is not None)
+
+
+def _is_loopback(client: str) -> bool:
+    try:
+        return ipaddress.ip_address(client).is_loopback
+    except ValueError:  # a Unix socket path or a name: not known to be this machine
+        return False
+
+
+def _why_not_served(artifact: Mapping[str, Any]) -> str:
+    said = _NOT_SERVED.get(artifact["state"], f"is {artifact['state']}")
+    reason = artifact.get("reason")
+    return f"{said}: {reason}" if reason else said
