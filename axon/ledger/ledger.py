@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from eth_hash.auto import keccak
 
-from axon import strictjson
-from axon.keys import Identity
-from axon.ledger import ops
+from axon import ethtx, strictjson
+from axon.keys import Identity, PublicKey, Signer
+from axon.ledger import checkpoint, ops
 from axon.ledger.errors import ChainBroken, LedgerError
 from axon.ledger.records import ArtifactRecord, Entry, GroupRecord, KeyRecord, PolicyRecord
 from axon.ledger.state import LedgerState, operation_transaction
@@ -49,15 +50,21 @@ class Ledger:
         self._lock = threading.RLock()
         self._seen_version: int | None = None  # the file's data_version when state last caught up
         self._rewinds = 0  # the store's rewind count the state was built at (chain indexes only)
+        self.checkpoint_seq = 0  # entries up to here came from a signed checkpoint, not a replay
+        self.checkpoint_refused: str | None = None  # why the trusted keys' newest checkpoint was not used
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: str | Path) -> Ledger:
-        """Open an existing ledger; raises ChainBroken if its stored entries do not replay."""
+    def open(cls, path: str | Path, checkpoint_keys: Sequence[PublicKey] = ()) -> Ledger:
+        """Open an existing ledger; raises ChainBroken if its stored entries do not replay. With
+        `checkpoint_keys`, the newest checkpoint one of them signed spares replaying the entries up to it
+        (checkpoint.py says what that trusts); a checkpoint that does not check out is not used."""
         store = Store.open(path)
         try:
             ledger = cls(store, LedgerState(store.chain_id, chain_ordered=store.chain_index))
+            if checkpoint_keys:
+                ledger._restore_checkpoint(checkpoint_keys)
             ledger._sync()
         except BaseException:
             store.close()
@@ -132,6 +139,32 @@ class Ledger:
             self._store.append(entry)
         self._state.commit(entry)
         return entry
+
+    def _restore_checkpoint(self, trusted: Sequence[PublicKey]) -> None:
+        with self._lock, self._store.snapshot():
+            found = self._store.latest_checkpoint([k.address for k in trusted])
+            if found is None:
+                return
+            signer, header, signature, blob = found
+            try:
+                cp = checkpoint.check_signature(header, signature, trusted, signer)
+                if cp.chain_id != self._store.chain_id:
+                    raise checkpoint.CheckpointRefused(f"checkpoint is for chain id {cp.chain_id}")
+                checkpoint.check_links(cp, self._store.links(cp.seq), keccak)
+                state = checkpoint.restore(blob, cp)
+            except checkpoint.CheckpointRefused as exc:
+                self.checkpoint_refused = str(exc)
+                return
+            self._state, self.checkpoint_seq = state, cp.seq
+            self._rewinds = self._store.rewinds()
+
+    def write_checkpoint(self, signer: Signer) -> int:
+        """Sign and store a checkpoint of the state at the head (replacing `signer`'s previous one)."""
+        with self._lock, self._store.writing():
+            self._catch_up()
+            cp, signature, blob = checkpoint.sign(self._state, signer)
+            self._store.save_checkpoint(cp.seq, signer.address, cp.header(), signature, blob)
+        return cp.seq
 
     def _refuse_local_append(self) -> None:
         if self._store.chain_index and type(self) is Ledger:
@@ -326,17 +359,22 @@ class Ledger:
     def _rebuild(self) -> None:
         """Fresh state from every stored entry; inside a transaction."""
         self._state = LedgerState(self._store.chain_id, chain_ordered=self._store.chain_index)
+        self.checkpoint_seq = 0
         self._rewinds = self._store.rewinds()
         for row in self._store.rows():
             _replay(self._state, row)
         _check_head(self._state, self._store.head(), empty_ok=self._store.chain_index)
 
     def _entry(self, row: StoredRow) -> Entry:
-        # Rows up to the head were replayed, so their stored op equals the transaction's data.
-        return Entry(seq=row.seq, timestamp=row.timestamp, tx=row.tx, tx_hash=row.tx_hash,
-                     sender=row.sender, nonce=row.nonce,
-                     op=strictjson.loads(row.op, max_depth=ops.MAX_JSON_DEPTH), prev_hash=row.prev_hash,
-                     entry_hash=row.entry_hash)
+        # Rows after a checkpoint were replayed, so their stored op equals the transaction's data; rows up
+        # to it were only checked against their hashes, so their op is read from the transaction itself.
+        if row.seq <= self.checkpoint_seq:
+            tx = ethtx.decode(row.tx)
+            op, sender, nonce = ops.decode(tx.data), tx.sender().address, tx.nonce
+        else:
+            op, sender, nonce = strictjson.loads(row.op, max_depth=ops.MAX_JSON_DEPTH), row.sender, row.nonce
+        return Entry(seq=row.seq, timestamp=row.timestamp, tx=row.tx, tx_hash=row.tx_hash, sender=sender,
+                     nonce=nonce, op=op, prev_hash=row.prev_hash, entry_hash=row.entry_hash)
 
 
 def _replay(state: LedgerState, row: StoredRow) -> None:

@@ -42,6 +42,8 @@ _CHAIN_SCHEMA = """
 CREATE TABLE chain_blocks (number INTEGER PRIMARY KEY, hash BLOB NOT NULL, last_seq INTEGER NOT NULL);
 CREATE INDEX entries_by_tx_hash ON entries (tx_hash);
 """
+_CHECKPOINT_SCHEMA = """CREATE TABLE IF NOT EXISTS checkpoints (signer TEXT PRIMARY KEY, seq INTEGER NOT NULL,
+    header BLOB NOT NULL, signature BLOB NOT NULL, state BLOB NOT NULL)"""
 _COLUMNS = "seq, timestamp, tx, tx_hash, sender, nonce, op, prev_hash, entry_hash"
 
 
@@ -206,6 +208,8 @@ class Store:
         with self._guard("write"):
             self._conn.execute("DELETE FROM chain_blocks WHERE number > ?", (block_number,))
             self._conn.execute("DELETE FROM entries WHERE seq > ?", (seq,))
+            self._conn.execute(_CHECKPOINT_SCHEMA)
+            self._conn.execute("DELETE FROM checkpoints WHERE seq > ?", (seq,))
             self._conn.executemany("UPDATE meta SET value = ? WHERE name = ?", [
                 (str(seq), "head_seq"), (head_hash.hex() if seq else "", "head_hash"),
                 (str(self.rewinds() + 1), "rewinds"),
@@ -216,6 +220,34 @@ class Store:
             cur = self._conn.execute(f"SELECT {_COLUMNS} FROM entries WHERE seq > ? ORDER BY seq",
                                      (after_seq,))
             return [self._row(r) for r in cur]
+
+    # --- signed checkpoints (checkpoint.py) ----------------------------------------------------------
+
+    def save_checkpoint(self, seq: int, signer: str, header: bytes, signature: bytes, state: bytes) -> None:
+        """Keep this checkpoint as `signer`'s only one; call inside `writing()`."""
+        with self._guard("write"):
+            self._conn.execute(_CHECKPOINT_SCHEMA)
+            self._conn.execute("INSERT OR REPLACE INTO checkpoints (seq, signer, header, signature, state) "
+                               "VALUES (?, ?, ?, ?, ?)", (seq, signer, header, signature, state))
+
+    def latest_checkpoint(self, signers: Sequence[str]) -> tuple[str, bytes, bytes, bytes] | None:
+        """(signer, header, signature, state) of the newest checkpoint by one of `signers`."""
+        if not signers:
+            return None
+        marks = ",".join("?" * len(signers))
+        with self._guard("read"):
+            table = "SELECT 1 FROM sqlite_master WHERE name = 'checkpoints'"
+            if self._conn.execute(table).fetchone() is None:
+                return None
+            row = self._conn.execute(f"SELECT signer, header, signature, state FROM checkpoints WHERE signer "
+                                     f"IN ({marks}) ORDER BY seq DESC LIMIT 1", list(signers)).fetchone()
+        return None if row is None else (str(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
+
+    def links(self, upto_seq: int) -> Iterator[tuple[int, int, bytes, bytes, bytes, bytes]]:
+        """(seq, timestamp, tx, tx_hash, prev_hash, entry_hash) of entries 1..upto_seq, in order."""
+        with self._guard("read"):
+            yield from self._conn.execute("SELECT seq, timestamp, tx, tx_hash, prev_hash, entry_hash FROM "
+                                          "entries WHERE seq <= ? ORDER BY seq", (upto_seq,))
 
     def row_of_tx(self, tx_hash: bytes) -> StoredRow | None:
         with self._guard("read"):
