@@ -8,7 +8,6 @@ decision is made and logged.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import threading
 import time
@@ -27,7 +26,7 @@ from synapse.inputs import Reading
 from synapse.sandbox import Limits
 from synapse.service import logs
 from synapse.service.auth import Authenticator, Principal
-from synapse.service.config import ServiceConfig
+from synapse.service.config import ServiceConfig, is_loopback_host
 from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key, verify_log
 from synapse.service.errors import DecisionLogError, RequestInvalid, ServiceError
 from synapse.service.ledger_link import LedgerLink, chain_opener
@@ -345,7 +344,7 @@ class PolicyService:
     def authorize_view(self, headers: Mapping[str, str], method: str, target: str,
                        client: str | None) -> Principal:
         """Who may read the operator page's data: a loopback client, or else the evaluate scope."""
-        if client is not None and _is_loopback(client):
+        if client is not None and is_loopback_host(client):
             return _LOOPBACK
         return self.authorize(headers, method, target, b"", "evaluate")
 
@@ -467,14 +466,9 @@ class PolicyService:
                                self._link.rolled_back is not None)
 
 
-def _is_loopback(client: str) -> bool:
-    try:
-        return ipaddress.ip_address(client).is_loopback
-    except ValueError:  # a Unix socket path or a name: not known to be this machine
-        return False
-
-
 def _why_not_served(artifact: Mapping[str, Any]) -> str:
-    said = _NOT_SERVED.get(artifact["state"], f"is {artifact['state']}")
-    reason = artifact.get("reason")
-    return f"{said}: {reason}" if reason else said
+    state, reason = artifact["state"], artifact.get("reason")
+    said = _NOT_SERVED.get(state, f"it is {state}")
+    if not reason:
+        return said
+    return reason if state in reason else f"{said}: {reason}"  # the stored reason may say it already
