@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
@@ -37,6 +38,7 @@ from axon import strictjson
 from synapse.api import models
 from synapse.api.constraint import make_router
 from synapse.api.media import not_json
+from synapse.api.ui import ui_routes
 from synapse.decision import Decision, DecisionJson
 from synapse.inputs import Reading, ReadingInvalid, read_document
 from synapse.service import logs
@@ -55,9 +57,11 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 
 def create_app(service: PolicyService, *, preload: list | None = None,
-               background: list[Background] | None = None) -> FastAPI:
+               background: list[Background] | None = None,
+               closing: threading.Event | None = None) -> FastAPI:
     """The ASGI app for `service`. The app's lifespan starts the service (and `background` tasks,
-    such as the sidecar's loop) and stops it, sealing the decision log, on shutdown."""
+    such as the sidecar's loop) and stops it, sealing the decision log, on shutdown. `closing` is set by
+    the server when it begins to shut down: the operator page's live streams then end."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -92,6 +96,7 @@ def create_app(service: PolicyService, *, preload: list | None = None,
     _admin_routes(app, service)
     _observability_routes(app, service)
     _constraint_node_route(app, service)
+    ui_routes(app, service, closing or threading.Event(), authorize_view)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(GuardMiddleware, service=service)
     return app
@@ -136,6 +141,12 @@ async def authorize(request: Request, service: PolicyService, scope: str) -> Pri
     signed = SIGNATURE_HEADER in headers or SIGNER_HEADER in headers
     body = await request.body() if signed else b""
     return service.authorize(headers, request.method, _target(request.scope), body, scope)
+
+
+def authorize_view(request: Request, service: PolicyService) -> Principal:
+    """Who may read the operator page's data: a loopback client, or the evaluate scope."""
+    client = request.client.host if request.client else None
+    return service.authorize_view(request.headers, request.method, _target(request.scope), client)
 
 
 # -- evaluation ------------------------------------------------------------------------------------

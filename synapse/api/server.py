@@ -19,6 +19,7 @@ import resource
 import signal
 import socket
 import sys
+import threading
 from pathlib import Path
 from types import FrameType
 
@@ -132,7 +133,8 @@ def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[
     sock = listen_on if isinstance(listen_on, socket.socket) else bind(*listen_on, reuse_port=True)
     identity = load_identity(config.node.key)
     service = PolicyService(config, identity, worker=index)
-    app = create_app(service, preload=preload, background=background)
+    closing = threading.Event()
+    app = create_app(service, preload=preload, background=background, closing=closing)
     # uvicorn re-raises SIGTERM/SIGINT after its graceful shutdown; by then the decision log is sealed,
     # so the process exits 0 instead of dying of the signal.
     signal.signal(signal.SIGTERM, _exit_cleanly)
@@ -141,13 +143,26 @@ def _worker(config: ServiceConfig, index: int, listen_on: socket.socket | tuple[
     protocol = guarded_protocol(ConnectionLimits(
         max_connections=s.max_connections, max_head_bytes=config.limits.max_head_bytes,
         head_timeout=s.head_timeout, body_timeout=s.body_timeout, keep_alive_timeout=s.keep_alive_timeout))
-    server = uvicorn.Server(uvicorn.Config(
+    server = _Server(closing, uvicorn.Config(
         app, http=protocol, ws="none", timeout_keep_alive=s.keep_alive_timeout,  # type: ignore[arg-type]
         log_config=None, access_log=False, lifespan="on", server_header=False,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S, limit_concurrency=None, backlog=2048))
     server.run(sockets=[sock])
     if not server.started:
         sys.exit(1)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server that also sets `closing` when a signal asks it to stop: the graceful shutdown
+    waits for responses in progress, and the operator page's live streams end only when told to."""
+
+    def __init__(self, closing: threading.Event, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self._closing = closing
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self._closing.set()
+        super().handle_exit(sig, frame)
 
 
 def _exit_cleanly(signum: int, _frame: FrameType | None) -> None:
