@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from typing import Any
 from eth_hash.auto import keccak
 
 from axon import ethtx
-from axon.keys import Identity
+from axon.keys import Identity, PublicKey
 from axon.ledger.errors import (
     ChainMismatch,
     ChainPending,
@@ -218,16 +218,18 @@ class ChainLedger(Ledger):
 
     @classmethod
     def connect(cls, url: str, index_path: str | Path, *, confirmations: int = 0, start_block: int = 0,
-                gas_price: int | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> ChainLedger:
+                gas_price: int | None = None, timeout: float = DEFAULT_TIMEOUT_S,
+                checkpoint_keys: Sequence[PublicKey] = ()) -> ChainLedger:
         """Open (or create) the index. The chain need not be reachable when the index exists: reads then
-        answer from what was indexed. gas_price None: ask the node (eth_gasPrice) when sending."""
+        answer from what was indexed. gas_price None: ask the node (eth_gasPrice) when sending.
+        checkpoint_keys: as for Ledger.open."""
         if confirmations < 0:
             raise LedgerError(f"confirmations must be >= 0, not {confirmations}")
         chain = EthereumChain(url, timeout)
         index_path = Path(index_path)
         if not index_path.exists():
             Ledger.create_chain_index(index_path, chain.chain_id()).close()
-        ledger = cls.open(index_path)
+        ledger = cls.open(index_path, checkpoint_keys)
         if not ledger.is_chain_index:
             ledger.close()
             raise LedgerStorageError(f"{index_path} is an embedded ledger, not the index of a chain")

@@ -106,6 +106,9 @@ class LedgerConfig(Section):
     index: ConfigPath | None = None
     confirmations: int = 2
     start_block: int = 0
+    # Every this many new entries the node signs a checkpoint of the ledger's state with its key and
+    # opens from it at start-up instead of replaying all history (docs/ledger.md); 0: never.
+    checkpoint_every: int = 10_000
 
     @property
     def chain_url(self) -> str | None:
@@ -417,6 +420,7 @@ class ServiceConfig(Section):
         _require(self.ledger.follow_interval > 0, "ledger.follow_interval must be > 0 seconds")
         _require(self.ledger.confirmations >= 0 and self.ledger.start_block >= 0,
                  "ledger.confirmations and ledger.start_block must be >= 0")
+        _require(self.ledger.checkpoint_every >= 0, "ledger.checkpoint_every must be >= 0")
         _require(lim.max_body_bytes >= 64, "limits.max_body_bytes must be at least 64")
         _require(lim.max_head_bytes >= 1024, "limits.max_head_bytes must be at least 1024")
         _require(lim.max_artifact_bytes >= 64, "limits.max_artifact_bytes must be at least 64")

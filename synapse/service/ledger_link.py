@@ -25,12 +25,12 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from axon.keys import PublicKey
+from axon.keys import PublicKey, Signer
 from axon.ledger import ArtifactRecord, GroupRecord, KeyRecord, Ledger, LedgerError, PolicyRecord
 from axon.ledger.chain import ChainLedger
 from synapse.service.errors import ServiceError
@@ -65,10 +65,20 @@ def rollback_reason(remembered: Head, found: Head | None, head_seq: int) -> str 
     return None
 
 
-def chain_opener(url: str, confirmations: int, start_block: int) -> Callable[[Path], Ledger]:
+def ledger_opener(checkpoint_keys: Sequence[PublicKey] = ()) -> Callable[[Path], Ledger]:
+    """Opens a ledger file, from the newest checkpoint one of `checkpoint_keys` signed (LedgerLink's
+    `opener`)."""
+    def open_file(path: Path) -> Ledger:
+        return Ledger.open(path, checkpoint_keys)
+    return open_file
+
+
+def chain_opener(url: str, confirmations: int, start_block: int,
+                 checkpoint_keys: Sequence[PublicKey] = ()) -> Callable[[Path], Ledger]:
     """Opens the node's index of the ledger on the Ethereum node at `url` (LedgerLink's `opener`)."""
     def open_index(path: Path) -> Ledger:
-        return ChainLedger.connect(url, path, confirmations=confirmations, start_block=start_block)
+        return ChainLedger.connect(url, path, confirmations=confirmations, start_block=start_block,
+                                   checkpoint_keys=checkpoint_keys)
     return open_index
 
 
@@ -79,9 +89,15 @@ class LedgerLink:
 
     def __init__(self, path: Path | None, clock: Callable[[], float] = time.time, *,
                  heads: NodeState | None = None, events: EventFn | None = None,
-                 opener: Callable[[Path], Ledger] = Ledger.open) -> None:
+                 opener: Callable[[Path], Ledger] = Ledger.open, checkpoint_signer: Signer | None = None,
+                 checkpoint_every: int = 0) -> None:
         self.path = path
         self._opener = opener
+        # Every `checkpoint_every` entries the node signs a checkpoint with its key, and opens from its own
+        # newest one: start-up does not replay all history (axon/ledger/checkpoint.py).
+        self._checkpoint_signer = checkpoint_signer
+        self._checkpoint_every = checkpoint_every
+        self._checkpointed = 0  # the seq of the last checkpoint this link wrote
         self.chain_error: str | None = None  # the chain is away: the index answers as it last was
         self._clock = clock
         self._heads = heads
@@ -120,6 +136,7 @@ class LedgerLink:
             except (LedgerError, OSError) as exc:
                 self._fail(exc)
             self.mark_ok(head)
+            self._checkpoint(ledger, head)
             return head
 
     def _follow_chain(self, ledger: ChainLedger) -> None:
@@ -142,6 +159,18 @@ class LedgerLink:
         for refused in report.refused:
             self._events("ledger_operation_refused", block=refused.block,
                          tx_hash="0x" + refused.tx_hash.hex(), code=refused.code, reason=refused.reason)
+
+    def _checkpoint(self, ledger: Ledger, head: int) -> None:
+        last = max(ledger.checkpoint_seq, self._checkpointed)
+        due = self._checkpoint_every > 0 and head - last >= self._checkpoint_every
+        if self._checkpoint_signer is None or not due:
+            return
+        try:
+            self._checkpointed = ledger.write_checkpoint(self._checkpoint_signer)
+        except (LedgerError, OSError) as exc:  # the next check tries again; nothing depends on it
+            self._events("ledger_checkpoint_failed", reason=str(exc))
+            return
+        self._events("ledger_checkpointed", seq=self._checkpointed)
 
     def mark_ok(self, head: int | None = None) -> None:
         self.reachable, self.error, self.last_ok = True, None, self._clock()

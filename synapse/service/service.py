@@ -29,7 +29,7 @@ from synapse.service.auth import Authenticator, Principal
 from synapse.service.config import ServiceConfig, is_loopback_host
 from synapse.service.decision_log import AnchorSchedule, DecisionLog, Masker, load_mask_key, verify_log
 from synapse.service.errors import DecisionLogError, RequestInvalid, ServiceError
-from synapse.service.ledger_link import LedgerLink, chain_opener
+from synapse.service.ledger_link import LedgerLink, chain_opener, ledger_opener
 from synapse.service.live import DecisionFeed, Deliver
 from synapse.service.metrics import Metrics
 from synapse.service.node_state import FILE_NAME as NODE_STATE_FILE
@@ -51,16 +51,21 @@ _NOT_SERVED = {
 }
 
 
-def _ledger_link(config: ServiceConfig, clock: Callable[[], float], node_state: NodeState,
+def _ledger_link(config: ServiceConfig, identity: Identity, clock: Callable[[], float], node_state: NodeState,
                  events: Callable[..., None]) -> LedgerLink:
-    """The link to the ledger file, or to the node's index of the ledger on a chain. On a chain the
-    chain is the reference each follow step checks the index against (block hashes; a reorganisation
-    is rewound), so the remembered head, which only moves forward, is for a ledger file."""
+    """The link to the ledger file, or to the node's index of the ledger on a chain, opened from the
+    node's own newest checkpoint (it trusts no other key's). On a chain the chain is the reference each
+    follow step checks the index against (block hashes; a reorganisation is rewound), so the remembered
+    head, which only moves forward, is for a ledger file."""
     cfg = config.ledger
+    trusted = [identity.key.public_key]
+    checkpoints = {"checkpoint_signer": identity.key, "checkpoint_every": cfg.checkpoint_every}
     if cfg.chain_url is None:
-        return LedgerLink(cfg.path, clock, heads=node_state, events=events)
+        return LedgerLink(cfg.path, clock, heads=node_state, events=events, opener=ledger_opener(trusted),
+                          **checkpoints)
     return LedgerLink(cfg.local_file(config.store.path), clock, events=events,
-                      opener=chain_opener(cfg.chain_url, cfg.confirmations, cfg.start_block))
+                      opener=chain_opener(cfg.chain_url, cfg.confirmations, cfg.start_block, trusted),
+                      **checkpoints)
 
 
 class PolicyService:
@@ -72,7 +77,7 @@ class PolicyService:
         self._clock = clock
         self.metrics = Metrics(worker)
         self._node_state = NodeState(config.store.path / NODE_STATE_FILE)
-        self._link = _ledger_link(config, clock, self._node_state, self._event)
+        self._link = _ledger_link(config, identity, clock, self._node_state, self._event)
         self.metrics.watch_ledger(lambda: self._link.head_seq, lambda: self._link.last_ok, clock)
         self._store = ArtifactStore(config.store.path)
         self._registry = Registry(self._store, self._link, self._verify, self._make_evaluator,

@@ -127,3 +127,24 @@ def test_what_a_checkpoint_trusts_its_signer_for(path: Path) -> None:
         assert led.verify_chain()  # the entries themselves are intact...
     with Ledger.open(path) as led:
         assert led.artifact(urn(0)).revoked  # ...and replaying them gives the truth
+
+
+def test_a_node_checkpoints_with_its_key_and_starts_from_it(path: Path) -> None:
+    from synapse.service.ledger_link import LedgerLink, ledger_opener
+
+    events: list[tuple[str, dict]] = []
+
+    def link() -> LedgerLink:
+        return LedgerLink(path, opener=ledger_opener([NODE.key.public_key]), checkpoint_signer=NODE.key,
+                          checkpoint_every=10, events=lambda name, **f: events.append((name, f)))
+
+    first = link()
+    head = first.check()
+    assert events == [("ledger_checkpointed", {"seq": head})]
+    first.check()
+    assert len(events) == 1  # nothing new: no second checkpoint
+    first.close()
+    restarted = link()
+    assert restarted.ledger().checkpoint_seq == head
+    assert restarted.ledger().artifact(urn(0)).revoked
+    restarted.close()
