@@ -117,7 +117,7 @@ class PlantLoop:
             if self._write_errors.get(id(point)) != exc.message:  # said once, not every cycle
                 self._write_errors[id(point)] = exc.message
                 logs.event("plant_write_failed", logging.WARNING, source=point.source,
-                           point=describe(point), reason=exc.message)
+                           point=describe(point), code=exc.code, reason=exc.message)
             return
         if self._write_errors.pop(id(point), None) is not None:
             logs.event("plant_write_resumed", source=point.source, point=describe(point))

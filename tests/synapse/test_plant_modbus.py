@@ -7,6 +7,9 @@ is sealed on the ledger. It comes back: evaluation resumes. SIGTERM: the outputs
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from tests.plc_servers import ModbusServer
@@ -107,4 +110,60 @@ def test_pressure_ramp_halts_a_lost_plc_is_safe_and_evaluation_resumes(tmp_path)
         assert outputs(burner_io) == (DENY, False)  # left at the safe values on shutdown
         assert [r["kind"] for r in records(plant)][-2:] == ["stop", "seal"]
         sensor_io.close()
+        burner_io.close()
+
+
+def test_tags_check_prints_a_table_writes_nothing_and_fails_on_an_unreadable_tag(tmp_path):
+    plant = Plant(tmp_path)
+    sop, _ = plant.artifact("1.0.0")
+    with ModbusServer(tmp_path, inputs={"input": {"5": [0x42C3, 0]}, "discrete": {"2": [True]}}) as sensors, \
+            ModbusServer(tmp_path) as burner:
+        sensors.client().write_registers(PRESSURE, [975, 0, 0xFFEC, 1], device_id=1)  # 97.5 bar, -20, MANUAL
+        burner_io = burner.client()
+        burner_io.write_register(VERDICT, 99, device_id=1)
+        sections = plant_config(plant, tmp_path / "boiler.sop", sensors, burner)
+        sections["plant.tags.flow"] = {"source": "sensors", "table": "input", "address": 5, "type": "float32"}
+        sections["plant.tags.flame"] = {"source": "sensors", "table": "discrete", "address": 2}
+        good = write_config(tmp_path / "good.toml", sections)
+        result = subprocess.run([sys.executable, "-m", "synapse", "tags", "check", str(good)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stdout + result.stderr
+        rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:-1]}
+        assert "975" in rows["pressure"] and "97.5" in rows["pressure"] and " good " in rows["pressure"]
+        assert "-20" in rows["steam_temp"] and "'MANUAL'" in rows["mode"] and "97.5" in rows["flow"]
+        assert "True" in rows["flame"] and "all 6 tags read" in result.stdout
+
+        sections["plant.tags.far"] = {"source": "sensors", "table": "holding", "address": 5000}
+        sections["plant.tags.gone"] = {"source": "burner", "table": "holding", "address": 20}
+        sections["plant.sources.burner"] = {**sections["plant.sources.burner"], "port": 1}  # nothing there
+        bad_config = write_config(tmp_path / "bad.toml", sections)
+        result = subprocess.run([sys.executable, "-m", "synapse", "tags", "check", str(bad_config)],
+                                capture_output=True, text=True, timeout=60)
+        assert result.returncode == 1, result.stdout + result.stderr
+        rows = {line.split()[0]: line for line in result.stdout.splitlines()[1:-1]}
+        assert "Modbus exception 2 (illegal data address)" in rows["far"] and " good " in rows["pressure"]
+        assert "connection failed" in rows["gone"]
+        assert "2 of 8 tags unreadable: far, gone" in result.stdout
+        assert outputs(burner_io) == (99, False)  # nothing was written
+        burner_io.close()
+
+
+def test_dry_run_evaluates_and_logs_but_writes_nothing(tmp_path):
+    plant = Plant(tmp_path)
+    sop, _ = plant.artifact("1.0.0")
+    (tmp_path / "boiler.sop").write_bytes(sop)
+    with ModbusServer(tmp_path) as sensors, ModbusServer(tmp_path) as burner:
+        sensors.client().write_registers(PRESSURE, [500, 0, 20, 0], device_id=1)
+        burner_io = burner.client()
+        burner_io.write_registers(VERDICT, [99, 7], device_id=1)
+        config = write_config(tmp_path / "sidecar.toml",
+                              plant_config(plant, tmp_path / "boiler.sop", sensors, burner))
+        server = Server(tmp_path, config, command="run", args=["--dry-run"]).wait_ready()
+        try:
+            wait_until(lambda: any(d["verdict"] == "ALLOW" for d in decisions(plant)), what="an ALLOW logged")
+        finally:
+            assert server.stop() == 0
+        # Not the verdict, not the permissive, not the heartbeat, not the safe values at shutdown.
+        assert outputs(burner_io) == (99, False)
+        assert burner_io.read_holding_registers(HEARTBEAT, count=1, device_id=1).registers[0] == 7
         burner_io.close()
