@@ -16,6 +16,7 @@ from axon.ledger.ledger import Ledger
 from axon.ledger.records import Entry
 
 DEFAULT_BLOCKS_PER_STEP = 2000
+BLOCKS_PER_BATCH = 100  # fetched in one JSON-RPC batch and indexed in one SQLite transaction
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,8 @@ class BlockSource(Protocol):
     def block_hash(self, number: int) -> bytes | None:
         """The hash of the chain's block `number`, None when the chain is shorter."""
 
-    def block(self, number: int) -> Block: ...
+    def blocks(self, numbers: range) -> list[Block]:
+        """The blocks `numbers`, in order (fewer when the chain is shorter)."""
 
 
 @dataclass(frozen=True)
@@ -88,17 +90,23 @@ def follow(index: Ledger, source: BlockSource, confirmations: int, *, start_bloc
         blocks = index.indexed_blocks()
     last_number, last_hash = (blocks[0][0], blocks[0][1]) if blocks else (start_block - 1, None)
     target = min(confirmed_head(chain_head, confirmations), last_number + max_blocks)
-    for number in range(last_number + 1, target + 1):
-        block = source.block(number)
-        if last_hash is not None and block.parent_hash != last_hash:
-            break  # the chain changed under this step: the next step finds the fork
-        admitted, refused = index.apply_block(block.number, block.hash, block.timestamp,
-                                              list(block.transactions))
-        report.admitted += admitted
-        report.refused += [Refusal(number, tx_hash, exc.code, str(exc)) for tx_hash, exc in refused]
-        report.refused += [Refusal(number, tx_hash, "AXON-LEDGER-OP-MALFORMED", why)
-                           for tx_hash, why in block.unreadable]
-        last_number, last_hash = block.number, block.hash
+    for first in range(last_number + 1, target + 1, BLOCKS_PER_BATCH):
+        fetched = source.blocks(range(first, min(first + BLOCKS_PER_BATCH, target + 1)))
+        linked: list[Block] = []
+        for block in fetched:
+            if last_hash is not None and block.parent_hash != last_hash:
+                break  # the chain changed under this step: the next step finds the fork
+            linked.append(block)
+            last_hash = block.hash
+        results = index.apply_blocks([(b.number, b.hash, b.timestamp, b.transactions) for b in linked])
+        for block, (admitted, refused) in zip(linked, results, strict=True):
+            report.admitted += admitted
+            report.refused += [Refusal(block.number, tx_hash, exc.code, str(exc)) for tx_hash, exc in refused]
+            report.refused += [Refusal(block.number, tx_hash, "AXON-LEDGER-OP-MALFORMED", why)
+                               for tx_hash, why in block.unreadable]
+            last_number = block.number
+        if len(linked) < len(range(first, min(first + BLOCKS_PER_BATCH, target + 1))):
+            break
     report.indexed_block = last_number if last_number >= start_block else None
     return report
 

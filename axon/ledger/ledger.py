@@ -188,26 +188,37 @@ class Ledger:
                     transactions: list[bytes]) -> tuple[list[Entry], list[tuple[bytes, LedgerError]]]:
         """Index one block: each registry transaction, in block order, through every admission check
         (timestamp: the block's). Returns the entries appended and the (tx hash, error) of the refused."""
-        admitted: list[Entry] = []
-        refused: list[tuple[bytes, LedgerError]] = []
+        return self.apply_blocks([(number, block_hash, timestamp, transactions)])[0]
+
+    def apply_blocks(self, blocks: Sequence[tuple[int, bytes, int, Sequence[bytes]]]
+                     ) -> list[tuple[list[Entry], list[tuple[bytes, LedgerError]]]]:
+        """`apply_block` for consecutive blocks (number, hash, timestamp, transactions), in one write
+        transaction. A block another process following the same chain indexed first is skipped."""
+        results: list[tuple[list[Entry], list[tuple[bytes, LedgerError]]]] = []
         with self._lock, self._store.writing():
             self._catch_up()
-            blocks = self._store.blocks()
-            if blocks and number <= blocks[0][0]:  # another process following the same chain was first
-                return admitted, refused
+            stored = self._store.blocks()
+            top = stored[0][0] if stored else -1
             state = self._state
-            for raw in transactions:
-                try:
-                    entry = state.admit(raw, timestamp)
-                except LedgerError as exc:
-                    refused.append((keccak(raw), exc))
+            for number, block_hash, timestamp, transactions in blocks:
+                admitted: list[Entry] = []
+                refused: list[tuple[bytes, LedgerError]] = []
+                results.append((admitted, refused))
+                if number <= top:
                     continue
-                self._store.append(entry)
-                state.commit(entry)
-                admitted.append(entry)
-            self._store.record_block(number, block_hash, state.head_seq)
+                for raw in transactions:
+                    try:
+                        entry = state.admit(raw, timestamp)
+                    except LedgerError as exc:
+                        refused.append((keccak(raw), exc))
+                        continue
+                    self._store.append(entry)
+                    state.commit(entry)
+                    admitted.append(entry)
+                self._store.record_block(number, block_hash, state.head_seq)
+                top = number
             self._rewinds = self._store.rewinds()
-        return admitted, refused
+        return results
 
     def rewind_to_block(self, number: int) -> tuple[int, bytes]:
         """Undo every block after `number` (a chain reorganisation): their entries are removed and the

@@ -33,27 +33,27 @@ def signed(who: Identity, op: dict, nonce: int, chain_id: int = CHAIN) -> bytes:
 class FakeChain:
     """A chain of blocks; `fork(at)` drops every block after `at` (what evm_revert does)."""
 
-    blocks: list[Block] = field(default_factory=list)
+    mined: list[Block] = field(default_factory=list)
 
     def mine(self, *txs: bytes, salt: str = "") -> Block:
-        number = len(self.blocks)
-        parent = self.blocks[-1].hash if self.blocks else bytes(32)
+        number = len(self.mined)
+        parent = self.mined[-1].hash if self.mined else bytes(32)
         digest = hashlib.sha256(parent + b"".join(txs) + salt.encode() + number.to_bytes(8, "big")).digest()
         block = Block(number=number, hash=digest, parent_hash=parent, timestamp=T0 + number, transactions=txs)
-        self.blocks.append(block)
+        self.mined.append(block)
         return block
 
     def fork(self, at: int) -> None:
-        del self.blocks[at + 1:]
+        del self.mined[at + 1:]
 
     def head_number(self) -> int:
-        return len(self.blocks) - 1
+        return len(self.mined) - 1
 
     def block_hash(self, number: int) -> bytes | None:
-        return self.blocks[number].hash if 0 <= number < len(self.blocks) else None
+        return self.mined[number].hash if 0 <= number < len(self.mined) else None
 
-    def block(self, number: int) -> Block:
-        return self.blocks[number]
+    def blocks(self, numbers: range) -> list[Block]:
+        return self.mined[numbers.start:numbers.stop]
 
 
 @pytest.fixture
@@ -154,5 +154,5 @@ def test_the_index_takes_entries_only_from_blocks(index: Ledger) -> None:
     follow(index, chain, 0)
     head = index.head_seq
     # A block another follower of the same index already applied is not applied twice.
-    assert index.apply_block(1, chain.blocks[1].hash, T0, list(chain.blocks[1].transactions)) == ([], [])
+    assert index.apply_block(1, chain.mined[1].hash, T0, list(chain.mined[1].transactions)) == ([], [])
     assert index.head_seq == head
