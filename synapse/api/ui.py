@@ -82,9 +82,9 @@ def ui_routes(app: FastAPI, service: PolicyService, closing: threading.Event, vi
         report = await asyncio.to_thread(service.verify_decision_log)
         return Response(orjson.dumps(report), media_type="application/json")
 
-    @app.get("/v1/decisions/stream", tags=["operator page"],
-             summary="Server-sent events: each decision of this worker as it is made (without inputs)",
-             response_class=StreamingResponse)
+    # Not in the OpenAPI document: a stream that never ends is no request/response operation, and clients
+    # that walk the document's GET routes would wait on it forever (docs/service.md lists it).
+    @app.get("/v1/decisions/stream", include_in_schema=False)
     async def stream(request: Request) -> StreamingResponse:
         view(request, service)
         return StreamingResponse(_events(service, closing), media_type="text/event-stream",

@@ -110,7 +110,9 @@ function renderPolicy(p) {
   for (const h of ["Version", "State", "URN", "Signer", "Level", "Why not served", "Actions"]) {
     head.append(el("th", h, { scope: "col" }));
   }
-  table.append(el("thead")).append(head);
+  const thead = el("thead");
+  thead.append(head);
+  table.append(thead);
   const body = el("tbody");
   for (const a of p.artifacts) {
     const row = el("tr", null, { class: a.served ? "artifact-served" : "artifact-not-served" });
@@ -210,7 +212,10 @@ function handleEvent(block) {
   }
   if (!data.length) return;
   const doc = JSON.parse(data.join("\n"));
-  if (event === "decision") addDecision(doc);
+  if (event === "decision") {
+    addDecision(doc);
+    countDecision(doc);
+  }
   else if (event === "missed") say(`The page missed ${doc.count} decision(s) while it was behind.`);
 }
 
@@ -269,7 +274,30 @@ function svg(tag, attrs) {
   return node;
 }
 
+let shownStats = null;
+
+// A pushed decision counts at once in the charts; the service's own figures replace these every 10 s.
+function countDecision(d) {
+  if (!shownStats || !d.time) return;
+  const size = shownStats.bucket_seconds;
+  const start = Math.floor(d.time / size) * size;
+  const buckets = shownStats.buckets;
+  if (buckets[buckets.length - 1].start < start) {
+    buckets.push({ start: start, counts: Object.fromEntries(VERDICTS.map((v) => [v, 0])),
+      latency_ms_mean: null, latency_ms_max: null });
+    buckets.shift();
+  }
+  const b = buckets[buckets.length - 1];
+  if (b.start !== start || !(d.verdict in b.counts)) return;
+  const n = VERDICTS.reduce((sum, v) => sum + b.counts[v], 0);
+  b.counts[d.verdict] += 1;
+  b.latency_ms_mean = ((b.latency_ms_mean || 0) * n + d.latency_ms) / (n + 1);
+  b.latency_ms_max = Math.max(b.latency_ms_max || 0, d.latency_ms);
+  renderStats(shownStats);
+}
+
 function renderStats(stats) {
+  shownStats = stats;
   const buckets = stats.buckets;
   const totals = Object.fromEntries(VERDICTS.map((v) => [v, 0]));
   for (const b of buckets) for (const v of VERDICTS) totals[v] += b.counts[v];
