@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from axon.messaging.errors import BrokerUnavailable
 from axon.messaging.mqtt import BrokerSettings, MqttLink, topic_for
 from axon.messaging.signed import LedgerKeys
 from tests.mosquitto import Broker
-from tests.service_support import HALT, NORMAL, Plant, Server, records, write_config
+from tests.service_support import HALT, NORMAL, REPO, Plant, Server, records, write_config
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -216,3 +218,14 @@ def test_broker_refusals_say_why_without_the_secret(tmp_path):
 
         with pytest.raises(BrokerUnavailable, match="not connected"):
             asyncio.run(publish_unconnected())
+
+
+def test_the_mqtt_benchmark_runs_and_prints_its_rows():
+    """`python benchmarks/bench_mqtt.py --quick` end to end (no timing asserted: figures live there)."""
+    done = subprocess.run([sys.executable, "benchmarks/bench_mqtt.py", "--quick"], cwd=REPO,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for row in ("MQTT alert latency", "baseline: bare QoS 1 publish", "baseline: ledger carrier",
+                "alerts per second", "load average"):
+        line = next((x for x in done.stdout.splitlines() if row in x), None)
+        assert line is not None and any(ch.isdigit() for ch in line), done.stdout
