@@ -9,6 +9,7 @@ runs. The page's delay for a pushed decision is printed (a measured figure, not 
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from synapse.service.auth import hash_token
-from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, write_config
+from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, sidecar_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -230,3 +231,30 @@ def test_over_loopback_the_page_data_is_readable_without_a_token_and_admin_is_no
     with httpx.stream("GET", server.base + "/v1/decisions/stream", timeout=10) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+
+
+def test_synapse_run_serves_the_page_and_streams_the_sidecars_decisions(tmp_path):
+    plant = Plant(tmp_path)
+    sop, _ = plant.artifact("1.0.0")
+    (plant.dir / "boiler.sop").write_bytes(sop)
+    feed = plant.dir / "feed.jsonl"
+    feed.write_text("")
+    cfg = sidecar_config(plant, plant.dir / "boiler.sop", source=str(feed), interval=0.0, follow=True,
+                         context=AUTO)
+    server = Server(plant.dir, cfg, command="run").wait_ready()
+    try:
+        page = server.client.get("/ui")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "default-src 'none'" in page.headers["content-security-policy"]
+        with httpx.stream("GET", server.base + "/v1/decisions/stream", timeout=30) as stream:
+            lines = stream.iter_lines()
+            assert next(lines) == "retry: 2000"
+            feed.write_text(json.dumps({"telemetry": HALT}) + "\n")
+            event = next(line for line in lines if line.startswith("event:"))
+            data = json.loads(next(lines).removeprefix("data: "))
+        assert event == "event: decision"
+        assert data["verdict"] == "HALT" and data["source"] == "sidecar" and "telemetry" not in data
+        recent = server.client.get("/v1/decisions/recent").json()["decisions"]
+        assert [d["decision_id"] for d in recent] == [data["decision_id"]]
+    finally:
+        assert server.stop() == 0
