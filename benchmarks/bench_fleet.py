@@ -13,7 +13,9 @@ Sections (each a function returning its table; add a section by adding a functio
     embedded ledger (fsync per append) and its replay on open.
   - startup: opening a ledger of 10,000 and 100,000 operations from the node's signed checkpoint;
     baseline: opening it by replaying every entry (what opening did before checkpoints).
-  - (the MQTT alert rows, issue 12 item 4, join here as another section.)
+  - mqtt: SIP-017 alerts through a real Mosquitto (benchmarks/bench_mqtt.py, which also runs alone):
+    MQTT alert latency (p50/p99) from the decision to the recipient's checked message, and alerts per
+    second; baselines: a bare QoS 1 publish of the same size, and the ledger carrier (OpCode 9).
 """
 
 from __future__ import annotations
@@ -241,10 +243,31 @@ def startup(quick: bool, work: Path) -> Table:
                  rows, "target: 100,000 operations ready in <= 2 s")
 
 
+def mqtt(quick: bool, work: Path) -> Table:
+    import bench_mqtt  # beside this file; it starts its own broker
+
+    f = bench_mqtt.measure(quick, work)
+    samples, burst = bench_mqtt.sizes(quick)
+
+    def latency(xs: list[float]) -> str:
+        return "{:.2f} / {:.2f} ms".format(*p50_p99(xs))
+
+    rows = [["MQTT alert latency (p50/p99)", latency(f["alert"]), latency(f["bare"]), latency(f["ledger"])],
+            ["alerts per second", f"{f['alert_rate']:,.0f}", f"{f['bare_rate']:,.0f}",
+             f"{1000 / (sum(f['ledger']) / len(f['ledger'])):,.0f} (one at a time)"]]
+    return Table(f"SIP-017 alerts over MQTT (Mosquitto on loopback, QoS 1): {samples} alerts one at a time, "
+                 f"{burst} queued at once",
+                 ["figure", "SIP-017 over MQTT", "bare QoS 1 publish (baseline)",
+                  "ledger OpCode 9 (baseline)"],
+                 rows, "MQTT: sealed, signed, published, checked by the recipient against the ledger; "
+                       "both ends in one process")
+
+
 SECTIONS: dict[str, Callable[[bool, Path], Table]] = {
     "revocation": revocation,
     "throughput": throughput,
     "startup": startup,
+    "mqtt": mqtt,
 }
 
 

@@ -1,6 +1,5 @@
 """SIP-017 alerts through an MQTT broker (issue 12 items 4 and 7), each figure beside a baseline measured
-in the same run. To be merged into benchmarks/bench_fleet.py (its "MQTT alert latency" and "alerts per
-second" rows).
+in the same run. benchmarks/bench_fleet.py shows the same figures as its `mqtt` section (`measure`).
 
     python benchmarks/bench_mqtt.py          full run (about 20 s)
     python benchmarks/bench_mqtt.py --quick  smoke run: same table, fewer samples
@@ -167,21 +166,36 @@ class Bench:
         return result
 
 
+def sizes(quick: bool) -> tuple[int, int]:
+    """(alerts timed one at a time, alerts queued at once)."""
+    return (30, 200) if quick else (300, 2000)
+
+
+def measure(quick: bool, work: Path) -> dict:
+    """Every figure: "alert", "bare", "ledger" (latency samples, ms), "alert_rate", "bare_rate" (per s)."""
+    samples, burst = sizes(quick)
+    directory = work / "mqtt-bench"
+    directory.mkdir()
+    with Broker(directory) as broker:
+        bench = Bench(directory, broker)
+        figures = asyncio.run(bench.run(samples, burst))
+        figures["ledger"] = bench.ledger_latency(samples)
+        bench.ledger.close()
+    return figures
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer samples (rough figures)")
     args = parser.parse_args(argv)
-    samples, burst = (30, 200) if args.quick else (300, 2000)
+    samples, burst = sizes(args.quick)
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
     print(f"SIP-017 alerts over MQTT (Mosquitto on loopback, QoS 1); {os.cpu_count()} cores, load average "
           f"{load} at start (a shared machine: other engineers' work runs beside this)\n")
-    with tempfile.TemporaryDirectory() as tmp, Broker(Path(tmp)) as broker:
-        bench = Bench(Path(tmp), broker)
-        figures = asyncio.run(bench.run(samples, burst))
-        ledger = bench.ledger_latency(samples)
-        bench.ledger.close()
-    alert, bare = figures["alert"], figures["bare"]
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = measure(args.quick, Path(tmp))
+    alert, bare, ledger = figures["alert"], figures["bare"], figures["ledger"]
     rows = []
     for name, xs in (("MQTT alert latency: decision -> checked at the recipient", alert),
                      ("baseline: bare QoS 1 publish -> subscriber, same size", bare),
