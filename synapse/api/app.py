@@ -58,7 +58,7 @@ _Model = TypeVar("_Model", bound=BaseModel)
 
 def create_app(service: PolicyService, *, preload: list | None = None,
                background: list[Background] | None = None,
-               closing: threading.Event | None = None) -> FastAPI:
+               closing: threading.Event | None = None) -> ServiceApp:
     """The ASGI app for `service`. The app's lifespan starts the service (and `background` tasks,
     such as the sidecar's loop) and stops it, sealing the decision log, on shutdown. `closing` is set by
     the server when it begins to shut down: the operator page's live streams then end."""
@@ -92,14 +92,36 @@ def create_app(service: PolicyService, *, preload: list | None = None,
                                      "as DENY.")
     app.state.service = service
     _exception_handlers(app)
-    _evaluation_routes(app, service)
+    plain = _evaluation_routes(app, service)
     _admin_routes(app, service)
     _observability_routes(app, service)
     _constraint_node_route(app, service)
     ui_routes(app, service, closing or threading.Event(), authorize_view)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(GuardMiddleware, service=service)
-    return app
+    return ServiceApp(app, plain, service)
+
+
+class ServiceApp:
+    """What the server runs: a POST to an evaluation route goes through GuardMiddleware straight to its
+    bare ASGI endpoint; everything else (the same paths with another method too) to the FastAPI app.
+    Starlette's error and exception middleware, FastAPI's exit stack and the router cost each request
+    more than deciding it (docs/service.md, "Performance"); GuardMiddleware already answers every error
+    of these routes."""
+
+    def __init__(self, api: FastAPI, plain: dict[str, ASGIApp], service: PolicyService) -> None:
+        self.api = api
+        self._plain = plain
+        self._guarded = GuardMiddleware(self._dispatch, service)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self._plain:
+            await self._guarded(scope, receive, send)
+        else:
+            await self.api(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._plain[scope["path"]](scope, receive, send)
 
 
 async def _follow(service: PolicyService) -> None:
@@ -259,7 +281,9 @@ class _JsonEndpoint:
         await send({"type": "http.response.body", "body": payload})
 
 
-def _evaluation_routes(app: FastAPI, service: PolicyService) -> None:
+def _evaluation_routes(app: FastAPI, service: PolicyService) -> dict[str, ASGIApp]:
+    """Adds the evaluation routes to `app` (for the OpenAPI document and other methods); returns their
+    endpoints by path, for ServiceApp."""
     parse = partial(Reading.parse, need_policy=True)
 
     def evaluate(body: bytes) -> DecisionJson:
@@ -273,12 +297,12 @@ def _evaluation_routes(app: FastAPI, service: PolicyService) -> None:
 
     one = _JsonEndpoint(service, evaluate)
     batch = _JsonEndpoint(service, evaluate_batch)
-    # Plain routes first, so they are matched before anything FastAPI adds.
-    app.router.routes[:0] = [
-        Route("/v1/evaluate", one, methods=["POST"], name="evaluate"),
-        Route("/evaluate", one, methods=["POST"], name="evaluate_unversioned"),
-        Route("/v1/evaluate/batch", batch, methods=["POST"], name="evaluate_batch"),
-    ]
+    # Plain routes first, so they are matched before anything FastAPI adds. ServiceApp sends a POST to
+    # them before the app; the app still lists them (OpenAPI) and answers their other methods.
+    routes = (("/v1/evaluate", one, "evaluate"), ("/evaluate", one, "evaluate_unversioned"),
+              ("/v1/evaluate/batch", batch, "evaluate_batch"))
+    app.router.routes[:0] = [Route(path, endpoint, methods=["POST"], name=name)
+                             for path, endpoint, name in routes]
 
     if service.config.server.noop_endpoint:
         @app.post("/v1/noop", response_model=models.Noop, tags=["benchmark"],
@@ -286,6 +310,8 @@ def _evaluation_routes(app: FastAPI, service: PolicyService) -> None:
         async def noop(req: models.EvaluateRequest) -> models.Noop:
             # async like the evaluate route: a sync handler would pay FastAPI's thread pool and flatter us
             return models.Noop(ok=True)
+
+    return {path: endpoint for path, endpoint, _ in routes}
 
 
 # -- administration ----------------------------------------------------------------------------------
