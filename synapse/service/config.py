@@ -232,7 +232,7 @@ class SidecarConfig(Section):
 
 
 class MqttConfig(Section):
-    """SIP-017 messages through an MQTT broker (synapse/sidecar/mqtt.py, docs/fleet.md): alerts out,
+    """SIP-017 messages through an MQTT broker (synapse/sidecar/mqtt.py, docs/messaging.md): alerts out,
     commands and key exchange in, on the topic `<topic_prefix>/to/<recipient's address>` at QoS 1."""
 
     host: str

@@ -1,4 +1,4 @@
-"""Fetching an artifact this node does not hold, from a storage hint (issue 12 item 5; docs/fleet.md).
+"""Fetching an artifact this node does not hold, from a storage hint (issue 12 item 5; docs/messaging.md).
 
 A SIP-017 CMD `load` names a URN and may say where the artifact is: `storage_hint`, in the form of an
 artifact's own `distribution.storage_hint`: an `http://` or `https://` URL, a `file://` URL or an

@@ -1,4 +1,4 @@
-"""The sidecar's SIP-017 messages through an MQTT broker (docs/fleet.md, "SIP-017 over MQTT").
+"""The sidecar's SIP-017 messages through an MQTT broker (docs/messaging.md, "SIP-017 over MQTT").
 
 Beside the ledger's OpCode 9 edge (plant_commands.LedgerPlantCommandInbox, alerts.AlertSender), not a
 second messaging stack: the same Receiver rules, the same PlantCommandProcessor, the same Alerter and

@@ -19,7 +19,8 @@ from synapse.service.node_state import (
     NONCE_REPLAYED,
     NodeState,
 )
-from synapse.sidecar.mqtt import MqttPlantCommandInbox, NodeStateNonces
+from synapse.sidecar.alerts import Recipient
+from synapse.sidecar.mqtt import AlertQueue, MqttPlantCommandInbox, NodeStateNonces
 from synapse.sidecar.plant_commands import PlantCommandProcessor
 from tests.messaging_fixtures import T0, plant
 
@@ -105,3 +106,22 @@ def test_an_unsigned_or_unknown_sender_is_dropped_not_acted_on(tmp_path):
 
 def _keys(p):
     return LedgerKeys(p.ledger)
+
+
+def test_the_alert_queue_drops_the_oldest_and_reseals_what_waited_too_long(tmp_path):
+    p = plant(tmp_path)
+    recipient = Recipient(p.engineer.key.public_key, p.engineer.did)
+    queue = AlertQueue(p.node, max_queued=2, window_s=30)
+    for i in range(3):
+        dropped = queue.put(Message.new("ALERT", {"n": i}, T0), (recipient,), f"d{i}", T0)
+    assert [d.decision_id for d in dropped] == ["d0"] and [q.decision_id for q in queue.items] == ["d1", "d2"]
+
+    item = queue.items[0]
+    first = queue.envelope(item, T0 + 1)
+    assert queue.envelope(item, T0 + 15) is first  # a retry soon after: the same envelope (a replay there)
+    later = queue.envelope(item, T0 + 100)  # waited past half the window: sealed again, fresh on arrival
+    receiver = Receiver(p.engineer.key, did=p.engineer.did)
+    got = receiver.accept_signed(later, _keys(p), T0 + 101)
+    assert got.message.timestamp == T0 + 100 and got.message.body == {"n": 1} and got.sender.did == p.node.did
+    with pytest.raises(StaleMessage):
+        Receiver(p.engineer.key, did=p.engineer.did).accept_signed(first, _keys(p), T0 + 101)
