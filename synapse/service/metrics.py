@@ -97,7 +97,8 @@ class Metrics:
         self.alerts = Counter("synapse_alerts", "Alerts decided on (sent) or held back "
                               "(suppressed_duplicate, suppressed_rate).", w + ["outcome"], registry=r)
         self.alert_deliveries = Counter("synapse_alert_deliveries", "Alert copies per recipient, posted on "
-                                        "the ledger or failed.", w + ["outcome"], registry=r)
+                                        "the ledger or the MQTT broker, or failed.", w + ["outcome"],
+                                        registry=r)
         self.scp_refusals = Counter("synapse_scp_connections_refused", "SCP connections refused or failed "
                                     "before they were established, by reason code.", w + ["reason"],
                                     registry=r)

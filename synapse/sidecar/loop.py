@@ -416,11 +416,11 @@ class _Handlers:
             logs.event("artifact_fetched", urn=urn, location=fetched.location, bytes=len(fetched.data))
             return {"policy": artifact["policy"], "version": artifact["version"],
                     "fetched_from": fetched.location, "bytes": len(fetched.data)}
-        artifact = service.reactivate(urn, by="ledger command")
+        artifact = service.reactivate(urn, by="SIP-017 command")
         return {"policy": artifact["policy"], "version": artifact["version"]}
 
     def unload(self, urn: str) -> dict[str, Any]:
-        artifact = self._sidecar.service.retire(urn, by="ledger command")
+        artifact = self._sidecar.service.retire(urn, by="SIP-017 command")
         return {"policy": artifact["policy"], "version": artifact["version"]}
 
     def set_context(self, name: str, value: Any, expires_at: int) -> None:

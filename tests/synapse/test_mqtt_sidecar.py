@@ -184,10 +184,21 @@ def test_broker_away_decisions_go_on_and_the_alert_waits(tmp_path):
             assert alert.message.body["verdict"] == "HALT"
             [sent] = wait_until(lambda: events(server, "alert"), what="the alert's delivery logged")
             assert sent["via"] == "mqtt" and sent["queued_s"] > 0
+
+            # Away again, and the node stops before it is back: the waiting alert is reported, not lost
+            # silently.
+            broker.stop()
+            wait_until(lambda: len(events(server, "mqtt_disconnected")) >= 2, what="the second loss")
+            feed_line(feed, NORMAL)
+            feed_line(feed, HALT)
+            wait_until(lambda: len(events(server, "alert_queued")) >= 2, what="the second alert queued")
         finally:
             assert server.stop() == 0
-        delivered = [r for r in records(plant) if r.get("event") == "alert"]
-        assert len(delivered) == 1 and delivered[0]["data"]["to"] == plant.operator.did
+        delivered = [r["data"] for r in records(plant) if r.get("event") == "alert"]
+        assert len(delivered) == 1 and delivered[0]["to"] == plant.operator.did
+        [undelivered] = [r["data"] for r in records(plant) if r.get("event") == "alert_dropped"]
+        assert undelivered["to"] == plant.operator.did and "stopped" in undelivered["reason"]
+        assert [r["verdict"] for r in records(plant) if r["kind"] == "decision"] == ["ALLOW", "HALT"] * 2
         operator.close()
 
 
