@@ -16,7 +16,8 @@ Rows, per worker count:
                         validates the same body and answers {"ok": true} (no evaluation, no log).
 Every figure is also given as a ratio to the no-op measured in the same run with the same workers:
 absolute figures move with the machine (its cores, their speed, what else runs), ratios much less,
-so the header names the machine (cores, load average before and after). A last pair of rows drives
+so the header names the machine (cores, load average before and after), and the server's CPU time per
+request (its worker processes', from /proc) is given beside them. A last pair of rows drives
 1 worker through one connection: latency without queueing, to tell the service time from the wait
 for a core that makes up p99 at 32 connections.
 Rounds alternate noop/evaluate so drift on a shared machine hits both; the median round is shown.
@@ -57,13 +58,39 @@ end
 """
 
 
-def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS) -> dict[str, float]:
+def cpu_seconds(root: int) -> float:
+    """User + system CPU time so far of process `root` and all its descendants (the server's workers),
+    from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state, ppid, ...
+        pid = int(entry.name)
+        parent[pid], used[pid] = int(fields[1]), int(fields[11]) + int(fields[12])  # ppid, utime + stime
+    tree, grew = {root}, True
+    while grew:
+        children = {pid for pid, ppid in parent.items() if ppid in tree} - tree
+        tree |= children
+        grew = bool(children)
+    return sum(used.get(pid, 0) for pid in tree) / tick
+
+
+def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS,
+        server_pid: int | None = None) -> dict[str, float]:
+    cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), url],
                          capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if x.startswith("RESULT "))
     requests, duration_us, p50_us, p99_us, errors, non2xx = map(int, line.split()[1:])
+    cpu_us = (cpu_seconds(server_pid) - cpu_before) / max(requests, 1) * 1e6 if server_pid else 0.0
     return {"rps": requests / (duration_us / 1e6), "p50": p50_us / 1000, "p99": p99_us / 1000,
-            "errors": errors + non2xx}
+            "errors": errors + non2xx, "cpu_us": cpu_us}
 
 
 def measure(workers: int, plant: Plant, sop: bytes, seconds: float, rounds: int,
@@ -95,7 +122,7 @@ def measure(workers: int, plant: Plant, sop: bytes, seconds: float, rounds: int,
         samples: dict[str, list[dict]] = {"/v1/noop": [], "/v1/evaluate": []}
         for _ in range(rounds):
             for path in samples:
-                samples[path].append(wrk(server.base + path, script, seconds, connections))
+                samples[path].append(wrk(server.base + path, script, seconds, connections, server.proc.pid))
     finally:
         server.stop()
     return {path: _median(runs) for path, runs in samples.items()}
@@ -132,14 +159,14 @@ def main() -> int:
     print(f"machine: {before} at the start, {machine()} at the end; other work on the machine shows in the "
           "absolute figures, much less in the ratios to the no-op of the same run")
     print(f"{'workers':>7}  {'conns':>5}  {'endpoint':<13} {'req/s':>7} {'x no-op':>7} {'p50 ms':>7} "
-          f"{'p99 ms':>7} {'x no-op':>7} {'errors':>6}  rounds (req/s)")
+          f"{'p99 ms':>7} {'x no-op':>7} {'CPU µs/req':>10} {'x no-op':>7} {'errors':>6}  rounds (req/s)")
     for (workers, connections), rows in results.items():
         noop = rows["/v1/noop"]
         for path, r in rows.items():
             print(f"{workers:>7}  {connections:>5}  {path:<13} {r['rps']:>7.0f} "
                   f"{r['rps'] / noop['rps']:>6.2f}x {r['p50']:>7.2f} {r['p99']:>7.2f} "
-                  f"{r['p99'] / noop['p99']:>6.2f}x {r['errors']:>6}  "
-                  f"{r['rounds']}")
+                  f"{r['p99'] / noop['p99']:>6.2f}x {r['cpu_us']:>10.0f} "
+                  f"{r['cpu_us'] / noop['cpu_us']:>6.2f}x {r['errors']:>6}  {r['rounds']}")
     ok = True
     for workers, floor in TARGET_RATIO.items():
         rows = results[(workers, CONNECTIONS)]
@@ -148,6 +175,10 @@ def main() -> int:
         ok &= ratio >= floor
         print(f"target: {workers} worker(s): /v1/evaluate {ratio:.2f}x the no-op's req/s >= {floor:g}x: "
               f"{'met' if ratio >= floor else 'NOT met'} ({ev['rps']:.0f} vs {noop['rps']:.0f} req/s)")
+    one = results[(1, CONNECTIONS)]
+    per_cpu = one["/v1/noop"]["cpu_us"] / one["/v1/evaluate"]["cpu_us"]
+    print(f"1 worker: /v1/evaluate serves {per_cpu:.2f}x the no-op's requests per second of the server's CPU "
+          "(what the req/s ratio would be on a core of its own)")
     two = results[(2, CONNECTIONS)]
     p99_ratio = two["/v1/evaluate"]["p99"] / two["/v1/noop"]["p99"]
     ok &= p99_ratio <= 1.0
