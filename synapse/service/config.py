@@ -211,6 +211,8 @@ class CommandsConfig(Section):
     # CMD load of an artifact this node does not hold: seconds allowed to fetch it from its storage_hint
     # (its size is bounded by limits.max_artifact_bytes).
     fetch_timeout: float = 30.0
+    # The CA that signed the artifact servers' certificates (https hints); default: the system's CAs.
+    fetch_ca_file: ConfigPath | None = None
 
 
 class SidecarConfig(Section):

@@ -26,6 +26,7 @@ Locations are reported without user information or query (`redacted`): a URL may
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,13 +87,15 @@ def redacted(location: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
-def fetch_artifact(urn: str, storage_hint: str, *, max_bytes: int, timeout: float) -> FetchedArtifact:
-    """The artifact's bytes, checked as the module docstring says (not yet verified by Axon)."""
+def fetch_artifact(urn: str, storage_hint: str, *, max_bytes: int, timeout: float,
+                   ca_file: Path | None = None) -> FetchedArtifact:
+    """The artifact's bytes, checked as the module docstring says (not yet verified by Axon). `ca_file`:
+    the CA https servers must prove themselves with (default: the system's)."""
     location = artifact_location(urn, storage_hint)
     where = redacted(location)
     parts = urlsplit(location)
     if parts.scheme in ("http", "https"):
-        data = _http(location, where, max_bytes, timeout)
+        data = _http(location, where, max_bytes, timeout, ca_file)
     elif parts.scheme == "file" and parts.netloc in ("", "localhost"):
         data = _file(Path(unquote(parts.path)), where, max_bytes)
     elif parts.scheme == "" and Path(location).is_absolute():
@@ -119,12 +122,16 @@ def _file(path: Path, where: str, max_bytes: int) -> bytes:
     return data
 
 
-def _http(url: str, where: str, max_bytes: int, timeout: float) -> bytes:
+def _http(url: str, where: str, max_bytes: int, timeout: float, ca_file: Path | None) -> bytes:
     import httpx  # only a node that fetches pays for importing the HTTP client
 
     deadline = time.monotonic() + timeout
     try:
-        with httpx.Client(timeout=timeout, follow_redirects=False) as client, \
+        verify = ssl.create_default_context(cafile=str(ca_file)) if ca_file is not None else True
+    except (OSError, ssl.SSLError) as exc:
+        raise FetchFailed(f"sidecar.commands.fetch_ca_file {ca_file}: {exc}") from None
+    try:
+        with httpx.Client(timeout=timeout, follow_redirects=False, verify=verify) as client, \
                 client.stream("GET", url) as response:
             if response.status_code != 200:
                 raise FetchFailed(f"{where}: HTTP {response.status_code} {response.reason_phrase}"

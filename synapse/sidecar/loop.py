@@ -410,8 +410,9 @@ class _Handlers:
             if storage_hint is None:
                 raise ArtifactUnknown(f"no artifact {urn} on this node, and the command names no "
                                       "storage_hint to fetch it from") from None
+            commands = self._sidecar.config.commands
             fetched = fetch_artifact(urn, storage_hint, max_bytes=service.config.limits.max_artifact_bytes,
-                                     timeout=self._sidecar.config.commands.fetch_timeout)
+                                     timeout=commands.fetch_timeout, ca_file=commands.fetch_ca_file)
             artifact, _ = service.upload(fetched.data)
             logs.event("artifact_fetched", urn=urn, location=fetched.location, bytes=len(fetched.data))
             return {"policy": artifact["policy"], "version": artifact["version"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import http.server
+import ssl
 import threading
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from synapse.service.fetch import (
     artifact_location,
     fetch_artifact,
 )
+from tests.mosquitto import _write_tls as write_tls  # a CA and a certificate for 127.0.0.1
 from tests.service_support import HALT, Plant, Server, records, sidecar_config
 from tests.waiting import wait_until
 
@@ -32,7 +34,8 @@ pytestmark = pytest.mark.slow  # a real HTTP server, and a synapse run process
 class ArtifactServer:
     """A real HTTP server on a free loopback port: files from `root`, and a few misbehaving routes."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (certificate, key) to serve https."""
         root_dir = root
 
         class Handler(http.server.SimpleHTTPRequestHandler):
@@ -62,7 +65,13 @@ class ArtifactServer:
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.requests = []
-        self.base = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*map(str, tls))
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+            scheme = "https"
+        self.base = f"{scheme}://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def close(self) -> None:
@@ -105,6 +114,23 @@ def test_a_credential_in_the_hint_never_reaches_the_location(world):
     fetched = fetch_artifact(urn, server.base.replace("http://", "http://reader:s3cret@") + "/art/",
                              max_bytes=1 << 20, timeout=10)
     assert "s3cret" not in fetched.location and "reader" not in fetched.location
+
+
+def test_https_with_the_plants_ca_and_not_without_it(world, tmp_path):
+    _, _, art, (v2, urn), _ = world
+    ca, cert, key = write_tls(tmp_path)
+    (tmp_path / "other").mkdir()
+    other_ca, _, _ = write_tls(tmp_path / "other")
+    server = ArtifactServer(art.parent, tls=(cert, key))
+    try:
+        hint = f"{server.base}/art/"
+        assert fetch_artifact(urn, hint, max_bytes=1 << 20, timeout=10, ca_file=ca).data == v2
+        with pytest.raises(FetchFailed, match="CERTIFICATE_VERIFY_FAILED"):
+            fetch_artifact(urn, hint, max_bytes=1 << 20, timeout=10, ca_file=other_ca)
+        with pytest.raises(FetchFailed, match="CERTIFICATE_VERIFY_FAILED"):  # the system's CAs: no
+            fetch_artifact(urn, hint, max_bytes=1 << 20, timeout=10)
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("hint, limit, error, words", [
