@@ -16,6 +16,7 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
   scc inspect OUT.sop                        what an artifact claims (axon verify checks it)
   scc rebuild OUT.sop POLICY.json --ledger L
                                              verify, then: does the source rebuild its module byte for byte?
+  scc analyze POLICY.json                    prove what it does for every input: dead rules, faults, gaps
 
 Exit status: 0 success, 1 the policy/test/artifact failed, 2 usage or I/O error.
 """
@@ -29,6 +30,7 @@ COMMANDS = [
     "scc.commands.inspect",
     "scc.commands.rebuild",
     "scc.commands.test",
+    "scc.commands.analyze",
 ]
 
 

@@ -70,6 +70,11 @@ class Operator:
     faults: tuple[Fault, ...] = ()  # what it can raise (docs/abi.md); each use gets a fault site
     decisive: bool | None = None  # SHORT_CIRCUIT: the operand value that decides the result
     names: tuple[str, ...] = ()  # what each operand is, where the position matters
+    # How scc/analysis encodes one application for z3: an SMT-LIB function of the FP theory
+    # (Float64, round-nearest-even, as WebAssembly's f64), or a core one ("and", "ite", ...).
+    # "wasm.min"/"wasm.max" are f64.min/max (fp.min leaves -0 vs +0 open), "eq"/"ne" compare
+    # numbers with fp.eq and bools or enum values with =, "between" is (lo <= x) and (x <= hi).
+    smt: str = ""
 
     @property
     def conditional(self) -> bool:
@@ -89,25 +94,30 @@ _ONE, _TWO, _THREE, _1_N, _2_N = (1, 1), (2, 2), (3, 3), (1, MAX_OPERANDS), (2, 
 _NAN = (Fault.NAN,)
 
 OPERATORS: dict[str, Operator] = {op.name: op for op in (
-    Operator("eq", Operands.COMPARABLE, BOOL, _TWO, _APPLY, ("{type}.eq",)),
-    Operator("ne", Operands.COMPARABLE, BOOL, _TWO, _APPLY, ("{type}.ne",)),
-    Operator("lt", _N, BOOL, _TWO, _APPLY, ("f64.lt",)),
-    Operator("le", _N, BOOL, _TWO, _APPLY, ("f64.le",)),
-    Operator("gt", _N, BOOL, _TWO, _APPLY, ("f64.gt",)),
-    Operator("ge", _N, BOOL, _TWO, _APPLY, ("f64.ge",)),
-    Operator("between", _N, BOOL, _THREE, _APPLY, ("call $between",), names=("x", "lo", "hi")),
-    Operator("in", Operands.MEMBER, BOOL, _1_N, Evaluation.MEMBER, ("f64.eq", "i32.or")),
-    Operator("all", _B, BOOL, _1_N, Evaluation.SHORT_CIRCUIT, decisive=False),
-    Operator("any", _B, BOOL, _1_N, Evaluation.SHORT_CIRCUIT, decisive=True),
-    Operator("not", _B, BOOL, _ONE, _APPLY, ("i32.eqz",)),
-    Operator("add", _N, NUMBER, _2_N, _FOLD, ("f64.add", "i32.const {site}", "call $nan"), _NAN),
-    Operator("mul", _N, NUMBER, _2_N, _FOLD, ("f64.mul", "i32.const {site}", "call $nan"), _NAN),
-    Operator("min", _N, NUMBER, _2_N, _FOLD, ("f64.min",)),
-    Operator("max", _N, NUMBER, _2_N, _FOLD, ("f64.max",)),
-    Operator("sub", _N, NUMBER, _TWO, _FOLD, ("f64.sub", "i32.const {site}", "call $nan"), _NAN),
+    Operator("eq", Operands.COMPARABLE, BOOL, _TWO, _APPLY, ("{type}.eq",), smt="eq"),
+    Operator("ne", Operands.COMPARABLE, BOOL, _TWO, _APPLY, ("{type}.ne",), smt="ne"),
+    Operator("lt", _N, BOOL, _TWO, _APPLY, ("f64.lt",), smt="fp.lt"),
+    Operator("le", _N, BOOL, _TWO, _APPLY, ("f64.le",), smt="fp.leq"),
+    Operator("gt", _N, BOOL, _TWO, _APPLY, ("f64.gt",), smt="fp.gt"),
+    Operator("ge", _N, BOOL, _TWO, _APPLY, ("f64.ge",), smt="fp.geq"),
+    Operator("between", _N, BOOL, _THREE, _APPLY, ("call $between",), names=("x", "lo", "hi"),
+             smt="between"),
+    Operator("in", Operands.MEMBER, BOOL, _1_N, Evaluation.MEMBER, ("f64.eq", "i32.or"), smt="eq"),
+    Operator("all", _B, BOOL, _1_N, Evaluation.SHORT_CIRCUIT, decisive=False, smt="and"),
+    Operator("any", _B, BOOL, _1_N, Evaluation.SHORT_CIRCUIT, decisive=True, smt="or"),
+    Operator("not", _B, BOOL, _ONE, _APPLY, ("i32.eqz",), smt="not"),
+    Operator("add", _N, NUMBER, _2_N, _FOLD, ("f64.add", "i32.const {site}", "call $nan"), _NAN,
+             smt="fp.add"),
+    Operator("mul", _N, NUMBER, _2_N, _FOLD, ("f64.mul", "i32.const {site}", "call $nan"), _NAN,
+             smt="fp.mul"),
+    Operator("min", _N, NUMBER, _2_N, _FOLD, ("f64.min",), smt="wasm.min"),
+    Operator("max", _N, NUMBER, _2_N, _FOLD, ("f64.max",), smt="wasm.max"),
+    Operator("sub", _N, NUMBER, _TWO, _FOLD, ("f64.sub", "i32.const {site}", "call $nan"), _NAN,
+             smt="fp.sub"),
     Operator("div", _N, NUMBER, _TWO, _FOLD, ("i32.const {site}", "call $div"),
-             (Fault.DIVISION_BY_ZERO, Fault.NAN)),
-    Operator("abs", _N, NUMBER, _ONE, _APPLY, ("f64.abs",)),
-    Operator("neg", _N, NUMBER, _ONE, _APPLY, ("f64.neg",)),
-    Operator("if", Operands.BRANCHES, None, _THREE, Evaluation.BRANCH, names=("condition", "then", "else")),
+             (Fault.DIVISION_BY_ZERO, Fault.NAN), smt="fp.div"),
+    Operator("abs", _N, NUMBER, _ONE, _APPLY, ("f64.abs",), smt="fp.abs"),
+    Operator("neg", _N, NUMBER, _ONE, _APPLY, ("f64.neg",), smt="fp.neg"),
+    Operator("if", Operands.BRANCHES, None, _THREE, Evaluation.BRANCH, names=("condition", "then", "else"),
+             smt="ite"),
 )}

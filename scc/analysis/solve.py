@@ -1,0 +1,148 @@
+"""One question at a time, with a time limit: found (with a model), none, or unknown.
+
+"none" is a proof (z3 answered unsat for the exact encoding); "unknown" is what a time-out or an
+incomplete answer gives, and it is never reported as a proof.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import z3
+
+SOLVER = f"z3 {z3.get_version_string()}"
+DEFAULT_TIMEOUT = 10.0  # seconds per question
+COARSE_TIMEOUT = 2.0  # seconds for the coarse candidate search of one question
+
+
+class Status(enum.Enum):
+    FOUND = "found"  # satisfiable: the model is an example
+    NONE = "none"  # unsatisfiable: proved that no input does it
+    UNKNOWN = "unknown"  # time-out or incomplete: neither
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: Status
+    model: Any = None  # a z3 model, or a concrete reading (explore.Assignment) with the same eval
+    why: str = ""  # z3's reason for unknown
+
+
+class Assignment:
+    """A concrete reading, usable where a z3 model is (`eval`)."""
+
+    def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
+        self.pairs = pairs
+
+    def eval(self, term: Any, model_completion: bool = True) -> Any:
+        return z3.simplify(z3.substitute(term, *self.pairs) if self.pairs else term)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What questions are asked of (`context`: an encoding, or scc diff's pair) over `space`, and
+    what every reading satisfies there (`base`)."""
+
+    context: Any
+    space: Any  # encode.InputSpace
+    base: list[z3.BoolRef]
+
+
+Question = Callable[[Any], z3.BoolRef]  # a Problem's context -> the condition an example must meet
+
+
+class Session:
+    """Questions about one input space, each answered in three tries:
+
+    1. the concrete `samples` (scc/analysis/explore.py), evaluated exactly;
+    2. `coarse`, the same question with 12-bit significands (a short time limit): a model there is
+       only a candidate, kept if the question holds for it exactly, as doubles;
+    3. a fresh QF_FPBV solver on the exact problem: the only source of "none" (a proof).
+    """
+
+    def __init__(self, exact: Problem, coarse: Problem | None = None, timeout: float = DEFAULT_TIMEOUT,
+                 samples: Sequence[Any] = ()) -> None:
+        self.exact, self.coarse = exact, coarse
+        self.timeout = timeout
+        self.samples = list(samples)
+        self.questions = 0
+        self.solved = 0  # questions the exact solver had to answer
+        self.seconds = 0.0
+
+    def find(self, question: Question, *, rounder: Rounder | None = None) -> Answer:
+        """An input for which `question` holds; with `rounder`, its numbers as round as allowed."""
+        started = time.perf_counter()
+        self.questions += 1
+        try:
+            goal = question(self.exact.context)
+            for sample in self.samples:
+                if z3.is_true(sample.eval(goal)):
+                    return Answer(Status.FOUND, sample)
+            candidate = self._candidate(question, goal)
+            if candidate is not None:
+                return Answer(Status.FOUND, candidate)
+            self.solved += 1
+            solver = self._solver(self.timeout)
+            solver.add(*self.exact.base, goal)
+            result = solver.check()
+            if result == z3.sat:
+                model = solver.model()
+                return Answer(Status.FOUND, self._rounded(solver, model, rounder) if rounder else model)
+            if result == z3.unsat:
+                return Answer(Status.NONE)
+            return Answer(Status.UNKNOWN, why=solver.reason_unknown())
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _solver(self, timeout: float) -> z3.Solver:
+        solver = z3.SolverFor("QF_FPBV")
+        solver.set("timeout", max(1, int(timeout * 1000)))
+        return solver
+
+    def _candidate(self, question: Question, goal: z3.BoolRef) -> Any:
+        if self.coarse is None:
+            return None
+        solver = self._solver(min(COARSE_TIMEOUT, self.timeout))
+        solver.add(*self.coarse.base, question(self.coarse.context))
+        if solver.check() != z3.sat:
+            return None
+        candidate = Assignment(self.exact.space.values_from(self.coarse.space, solver.model()))
+        return candidate if z3.is_true(candidate.eval(z3.And(*self.exact.base, goal))) else None
+
+    def _rounded(self, solver: z3.Solver, model: z3.ModelRef, rounder: Rounder) -> z3.ModelRef:
+        """Try rounder's candidates one variable at a time (a short time limit each); keep those that
+        still satisfy the goal. A plant engineer reads 93 more easily than 93.00000000000001."""
+        solver.set("timeout", max(1, int(min(1.0, self.timeout / 10) * 1000)))
+        for alternatives in rounder(model):
+            for candidate in alternatives:
+                solver.push()
+                solver.add(candidate)
+                if solver.check() == z3.sat:
+                    model = solver.model()
+                    solver.pop()
+                    solver.add(candidate)  # kept for the next variable
+                    break
+                solver.pop()
+        return model
+
+
+Rounder = Callable[[z3.ModelRef], list[list[z3.BoolRef]]]
+
+
+def round_numbers(value: float) -> list[float]:
+    """Rounder candidates for one number, roundest first, each different from the last."""
+    if not math.isfinite(value):
+        return []
+    out: list[float] = []
+    for candidate in (0.0 if abs(value) < 1e-6 else round(value), math.floor(value), math.ceil(value),
+                      round(value, 1), round(value, 2), round(value, 3)):
+        candidate = float(candidate)
+        same = candidate == value and math.copysign(1, candidate) == math.copysign(1, value)
+        if candidate not in out and not same:
+            out.append(candidate)
+    return out
