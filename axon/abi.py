@@ -244,3 +244,105 @@ def read_meta(wasm: bytes) -> ModuleMeta:
         raise ModuleMetaError(f"{META_SECTION!r} section is malformed {broken} "
                               f"(axon/schema/{META_SCHEMA_PATH.name})")
     return ModuleMeta.from_document(doc)
+
+
+# -- the trace (docs/abi.md, "Trace"): what one evaluation did, written by the module when asked ----------
+
+TRACE_SECTION = "sopcos.trace"
+TRACE_VERSION = 1
+# Offsets from the trace's base (`at` in the section): the host writes TRACE_ASKED into the request word
+# before calling `evaluate`; a module that traces writes TRACE_ASKED into the written word on entry.
+TRACE_REQUEST = 0
+TRACE_WRITTEN = 4
+TRACE_ASKED = 1
+TRACE_HEADER = 8
+# A rule's byte: its `when` was never computed (0), was false (1), held (2).
+RULE_NOT_TRACED, RULE_FALSE, RULE_HELD = 0, 1, 2
+# A definition's byte: not computed (0), started but not finished: a fault stopped it (1), computed (2).
+LET_NOT_COMPUTED, LET_UNFINISHED, LET_COMPUTED = 0, 1, 2
+TRACE_LET_TYPES = ("number", "bool")
+
+
+class ModuleTraceError(AxonError):
+    """A module's `sopcos.trace` section is duplicated or unreadable."""
+
+    code = "AXON-ABI-TRACE"
+
+
+@dataclass(frozen=True)
+class TraceLayout:
+    """Where the trace lies in the module's memory: from `at` (a multiple of 8), the request and written
+    words, one f64 per definition (its value; a bool as 0.0 or 1.0), one byte per definition (its
+    state), one byte per rule (its `when`). `lets` are (name, type) in the order the module lays them out."""
+
+    at: int
+    lets: tuple[tuple[str, str], ...]
+    rules: int
+
+    @property
+    def size(self) -> int:
+        return TRACE_HEADER + 9 * len(self.lets) + self.rules
+
+    def let_value_at(self, index: int) -> int:
+        return self.at + TRACE_HEADER + 8 * index
+
+    def let_state_at(self, index: int) -> int:
+        return self.at + TRACE_HEADER + 8 * len(self.lets) + index
+
+    def rule_state_at(self, index: int) -> int:
+        return self.at + TRACE_HEADER + 9 * len(self.lets) + index
+
+    def document(self) -> dict[str, Any]:
+        """The section's document (written as RFC 8785 canonical JSON)."""
+        return {"version": TRACE_VERSION, "at": self.at, "rules": self.rules,
+                "lets": [{"name": name, "type": kind} for name, kind in self.lets]}
+
+
+def read_trace_layout(wasm: bytes, rules: int) -> TraceLayout | None:
+    """The `sopcos.trace` section of a module whose meta lists `rules` rules; None when it has none (a
+    module from an scc without traces, or one whose trace did not fit in its memory). Raises
+    ModuleTraceError when the section is present more than once or is not a layout inside one page."""
+    try:
+        sections = read_custom_sections(wasm, TRACE_SECTION)
+    except ModuleMetaError as exc:
+        raise ModuleTraceError(str(exc)) from None
+    if not sections:
+        return None
+    if len(sections) > 1:
+        raise ModuleTraceError(f"module has {len(sections)} {TRACE_SECTION!r} custom sections; expected one")
+    try:
+        doc = strictjson.loads(sections[0])
+    except strictjson.JsonError as exc:
+        raise ModuleTraceError(f"{TRACE_SECTION!r} section is not strict JSON: {exc}") from None
+    broken = _trace_shape_error(doc, rules)
+    if broken is not None:
+        raise ModuleTraceError(f"{TRACE_SECTION!r} section is malformed: {broken}")
+    layout = TraceLayout(doc["at"], tuple((let["name"], let["type"]) for let in doc["lets"]), rules)
+    if layout.at + layout.size > MEMORY_PAGES * 65536:
+        raise ModuleTraceError(f"{TRACE_SECTION!r} section places {layout.size} bytes at {layout.at}, "
+                               "past the end of the module's memory")
+    return layout
+
+
+def _trace_shape_error(doc: Any, rules: int) -> str | None:
+    if not isinstance(doc, dict) or set(doc) != {"version", "at", "rules", "lets"}:
+        return 'expected an object with exactly "version", "at", "rules" and "lets"'
+    if doc["version"] != TRACE_VERSION or isinstance(doc["version"], bool):
+        return f"version {doc['version']!r}; this runtime reads version {TRACE_VERSION}"
+    at = doc["at"]
+    if not isinstance(at, int) or isinstance(at, bool) or at < RESULT_SIZE or at % 8:
+        return f'"at" must be a multiple of 8 from {RESULT_SIZE} (after the result block), got {at!r}'
+    if doc["rules"] != rules or isinstance(doc["rules"], bool):
+        return f'"rules" is {doc["rules"]!r}; the meta section lists {rules} rules'
+    lets = doc["lets"]
+    if not isinstance(lets, list):
+        return '"lets" must be a list'
+    names = set()
+    for i, let in enumerate(lets):
+        if not (isinstance(let, dict) and set(let) == {"name", "type"} and isinstance(let["name"], str)
+                and let["type"] in TRACE_LET_TYPES):
+            return f'"lets"[{i}] must be {{"name": a string, "type": "number" or "bool"}}'
+        if let["name"] in names:
+            return f'"lets"[{i}]: {let["name"]!r} appears twice'
+        names.add(let["name"])
+    return None

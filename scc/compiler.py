@@ -18,7 +18,7 @@ from axon import abi
 from scc import COMPILER_ID, structure
 from scc.ast import Policy, build
 from scc.checker import check
-from scc.emit import assemble, emit_wat
+from scc.emit import assemble, emit_wat, trace_layout
 from scc.errors import CheckError, Diagnostic, Findings, InternalError, PolicyError, ReadError, StructureError
 from scc.gas import gas_max
 from scc.ir import Program
@@ -111,9 +111,10 @@ def compile_policy(source: bytes, limits: CompilerLimits = LIMITS) -> CompileRes
     program = lower(policy)
     meta = module_meta(policy, program, source_hash(document.value), gas_max(program))
     meta_json = rfc8785.dumps(meta)
+    trace = trace_layout(program)
     wat = emit_wat(program, f"policy {policy.name} {policy.version}, compiled by {COMPILER_ID}; "
-                            f"source {meta['source_hash']}; gas_max {meta['gas_max']}")
-    return CompileResult(assemble(wat, meta_json), wat, meta, checked.diagnostics, program)
+                            f"source {meta['source_hash']}; gas_max {meta['gas_max']}", trace)
+    return CompileResult(assemble(wat, meta_json, trace), wat, meta, checked.diagnostics, program)
 
 
 def module_meta(policy: Policy, program: Program, hash_: str, gas: int) -> dict[str, Any]:

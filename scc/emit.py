@@ -14,7 +14,10 @@ Shape of every module:
 - faults (division by zero, NaN) set the globals $fault/$site and branch to the function's
   `$fault` block; evaluate's `$fault` block ends in DENY with the fault code and site;
 - gas: `$charge(n)` at the start of every straight-line block (costs from scc/gas.py); when the
-  budget cannot pay, it writes fault 3 and executes `unreachable`.
+  budget cannot pay, it writes fault 3 and executes `unreachable`;
+- the trace (docs/abi.md, "Trace"): when the host asked for it in the request word, each rule's `when`
+  and each definition's value are written into memory as they are computed; unasked, each costs one
+  test of a flag. A policy whose trace would not fit in the one page beside its log messages gets none.
 There are no loops.
 """
 
@@ -22,10 +25,12 @@ from __future__ import annotations
 
 import math
 
+import rfc8785
+
 from axon import abi
 from scc.errors import InternalError, unexpected
 from scc.gas import block_cost, entry_cost
-from scc.ir import LetCode, Node, Program, RuleCode, ValType, walk
+from scc.ir import Node, Program, RuleCode, ValType, walk
 from scc.operators import OPERATORS, Evaluation, Operator
 
 _SEVERITY = {v.value: v.severity for v in abi.Verdict}
@@ -46,14 +51,28 @@ def _data_string(data: bytes) -> str:
     return "".join(chr(b) if 0x20 <= b < 0x7F and b not in (0x22, 0x5C) else f"\\{b:02x}" for b in data)
 
 
-def assemble(wat: str, meta_json: bytes) -> bytes:
+def assemble(wat: str, meta_json: bytes, trace: abi.TraceLayout | None = None) -> bytes:
     import wasmtime  # here, not at the top: `scc check` never assembles and starts without it
 
     try:
         module = bytes(wasmtime.wat2wasm(wat))
     except wasmtime.WasmtimeError as exc:
         raise InternalError(f"the assembler rejected the compiler's output (a bug in scc): {exc}") from None
+    if trace is not None:  # before the meta section, which comes last
+        module += abi.custom_section(abi.TRACE_SECTION, rfc8785.dumps(trace.document()))
     return module + abi.custom_section(abi.META_SECTION, meta_json)
+
+
+def trace_layout(program: Program) -> abi.TraceLayout | None:
+    """Where the module writes its trace: after the log messages, 8-aligned; None when it would not fit
+    in the module's one page (the module then has no trace, and says so by having no trace section)."""
+    at = -(-(program.data_offset + len(program.data)) // 8) * 8
+    lets = tuple((let.name, "bool" if let.body.type is ValType.I32 else "number") for let in program.lets)
+    layout = abi.TraceLayout(at, lets, len(program.rules))
+    return layout if at + layout.size <= abi.MEMORY_PAGES * _PAGE_BYTES else None
+
+
+_PAGE_BYTES = 65536
 
 
 # Identifiers: globals $t_NAME / $c_NAME (inputs), $let_NAME (a definition's cached value) and
@@ -212,7 +231,9 @@ def faulting_lets(program: Program) -> list[bool]:
     return out
 
 
-def _let_function(program: Program, faulting: list[bool], let: LetCode, helpers: set[str]) -> list[str]:
+def _let_function(program: Program, faulting: list[bool], index: int, trace: abi.TraceLayout | None,
+                  helpers: set[str]) -> list[str]:
+    let = program.lets[index]
     ty = let.body.type
     fn = _Function(program, faulting)
     fn(f"global.get $ok_{let.name}")
@@ -220,12 +241,27 @@ def _let_function(program: Program, faulting: list[bool], let: LetCode, helpers:
     fn(f"global.get $let_{let.name}")
     fn("return")
     fn.close()
+    if trace is not None:
+        fn("global.get $tracing")
+        fn.open("if", "trace: started (a fault before the end leaves it so)")
+        _trace_byte(fn, trace.let_state_at(index), abi.LET_UNFINISHED)
+        fn.close()
     fn.open("block $fault")
     fn.charge(block_cost(let.body))
     fn.expr(let.body)
     fn(f"global.set $let_{let.name}")
     fn("i32.const 1")
     fn(f"global.set $ok_{let.name}")
+    if trace is not None:
+        fn("global.get $tracing")
+        fn.open("if", "trace: the value, and computed")
+        fn("i32.const 0")
+        fn(f"global.get $let_{let.name}")
+        if ty is ValType.I32:
+            fn("f64.convert_i32_u", "a bool as 0.0 or 1.0")
+        fn(f"f64.store offset={trace.let_value_at(index)}")
+        _trace_byte(fn, trace.let_state_at(index), abi.LET_COMPUTED)
+        fn.close()
     fn(f"global.get $let_{let.name}")
     fn("return")
     fn.close()
@@ -236,13 +272,29 @@ def _let_function(program: Program, faulting: list[bool], let: LetCode, helpers:
             f"  (func $let_{let.name} (result {ty}){locals_}", *fn.lines, "  )"]
 
 
-def _rule(fn: _Function, program: Program, rule: RuleCode) -> None:
+def _trace_byte(fn: _Function, address: int, value: int) -> None:
+    fn("i32.const 0")
+    fn(f"i32.const {value}")
+    fn(f"i32.store8 offset={address}")
+
+
+def _rule(fn: _Function, program: Program, rule: RuleCode, trace: abi.TraceLayout | None) -> None:
     verdict = abi.Verdict(rule.verdict).name
     fn(f";; rule {rule.index} `{rule.id}` ({rule.pointer}) -> {verdict}")
     fn(f"i32.const {rule.index}")
     fn("global.set $rule", "a fault or running out of gas reports the rule it happened in")
     fn.charge(abi.GAS_PER_RULE + block_cost(rule.when), "gas: rule tried + its condition's first block")
     fn.expr(rule.when)
+    if trace is not None:
+        fn("local.tee $held")
+        fn("local.get $tracing")
+        fn.open("if", "trace: the rule's `when`")
+        fn("i32.const 0")
+        fn("local.get $held")
+        fn(f"i32.const {abi.RULE_FALSE}")
+        fn("i32.add", "false -> 1, held -> 2")
+        fn(f"i32.store8 offset={trace.rule_state_at(rule.index)}")
+        fn.close()
     fn.open("if", f"rule `{rule.id}` holds")
     if rule.log is not None:
         fn.charge(abi.GAS_PER_HOST_CALL, "gas for emit_log")
@@ -285,7 +337,8 @@ _GO_ON = -1
 _FAULTED = -2
 
 
-def _rule_functions(program: Program, faulting: list[bool], helpers: set[str]) -> list[_Function]:
+def _rule_functions(program: Program, faulting: list[bool], trace: abi.TraceLayout | None,
+                    helpers: set[str]) -> list[_Function]:
     """The rules, in order, split into functions of about FUNCTION_LINES lines (at least one rule
     each; a function holds only whole rules)."""
     functions: list[_Function] = []
@@ -294,14 +347,20 @@ def _rule_functions(program: Program, faulting: list[bool], helpers: set[str]) -
         if fn is None or len(fn.lines) >= FUNCTION_LINES:
             fn = _Function(program, faulting, indent=3)
             functions.append(fn)
-        _rule(fn, program, rule)
+            if trace is not None:
+                fn("global.get $tracing")
+                fn("local.set $tracing", "the trace flag in a local: a register test per rule")
+        _rule(fn, program, rule, trace)
     for fn in functions:
         helpers |= fn.helpers
     return functions
 
 
-def _rules_function(index: int, fn: _Function) -> list[str]:
-    locals_ = ["    (local $scratch f64)"] if fn.uses_scratch else []
+def _rules_function(index: int, fn: _Function, traced: bool) -> list[str]:
+    locals_ = ["(local $scratch f64)"] if fn.uses_scratch else []
+    if traced:
+        locals_ += ["(local $held i32) (local $tracing i32)"]
+    locals_ = ["    " + " ".join(locals_)] if locals_ else []
     return [f"  (func $rules_{index} (result i32)", *locals_,
             "    block $fault", *fn.lines,
             f"      i32.const {_GO_ON}", "      return",
@@ -323,7 +382,8 @@ def _forget_functions(program: Program) -> list[list[str]]:
     return out
 
 
-def _evaluate(program: Program, rule_functions: int, forget_functions: int) -> list[str]:
+def _evaluate(program: Program, rule_functions: int, forget_functions: int,
+              trace: abi.TraceLayout | None) -> list[str]:
     fn = _Function(program, [])
     fn(";; the budget; a negative one counts as 0")
     fn("local.get $budget")
@@ -345,6 +405,8 @@ def _evaluate(program: Program, rule_functions: int, forget_functions: int) -> l
     fn(";; earlier call behind")
     _finish_call(fn, "i32.const 0", "i32.const -1")
     fn("drop")
+    if trace is not None:
+        _start_trace(fn, trace)
     for index in range(forget_functions):
         fn(f"call $forget_{index}")
     if program.combine == "most-severe":
@@ -391,6 +453,28 @@ def _evaluate(program: Program, rule_functions: int, forget_functions: int) -> l
     _finish_call(fn, "global.get $fault", "global.get $site", rule="global.get $rule")
     return ['  (func $evaluate (export "evaluate") (param $budget i64) (result i32)',
             "    (local $decided i32)", *fn.lines, "  )"]
+
+
+def _start_trace(fn: _Function, trace: abi.TraceLayout) -> None:
+    """Read (and clear) the request word; when it asks, clear the trace and say that it is written."""
+    fn("i32.const 0")
+    fn(f"i32.load offset={trace.at + abi.TRACE_REQUEST}", "the trace's request word (written by the host)")
+    fn(f"i32.const {abi.TRACE_ASKED}")
+    fn("i32.eq")
+    fn("global.set $tracing")
+    fn("global.get $tracing")
+    fn.open("if", "asked: this call writes the trace")
+    fn("i32.const 0")
+    fn("i32.const 0")
+    fn(f"i32.store offset={trace.at + abi.TRACE_REQUEST}", "asked for this call only")
+    fn(f"i32.const {trace.at + abi.TRACE_HEADER}")
+    fn("i32.const 0")
+    fn(f"i32.const {trace.size - abi.TRACE_HEADER}")
+    fn("memory.fill", "nothing of an earlier call")
+    fn("i32.const 0")
+    fn(f"i32.const {abi.TRACE_ASKED}")
+    fn(f"i32.store offset={trace.at + abi.TRACE_WRITTEN}", "the trace below is this call's")
+    fn.close()
 
 
 def _finish_call(fn: _Function, fault: str, site: str, rule: str = "i32.const -1") -> None:
@@ -451,20 +535,21 @@ _HELPERS = {
 }
 
 
-def emit_wat(program: Program, header: str) -> str:
-    """The module as WAT text. `header` is a one-line description for the top comment."""
+def emit_wat(program: Program, header: str, trace: abi.TraceLayout | None = None) -> str:
+    """The module as WAT text. `header` is a one-line description for the top comment; `trace`, from
+    `trace_layout`, where the module writes its trace (None: it writes none)."""
     helpers: set[str] = set()
     faulting = faulting_lets(program)
     functions: list[str] = []
-    for let in program.lets:
-        functions += _let_function(program, faulting, let, helpers)
+    for index in range(len(program.lets)):
+        functions += _let_function(program, faulting, index, trace, helpers)
     forget = _forget_functions(program)
     for lines in forget:
         functions += lines
-    rules = _rule_functions(program, faulting, helpers)
+    rules = _rule_functions(program, faulting, trace, helpers)
     for index, fn in enumerate(rules):
-        functions += _rules_function(index, fn)
-    functions += _evaluate(program, len(rules), len(forget))
+        functions += _rules_function(index, fn, trace is not None)
+    functions += _evaluate(program, len(rules), len(forget), trace)
 
     r = abi
     out = [
@@ -480,6 +565,8 @@ def emit_wat(program: Program, header: str) -> str:
         "  (global $site (mut i32) (i32.const -1))",
         "  (global $rule (mut i32) (i32.const -1))  ;; the rule being tried, reported with a fault",
     ]
+    if trace is not None:
+        out.append("  (global $tracing (mut i32) (i32.const 0))  ;; whether this call writes the trace")
     if program.combine == "most-severe":
         out += ["  ;; most-severe: the first rule of the highest severity that held so far, and its verdict",
                 "  (global $best_severity (mut i32) (i32.const -1))",
