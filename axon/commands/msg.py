@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -18,7 +19,8 @@ from axon.messaging import envelope
 from axon.messaging.errors import MessagingConfigError, MessagingError, SchemaError
 from axon.messaging.inbox import InboxItem, LedgerInbox
 from axon.messaging.inner import Message
-from axon.messaging.receiver import DEFAULT_WINDOW_S, MAX_WINDOW_S, Receiver, ReceiverConfig
+from axon.messaging.receiver import DEFAULT_WINDOW_S, MAX_WINDOW_S, Received, Receiver, ReceiverConfig
+from axon.messaging.signed import LedgerKeys, SignedEnvelope, sign
 
 HELP = f"""Seal, open, send and read SIP-017 end-to-end encrypted messages.
 
@@ -26,6 +28,9 @@ HELP = f"""Seal, open, send and read SIP-017 end-to-end encrypted messages.
   axon msg open --key KEYFILE FILE                          decrypt, check, print the inner message
   axon msg send --to DID --type TYPE --body JSON --key KEYFILE   post it on the ledger (OpCode 9)
   axon msg inbox --key KEYFILE                              read new messages to you, mark them read
+  axon msg send ... --broker mqtts://HOST:PORT              publish it through an MQTT broker instead
+  axon msg watch --key KEYFILE --broker mqtts://HOST:PORT   print messages to you from the broker as
+                                                            they arrive (alerts from nodes, replies)
 
 Types: CMD, LOG, ALERT, KEY_EXCHANGE (others are valid but receivers ignore them). Keys come from
 --key or ${KEY_ENV}; the ledger from --ledger or ${LEDGER_ENV}.
@@ -51,6 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     keyed.add_argument("--key", metavar="KEYFILE", help=f"your key file (default: ${KEY_ENV})")
     ledgered = argparse.ArgumentParser(add_help=False)
     ledgered.add_argument("--ledger", metavar="PATH", help=f"the ledger file (default: ${LEDGER_ENV})")
+    brokered = argparse.ArgumentParser(add_help=False)
+    brokered.add_argument("--broker", metavar="URL", help="an MQTT broker, mqtt://HOST[:PORT] or "
+                          "mqtts://HOST[:PORT] (TLS); messages go to <prefix>/to/<recipient's address>")
+    brokered.add_argument("--ca-file", type=Path, metavar="PEM", help="the CA of the broker's certificate")
+    brokered.add_argument("--username", help="broker user name")
+    brokered.add_argument("--password-file", type=Path, metavar="FILE", help="broker password, from a file")
+    brokered.add_argument("--topic-prefix", default="sopcos/v1", metavar="PREFIX",
+                          help="topic prefix (default sopcos/v1)")
 
     p = sub.add_parser("seal", parents=[content], help="encrypt to a public key, print the envelope",
                        description="Encrypt a message to PUBKEY_HEX with a fresh ephemeral key and print "
@@ -67,9 +80,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="check freshness at this time (default: now)")
     p.set_defaults(run=_open)
 
-    p = sub.add_parser("send", parents=[content, keyed, ledgered], help="send a message on the ledger",
+    p = sub.add_parser("send", parents=[content, keyed, ledgered, brokered],
+                       help="send a message on the ledger (or through a broker)",
                        description="Encrypt a message to DID's key on the ledger and post it as an OpCode 9 "
-                                   "MESSAGE signed by your key (which is how the recipient knows it is you).")
+                                   "MESSAGE signed by your key (which is how the recipient knows it is you). "
+                                   "With --broker, publish it as a signed wrapper through that MQTT broker "
+                                   "instead (QoS 1; done once the broker acknowledged it).")
     p.add_argument("--to", required=True, metavar="DID", help="recipient's DID (registered on the ledger)")
     p.set_defaults(run=_send)
 
@@ -83,6 +99,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--peek", action="store_true", help="do not mark anything read")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
     p.set_defaults(run=_inbox)
+
+    p = sub.add_parser("watch", parents=[keyed, ledgered, window, brokered],
+                       help="print messages to you from an MQTT broker",
+                       description="Subscribe to your topic on the broker and print each message as it "
+                                   "arrives, checked as a receiver would (sender's key and level on the "
+                                   "ledger, signature, freshness, nonce). Exit 1 if any was dropped.")
+    p.add_argument("--count", type=int, metavar="N", help="stop after N messages")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
+    p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.set_defaults(run=_watch)
 
 
 # --- argument helpers -----------------------------------------------------------------------------
@@ -149,6 +175,8 @@ def _send(args: argparse.Namespace) -> int:
         if record is None or record.revoked:
             raise UsageError(f"--to: {args.to} has no unrevoked key on this ledger")
         sealed = envelope.seal(record.public_key, message)
+        if args.broker:
+            return _publish(args, sign(identity, args.to, sealed), record.public_key.address, message)
         try:
             entry = ledger.sign_and_submit(identity, ops.message(args.to, sealed.to_dict()), int(time.time()))
         except LedgerError as exc:
@@ -176,6 +204,104 @@ def _inbox(args: argparse.Namespace) -> int:
     if not items and not args.json:
         print("no new messages", file=sys.stderr)
     return EXIT_FAIL if any(item.error is not None for item in items) else EXIT_OK
+
+
+def _broker(args: argparse.Namespace, client_id: str | None = None) -> Any:
+    from axon.messaging import mqtt  # aiomqtt loads only for the commands that talk to a broker
+
+    if not args.broker:
+        raise UsageError("--broker is required (mqtt://HOST[:PORT] or mqtts://HOST[:PORT])")
+    password = None
+    if args.password_file is not None:
+        password = read_text(args.password_file, what="broker password").strip()
+    try:
+        return mqtt.settings_from_url(args.broker, ca_file=args.ca_file, username=args.username,
+                                      password=password, client_id=client_id,
+                                      topic_prefix=args.topic_prefix)
+    except ValueError as exc:
+        raise UsageError(f"--broker: {exc}") from exc
+
+
+def _publish(args: argparse.Namespace, signed: SignedEnvelope, address: str, message: Message) -> int:
+    import asyncio
+
+    from axon.messaging import mqtt
+
+    settings = _broker(args)
+
+    async def publish() -> str:
+        async with mqtt.connected_link(settings) as link:
+            return await link.send(signed, address)
+
+    try:
+        topic = asyncio.run(publish())
+    except MessagingError as exc:
+        return _fail(exc)
+    print(f"sent {message.type} to {args.to} through {settings.where()} on {topic}, nonce {message.nonce}")
+    return EXIT_OK
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from axon.messaging import mqtt
+
+    identity = load_key(args.key)
+    settings = _broker(args)
+    receiver = Receiver(identity.key, _config(args), did=identity.did)
+    topic = mqtt.topic_for(identity.key.address, settings.topic_prefix)
+    outcomes: list[bool] = []  # accepted or ignored: True; dropped: False
+
+    async def watch(keys: LedgerKeys) -> None:
+        done = asyncio.Event()
+
+        async def on_message(topic: str, payload: bytes) -> None:
+            now = time.time()
+            try:
+                received, error = receiver.accept_signed(payload, keys, now), None
+            except MessagingError as exc:
+                received, error = None, exc
+            print(_watch_line(now, topic, received, error, args.json), flush=True)
+            outcomes.append(error is None)
+            if args.count is not None and len(outcomes) >= args.count:
+                done.set()
+
+        async with mqtt.connected_link(settings, topic, on_message):
+            print(f"watching {topic} on {settings.where()}", file=sys.stderr, flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done.wait(), args.timeout)
+
+    with open_ledger(args.ledger) as ledger:
+        try:
+            asyncio.run(watch(LedgerKeys(ledger)))
+        except MessagingError as exc:
+            return _fail(exc)
+        except KeyboardInterrupt:
+            pass
+    return EXIT_OK if all(outcomes) else EXIT_FAIL
+
+
+def _watch_line(now: float, topic: str, received: Received | None, error: MessagingError | None,
+                as_json: bool) -> str:
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    if as_json:
+        doc: dict[str, Any] = {"time": int(now), "topic": topic}
+        if received is not None:
+            doc.update(status="accepted", sender={"did": received.sender.did,
+                                                  "level": f"LVL_{received.sender.level}"},
+                       message=received.message.to_dict())
+        elif error is not None:
+            doc.update(status="dropped", error=error.to_dict())
+        else:
+            doc.update(status="ignored", reason="unknown message type")
+        return json.dumps(doc, ensure_ascii=False)
+    if received is not None:
+        body = json.dumps(received.message.body, ensure_ascii=False, separators=(",", ":"))
+        return (f"{when} {received.message.type} from {received.sender.did} "
+                f"(LVL_{received.sender.level}): {body}")
+    if error is not None:
+        return f"{when} dropped: {error.code}: {error}"
+    return f"{when} ignored: unknown message type"
 
 
 def _line(item: InboxItem) -> str:

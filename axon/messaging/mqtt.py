@@ -26,6 +26,7 @@ import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiomqtt
 
@@ -86,6 +87,21 @@ class BrokerSettings:
             identifier=self.client_id, clean_session=not (self.persistent_session and self.client_id),
             keepalive=self.keepalive, tls_context=self.tls_context(), timeout=PUBLISH_TIMEOUT_S,
             logger=log)
+
+
+def settings_from_url(url: str, **options: object) -> BrokerSettings:
+    """`mqtt://HOST[:PORT]` (1883) or `mqtts://HOST[:PORT]` (TLS, 8883) and BrokerSettings' other fields;
+    ValueError naming what is wrong. Credentials never come from the URL (they would be in a shell's
+    history and a process list)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(f"a broker is mqtt://HOST[:PORT] or mqtts://HOST[:PORT], got {url[:80]!r}")
+    if parts.username or parts.password or parts.path not in ("", "/") or parts.query:
+        raise ValueError("a broker URL has no user, password, path or query (credentials: their own "
+                         "options)")
+    tls = parts.scheme == "mqtts"
+    return BrokerSettings(parts.hostname, parts.port or (8883 if tls else 1883), tls=tls,
+                          **options)  # type: ignore[arg-type]
 
 
 MessageHandler = Callable[[str, bytes], Awaitable[None]]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from axon.keys import Identity
+from axon.keys import Identity, SigningKey, write_key_file
 from axon.ledger import Ledger
 from axon.messaging import Message, Receiver, seal, sign
 from axon.messaging import key_exchange as kx
@@ -240,3 +240,43 @@ def test_the_mqtt_benchmark_runs_and_prints_its_rows():
                 "alerts per second", "load average"):
         line = next((x for x in done.stdout.splitlines() if row in x), None)
         assert line is not None and any(ch.isdigit() for ch in line), done.stdout
+
+
+def test_axon_msg_send_and_watch_through_the_broker(tmp_path):
+    """A person's side on the command line: `axon msg watch` prints what reaches their topic, checked
+    against the ledger; `axon msg send --broker` publishes a signed wrapper."""
+    plant = Plant(tmp_path)
+    for who in (plant.operator, plant.admin):
+        write_key_file(tmp_path / f"{who.did.split(':')[2].split('#')[0]}.key", who.key, who.did)
+    with Broker(tmp_path, tls=True, users=USERS) as broker:
+        def broker_args(user: str) -> list[str]:
+            (tmp_path / f"{user}.pw").write_text(USERS[user])
+            return ["--ledger", str(plant.ledger_path), "--broker", f"mqtts://{broker.host}:{broker.port}",
+                    "--ca-file", str(broker.tls.ca_file), "--username", user,
+                    "--password-file", str(tmp_path / f"{user}.pw")]
+
+        watch = subprocess.Popen([sys.executable, "-m", "axon", "msg", "watch", "--key",
+                                  str(tmp_path / "operator.key"), *broker_args("operator"), "--count", "2",
+                                  "--json", "--timeout", "60"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            assert "watching sopcos/v1/to/0x" in watch.stderr.readline()
+            sent = subprocess.run([sys.executable, "-m", "axon", "msg", "send", "--to", plant.operator.did,
+                                   "--type", "LOG", "--body", '{"note": "shift handover"}', "--key",
+                                   str(tmp_path / "admin.key"), *broker_args("admin")],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert sent.returncode == 0 and "through mqtts://" in sent.stdout, sent.stdout + sent.stderr
+            outsider = Identity(SigningKey.generate(), "did:sopcos:outsider#key-1")
+            forged = sign(outsider, plant.operator.did,
+                          seal(plant.operator.key.public_key, Message.new("ALERT", {"x": 1}, plant.now)))
+            # Valid broker credentials are not an identity: the signature is checked against the ledger.
+            intruder = Person(broker, plant.admin, "admin", USERS["admin"])
+            intruder.publish(plant.operator, forged.to_json().encode())
+            out, _ = watch.communicate(timeout=60)
+        finally:
+            watch.kill()
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert first["status"] == "accepted" and first["sender"]["did"] == plant.admin.did
+    assert first["message"]["body"] == {"note": "shift handover"}
+    assert second["status"] == "dropped" and second["error"]["code"] == "MSG-UNKNOWN-SENDER"
+    assert watch.returncode == 1  # one was dropped
