@@ -17,6 +17,7 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
   scc rebuild OUT.sop POLICY.json --ledger L
                                              verify, then: does the source rebuild its module byte for byte?
   scc analyze POLICY.json                    prove what it does for every input: dead rules, faults, gaps
+  scc diff OLD.json NEW.json                 prove two versions equivalent, or show where they differ
 
 Exit status: 0 success, 1 the policy/test/artifact failed, 2 usage or I/O error.
 """
@@ -31,6 +32,7 @@ COMMANDS = [
     "scc.commands.rebuild",
     "scc.commands.test",
     "scc.commands.analyze",
+    "scc.commands.diff",
 ]
 
 

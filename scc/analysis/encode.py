@@ -16,6 +16,7 @@ value and its fault do not depend on which use comes first).
 
 from __future__ import annotations
 
+import math
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,6 @@ from typing import Any
 import z3
 
 from axon.abi import Fault, Verdict
-from scc.analysis.solve import round_numbers
 from scc.ast import Boolean, Call, Expr, InputDecl, InputRef, LetRef, Number, Policy, Text
 from scc.errors import unexpected
 from scc.operators import OPERATORS, Evaluation, Kind
@@ -51,6 +51,20 @@ def model_double(model: Any, term: z3.FPRef) -> float:
         term = z3.fpToFP(RNE, term, DOUBLE)
     bits = model.eval(z3.fpToIEEEBV(term), model_completion=True).as_long()
     return struct.unpack("<d", struct.pack("<Q", bits))[0]
+
+
+def round_numbers(value: float) -> list[float]:
+    """Rounder candidates for one number, roundest first, each different from the last."""
+    if not math.isfinite(value):
+        return []
+    out: list[float] = []
+    for candidate in (0.0 if abs(value) < 1e-6 else round(value), math.floor(value), math.ceil(value),
+                      round(value, 1), round(value, 2), round(value, 3)):
+        candidate = float(candidate)
+        same = candidate == value and math.copysign(1, candidate) == math.copysign(1, value)
+        if candidate not in out and not same:
+            out.append(candidate)
+    return out
 
 
 def _wasm_min(a: z3.FPRef, b: z3.FPRef) -> z3.FPRef:

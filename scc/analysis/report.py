@@ -8,7 +8,9 @@ from typing import Any
 
 from scc import COMPILER_ID
 from scc.analysis.checks import Analysis, Finding
+from scc.analysis.diff import DiffResult
 from scc.analysis.replay import Reading
+from scc.ast import Policy
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 INFORMATION_URI = "docs/analysis.md"
@@ -124,3 +126,58 @@ def sarif(uri: str, findings: list[Finding], locate: Locate, tool: str, solver: 
             "results": results,
         }],
     }
+
+
+# -- scc diff -------------------------------------------------------------------------------------------
+
+
+def _rule(rule: str | None) -> str:
+    return f"rule `{rule}`" if rule else "no rule (the default, a fault or an invalid input)"
+
+
+def diff_text(old: str, new: str, result: DiffResult) -> str:
+    if result.equivalent:
+        head = (f"{old} -> {new}: EQUIVALENT: the same verdict for every reading (proved with "
+                f"{result.solver} in {result.seconds:.2f} s)")
+        return head + "\n"
+    state = "DIFFERENT" if result.differences else "UNKNOWN (not proved equivalent)"
+    lines = [f"{old} -> {new}: {state} ({result.solver}, {result.seconds:.2f} s; every example replayed "
+             "through both compiled modules)"]
+    for difference in result.differences:
+        lines.append(f"  {difference.old} -> {difference.new}:")
+        for example in difference.examples:
+            lines.append(f"    {format_reading(example.reading)}")
+            lines.append(f"      old: {_rule(example.old_rule)}; new: {_rule(example.new_rule)}")
+    for a, b in result.unknown:
+        lines.append(f"  {a} -> {b}: unknown (the solver ran out of time; not proved absent)")
+    return "\n".join(lines) + "\n"
+
+
+def diff_json(old: str, new: str, result: DiffResult) -> dict[str, Any]:
+    return {
+        "old": old, "new": new, "solver": result.solver, "timeout_seconds": result.timeout,
+        "equivalent": "unknown" if result.equivalent is None else result.equivalent,
+        "differences": [{"old": d.old, "new": d.new,
+                         "examples": [{"reading": e.reading, "old_rule": e.old_rule, "new_rule": e.new_rule}
+                                      for e in d.examples]} for d in result.differences],
+        "unknown": [{"old": a, "new": b} for a, b in result.unknown],
+        "questions": result.questions, "seconds": round(result.seconds, 3),
+    }
+
+
+def diff_findings(new: Policy, result: DiffResult) -> list[Finding]:
+    """One finding per example, at the rule of NEW that decides it (or at /default, or /rules)."""
+    sites = {rule.id: rule.site for rule in new.rules}
+    out = []
+    for difference in result.differences:
+        for example in difference.examples:
+            pointer = sites.get(example.new_rule or "", "/default" if "default" in new.document else "/rules")
+            out.append(Finding("SCC-D001", "warning", pointer,
+                               f"{difference.old} -> {difference.new}: the old policy decided "
+                               f"{difference.old} by {_rule(example.old_rule)}, this one decides "
+                               f"{difference.new} by {_rule(example.new_rule)}", example.reading,
+                               example.new_rule))
+    for a, b in result.unknown:
+        out.append(Finding("SCC-D002", "warning", "/rules",
+                           f"{a} -> {b}: unknown, the solver ran out of time (not proved absent)"))
+    return out

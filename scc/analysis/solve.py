@@ -7,13 +7,14 @@ incomplete answer gives, and it is never reported as a proof.
 from __future__ import annotations
 
 import enum
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import z3
+
+from scc.analysis.encode import double, model_double, round_numbers
 
 SOLVER = f"z3 {z3.get_version_string()}"
 DEFAULT_TIMEOUT = 10.0  # seconds per question
@@ -112,7 +113,20 @@ class Session:
         if solver.check() != z3.sat:
             return None
         candidate = Assignment(self.exact.space.values_from(self.coarse.space, solver.model()))
-        return candidate if z3.is_true(candidate.eval(z3.And(*self.exact.base, goal))) else None
+        wanted = z3.And(*self.exact.base, goal)
+        if not z3.is_true(candidate.eval(wanted)):
+            return None
+        # Rounder numbers where the goal still holds, checked by evaluation alone (no solver).
+        pairs = list(candidate.pairs)
+        for index, (var, _) in enumerate(candidate.pairs):
+            if not z3.is_fp(var):
+                continue
+            for rounder in round_numbers(model_double(candidate, var)):
+                trial = Assignment([*pairs[:index], (var, double(rounder)), *pairs[index + 1:]])
+                if z3.is_true(trial.eval(wanted)):
+                    pairs = trial.pairs
+                    break
+        return Assignment(pairs)
 
     def _rounded(self, solver: z3.Solver, model: z3.ModelRef, rounder: Rounder) -> z3.ModelRef:
         """Try rounder's candidates one variable at a time (a short time limit each); keep those that
@@ -132,17 +146,3 @@ class Session:
 
 
 Rounder = Callable[[z3.ModelRef], list[list[z3.BoolRef]]]
-
-
-def round_numbers(value: float) -> list[float]:
-    """Rounder candidates for one number, roundest first, each different from the last."""
-    if not math.isfinite(value):
-        return []
-    out: list[float] = []
-    for candidate in (0.0 if abs(value) < 1e-6 else round(value), math.floor(value), math.ceil(value),
-                      round(value, 1), round(value, 2), round(value, 3)):
-        candidate = float(candidate)
-        same = candidate == value and math.copysign(1, candidate) == math.copysign(1, value)
-        if candidate not in out and not same:
-            out.append(candidate)
-    return out

@@ -1,0 +1,119 @@
+"""`scc diff OLD NEW`: do two policies decide alike for every reading? (issue 13 item 3; docs/analysis.md)
+
+Both policies are encoded over one input space: the union of their declared inputs, where a reading
+may leave an input out (its default, or a fault) and may carry an enum value only one of them lists
+(a fault in the other). "Equivalent" means the same verdict for every reading; deciding rules may
+differ (a re-ordered most-severe policy decides by other rules of the same verdict). For each of the
+twelve pairs of different verdicts the solver finds an example or proves there is none; per pair,
+up to MAX_EXAMPLES examples with different deciding rules say where the policies part.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+from itertools import permutations
+
+import z3
+
+from axon.abi import Verdict
+from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
+from scc.analysis.explore import samples
+from scc.analysis.replay import Expectation, Reading, Replayer
+from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Problem, Session, Status
+from scc.ast import Policy
+
+MAX_EXAMPLES = 3
+SAMPLES = 64
+VERDICTS = (Verdict.HALT, Verdict.DENY, Verdict.WARN, Verdict.ALLOW)
+
+
+@dataclass(frozen=True)
+class Example:
+    reading: Reading
+    old_rule: str | None  # None: the default, a fault or an invalid input decided
+    new_rule: str | None
+
+
+@dataclass
+class Difference:
+    old: str  # verdict
+    new: str
+    examples: list[Example] = field(default_factory=list)
+
+
+@dataclass
+class DiffResult:
+    solver: str
+    timeout: float
+    differences: list[Difference] = field(default_factory=list)
+    unknown: list[tuple[str, str]] = field(default_factory=list)  # verdict pairs the solver could not settle
+    questions: int = 0
+    seconds: float = 0.0
+
+    @property
+    def equivalent(self) -> bool | None:
+        """True: proved equivalent; False: an example of a difference; None: unknown."""
+        if self.differences:
+            return False
+        return None if self.unknown else True
+
+
+def _decided_by(encoding: PolicyEncoding, index: int | None) -> z3.BoolRef:
+    if index is None:
+        return z3.Not(z3.And(encoding.inputs_valid,
+                             z3.Or([encoding.decides(k) for k in range(len(encoding.policy.rules))])))
+    return z3.And(encoding.inputs_valid, encoding.decides(index))
+
+
+def _outcome(encoding: PolicyEncoding, model) -> tuple[int | None, Expectation]:
+    index = encoding.deciding_rule(model)
+    if index is not None:
+        rule = encoding.policy.rules[index]
+        return index, Expectation(rule.then.name, rule.id)
+    if encoding.faults_in(model):
+        return None, Expectation("DENY", None, faulted=True)
+    return None, Expectation(encoding.policy.default.name, None)
+
+
+def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replayer,
+         timeout: float = DEFAULT_TIMEOUT, rng: random.Random | None = None) -> DiffResult:
+    started = time.perf_counter()
+    problems = []
+    for sort in (DOUBLE, COARSE):
+        space = InputSpace([old, new], presence=True, sort=sort)
+        problems.append(Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base))
+    exact, coarse = problems
+    found = samples(exact.space, [old, new], SAMPLES, rng or random.Random(0))
+    session = Session(exact, coarse, timeout, found)
+    result = DiffResult(SOLVER, timeout)
+    old_encoding, new_encoding = exact.context
+    for a, b in permutations(VERDICTS, 2):
+        difference = Difference(a.name, b.name)
+        seen: list[tuple[int | None, int | None]] = []
+        while len(difference.examples) < MAX_EXAMPLES:
+            def question(pair, a=a, b=b, seen=tuple(seen)):
+                before, after = pair
+                others = [z3.Not(z3.And(_decided_by(before, i), _decided_by(after, j))) for i, j in seen]
+                return z3.And(before.verdict_is(a), after.verdict_is(b), *others)
+            answer = session.find(question, rounder=exact.space.rounder)
+            if answer.status is Status.UNKNOWN:
+                if not difference.examples:
+                    result.unknown.append((a.name, b.name))
+                break
+            if answer.status is Status.NONE:
+                break
+            reading = exact.space.reading(answer.model)
+            i, expect_old = _outcome(old_encoding, answer.model)
+            j, expect_new = _outcome(new_encoding, answer.model)
+            what = f"{a.name} -> {b.name}"
+            old_replayer.confirm(reading, expect_old, f"{what} (old policy)")
+            new_replayer.confirm(reading, expect_new, f"{what} (new policy)")
+            difference.examples.append(Example(reading, expect_old.rule, expect_new.rule))
+            seen.append((i, j))
+        if difference.examples:
+            result.differences.append(difference)
+    result.questions = session.questions
+    result.seconds = time.perf_counter() - started
+    return result
