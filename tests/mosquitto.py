@@ -39,7 +39,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_tls(directory: Path) -> tuple[Path, Path, Path]:
+def write_tls(directory: Path) -> tuple[Path, Path, Path]:
+    """A CA, and a server certificate it signed for localhost and 127.0.0.1, with its key, written to
+    `directory`: (ca.pem, broker.pem, broker.key). The broker uses it; so can any other TLS test server."""
     now = datetime.datetime.now(datetime.UTC)
     start, end = now - datetime.timedelta(minutes=5), now + datetime.timedelta(days=1)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -94,7 +96,7 @@ class Broker:
                  "log_dest stderr",
                  "log_type error", "log_type warning"]
         if tls:
-            ca, cert, key = _write_tls(self.directory)
+            ca, cert, key = write_tls(self.directory)
             self.tls = BrokerTLS(ca)
             lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}", "tls_version tlsv1.2"]
         if self.users:

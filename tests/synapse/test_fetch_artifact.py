@@ -24,7 +24,7 @@ from synapse.service.fetch import (
     artifact_location,
     fetch_artifact,
 )
-from tests.mosquitto import _write_tls as write_tls  # a CA and a certificate for 127.0.0.1
+from tests.mosquitto import write_tls
 from tests.service_support import HALT, Plant, Server, records, sidecar_config
 from tests.waiting import wait_until
 
