@@ -197,6 +197,8 @@ class LedgerLink:
             try:
                 self._ledger = self._opener(path)
                 self._file, self._verified = file or _file_id(path), None
+                if isinstance(self._ledger, ChainLedger):  # an index is caught up before its first use
+                    self._follow_chain(self._ledger)
                 self._verify_head(self._ledger)
             except LedgerRolledBack:
                 pass
