@@ -225,6 +225,11 @@ class FreshInstances:
         """Bytes of the latest instance's memory; the caller keeps start + length within `memory_size()`."""
         return ctypes.string_at(self._base + start, length)
 
+    def write(self, start: int, data: bytes) -> None:
+        """Write into the latest instance's memory (the trace's request word; never on the decision path);
+        the caller keeps start + len(data) within `memory_size()`."""
+        ctypes.memmove(self._base + start, data, len(data))
+
 
 def use_pooling_allocator(
     config: wasmtime.Config, *, instances: int, memory_bytes: int, table_elements: int, keep_resident: int

@@ -8,6 +8,7 @@ from typing import Literal, NotRequired
 from typing_extensions import TypedDict  # pydantic reads only this one on Python < 3.12
 
 from axon.abi import Verdict
+from synapse.explain import ExplanationJson
 
 _WIRE = {verdict: (verdict.name, int(verdict)) for verdict in Verdict}  # Enum.name is slow per call
 
@@ -34,6 +35,7 @@ class DecisionJson(TypedDict):
     logs: list[LogLine]
     reason: str | None
     gas_used: int | None
+    explanation: NotRequired[ExplanationJson]  # only when asked for (synapse/explain.py)
 
 
 @dataclass(slots=True)
@@ -57,6 +59,7 @@ class Decision:
     policy: str | None = None
     urn: str | None = None
     version: str | None = None
+    explanation: ExplanationJson | None = None  # only when asked for: why, from the module's trace
 
     @classmethod
     def deny(cls, reason: str, *, gas_used: int | None = 0) -> Decision:
@@ -66,7 +69,12 @@ class Decision:
     def recorded(self, decision_id: str, policy: str, urn: str, version: str) -> Decision:
         """This decision, as recorded in the decision log under `decision_id`, made by that artifact."""
         return Decision(self.verdict, self.rule, self.logs, self.reason, self.gas_used,
-                        decision_id, policy, urn, version)
+                        decision_id, policy, urn, version, self.explanation)
+
+    def explained(self, explanation: ExplanationJson) -> Decision:
+        """This decision with its explanation (synapse/explain.py)."""
+        return Decision(self.verdict, self.rule, self.logs, self.reason, self.gas_used,
+                        self.decision_id, self.policy, self.urn, self.version, explanation)
 
     @property
     def code(self) -> int:
@@ -86,6 +94,8 @@ class Decision:
             "reason": self.reason,
             "gas_used": self.gas_used,
         }
+        if self.explanation is not None:
+            decision["explanation"] = self.explanation
         if self.decision_id is None:
             return decision
         return {"decision_id": self.decision_id, "policy": self.policy, "urn": self.urn,

@@ -35,7 +35,8 @@ from typing import Any
 import wasmtime
 
 from axon import abi, accelerators
-from axon.abi import FAULT_TEXT, Fault, Verdict
+from axon.abi import FAULT_TEXT, Fault, TraceLayout, Verdict
+from synapse import explain
 from synapse.decision import Decision
 from synapse.errors import InputFault, InstantiationFailed
 from synapse.inputs import InputChecker
@@ -197,6 +198,7 @@ class Evaluator:
         self._rule_ids = tuple(rule["id"] for rule in meta.rules)
         self._rule_verdicts = tuple(Verdict[rule["then"]] for rule in meta.rules)
         self._default = Verdict[meta.default]
+        self._trace = module.trace
         self._lock = threading.Lock()
         self.instances_created = 0
 
@@ -244,9 +246,55 @@ class Evaluator:
                 self._discard()
                 return Decision.deny(f"internal error in the runtime: {exc!r}", gas_used=None)
 
+    def explain(self, telemetry: Mapping[str, Any], context: Mapping[str, Any] | None = None) -> Decision:
+        """Decide once, as `evaluate` does, with the decision's `explanation`: read from the trace the
+        module wrote in the call that decided (synapse/explain.py, docs/abi.md "Trace"). Never raises. A
+        module without a trace decides the same, and its explanation says why it has none; a trace that
+        contradicts the result block makes the decision DENY."""
+        with self._lock:
+            try:
+                return self._explained(telemetry, {} if context is None else context)
+            except Exception as exc:  # a bug of ours must still fail safe
+                self._discard()
+                reason = f"internal error in the runtime: {exc!r}"
+                return Decision.deny(reason, gas_used=None).explained(explain.failed(reason))
+
     # -- one evaluation -------------------------------------------------------------------------------
 
-    def _evaluate(self, telemetry: Mapping[str, Any], context: Mapping[str, Any]) -> Decision:
+    def _explained(self, telemetry: Mapping[str, Any], context: Mapping[str, Any]) -> Decision:
+        layout = self._trace
+        if not isinstance(layout, TraceLayout):
+            decision = self._evaluate(telemetry, context)
+            return decision.explained(explain.untraced(layout, self._ending(decision, None)))
+        request = explain.TraceRequest(layout)
+        decision = self._evaluate(telemetry, context, request)
+        if not request.asked:  # the module was not run
+            return decision.explained(explain.explain(self.meta, layout, None, self._ending(decision, None)))
+        read = self._instances.read  # the instance that decided: kept readable after a trap too
+        ending = self._ending(decision, _BLOCK.unpack(read(0, _BLOCK.size)))
+        trace = explain.Trace.read(layout, read)
+        try:
+            return decision.explained(explain.explain(self.meta, layout, trace, ending))
+        except explain.TraceContradiction as exc:
+            self._discard()
+            reason = f"module broke the ABI: its trace contradicts its result block: {exc}"
+            return Decision.deny(reason, gas_used=None).explained(explain.failed(reason))
+
+    def _ending(self, decision: Decision, block: tuple[int, int, int, int, int] | None) -> explain.Ending:
+        """How the evaluation that made `decision` ended; `block` is the result block, None when the
+        module was not run (then gas_used 0 means an input fault, Decision's docstring)."""
+        if block is None:
+            return explain.Ending("input" if decision.gas_used == 0 else "failure", reason=decision.reason)
+        verdict, rule, fault, site, _gas = block
+        if decision.reason is None:
+            return explain.Ending("rule", rule) if decision.rule is not None else explain.Ending("default")
+        if (fault in FAULT_TEXT and verdict == Verdict.DENY and -1 <= rule < len(self._rule_ids)
+                and -1 <= site < len(self.meta.sites)):
+            return explain.Ending("fault", rule, fault, site, decision.reason)
+        return explain.Ending("failure", reason=decision.reason)
+
+    def _evaluate(self, telemetry: Mapping[str, Any], context: Mapping[str, Any],
+                  trace: explain.TraceRequest | None = None) -> Decision:
         try:
             inputs = self._inputs.encode(telemetry, context)
         except InputFault as fault:
@@ -262,6 +310,8 @@ class Evaluator:
         state.inputs = inputs
         state.logs = logs = []
         state.error = None
+        if trace is not None:
+            trace.ask(instances.write)
         try:
             returned = instances.call(self._budget)
         except Trapped as trap:

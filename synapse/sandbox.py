@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import wasmtime
 
 from axon import accelerators, module_check
-from axon.abi import ModuleMeta
+from axon.abi import ModuleMeta, ModuleTraceError, TraceLayout, read_trace_layout
 from axon.module_check import FEATURES_OFF
 from synapse.errors import ExportRefused, ImportRefused, LimitsError, MetaRefused, ModuleError, ModuleInvalid
 from synapse.inputs import InputSpecs
@@ -175,18 +175,29 @@ def _tick(target: wasmtime.Engine) -> None:
 
 @dataclass(frozen=True, eq=False)
 class PolicyModule:
-    """A compiled module that passed the interface check, with its decoded meta section."""
+    """A compiled module that passed the interface check, with its decoded meta section, and where it
+    writes its trace when asked (None: it writes none; an error: its trace section is unreadable, which
+    only explaining reports, docs/abi.md "Trace")."""
 
     meta: ModuleMeta
     inputs: InputSpecs
     module: wasmtime.Module
+    trace: TraceLayout | ModuleTraceError | None = None
 
 
 def load_module(wasm: bytes) -> PolicyModule:
     """Run the loading stages in order; raise the first stage's error."""
     meta = check_interface(wasm).meta
     inputs = check_meta(meta)
-    return PolicyModule(meta, inputs, compile_module(wasm))
+    return PolicyModule(meta, inputs, compile_module(wasm), trace_layout(wasm, meta))
+
+
+def trace_layout(wasm: bytes, meta: ModuleMeta) -> TraceLayout | ModuleTraceError | None:
+    """The module's trace layout, or why it cannot be read: deciding never needs it."""
+    try:
+        return read_trace_layout(_in_place(wasm), len(meta.rules))
+    except ModuleTraceError as exc:
+        return exc
 
 
 def check_interface(wasm: bytes) -> module_check.ModuleInterface:
@@ -300,6 +311,9 @@ class PublicInstances:
 
     def read(self, start: int, length: int) -> bytes:
         return self._memory.read(self._store, start, start + length)
+
+    def write(self, start: int, data: bytes) -> None:
+        self._memory.write(self._store, data, start)
 
 
 def _trapped(exc: Exception) -> Trapped:
