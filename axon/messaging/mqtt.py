@@ -40,6 +40,9 @@ DEFAULT_PREFIX = "sopcos/v1"
 _ADDRESS = re.compile(r"^0x[0-9a-f]{40}$")
 _PREFIX = re.compile(r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")
 PUBLISH_TIMEOUT_S = 10.0
+# Messages received but not yet handled: beyond it aiomqtt discards (and logs) new ones, so a flood on
+# the topic costs bounded memory; SIP-017 is for signalling, a node handles far fewer at once.
+MAX_QUEUED_INCOMING = 1000
 
 
 def topic_for(address: str, prefix: str = DEFAULT_PREFIX) -> str:
@@ -86,7 +89,7 @@ class BrokerSettings:
             self.host, self.port, username=self.username, password=self.password,
             identifier=self.client_id, clean_session=not (self.persistent_session and self.client_id),
             keepalive=self.keepalive, tls_context=self.tls_context(), timeout=PUBLISH_TIMEOUT_S,
-            logger=log)
+            max_queued_incoming_messages=MAX_QUEUED_INCOMING, logger=log)
 
 
 def settings_from_url(url: str, **options: object) -> BrokerSettings:
