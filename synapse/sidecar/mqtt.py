@@ -191,8 +191,9 @@ class AlertQueue:
 
 
 class MqttMessaging:
-    """The sidecar's MQTT edge (asyncio). `record(kind, record)` gets every outcome for the logs, the
-    decision log and the metrics; `book()` gives the alert recipients of the moment (blocking)."""
+    """The sidecar's MQTT edge (asyncio): made and run on the event loop. `record(kind, record)` gets every
+    outcome ("command", "alert", "alert_dropped") for the logs, the decision log and the metrics;
+    `activity()` is the service's (stop() waits for a command being handled)."""
 
     def __init__(self, config: MqttConfig, identity: Identity, *,
                  inbox: MqttPlantCommandInbox | None,
