@@ -17,6 +17,10 @@ What it assumes where the spec leaves a choice, so an auditor can check it:
   `/let/NAME`, where it is written, not where it is used);
 - context `now`, when declared and not passed, is the `now` argument (the caller's clock, §3); with
   no `now` argument it is simply absent.
+
+`explain` also says what the evaluation computed: each rule's `when` (None where it was never
+computed), the definitions computed and their values, and those a fault stopped while they were
+computed, so that the module's trace (synapse/explain.py) can be checked against it.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, NamedTuple
 
 VERDICTS = ("DENY", "ALLOW", "WARN", "HALT")
@@ -53,6 +58,14 @@ class Decision(NamedTuple):
     rule: str | None
     logs: tuple[tuple[str, str], ...]  # (level, message), in rule order
     fault: Fault | None
+
+
+class Explanation(NamedTuple):
+    decision: Decision
+    when: tuple[bool | None, ...]  # per rule; None: never computed (not reached, or a fault stopped it)
+    lets: dict[str, Value]  # the definitions computed, with their values
+    unfinished: frozenset[str]  # definitions a fault stopped while they were computed
+    faulted_rule: int | None  # the rule being tried when an arithmetic fault happened
 
 
 class _Faulted(Exception):
@@ -180,12 +193,15 @@ class _Evaluator:
         self.lets: Mapping[str, Any] = policy.get("let") or {}
         self.env = env
         self.memo: dict[str, Value] = {}
+        self.pending: list[str] = []  # definitions being computed; a fault leaves them here
 
     def ref(self, name: str) -> Value:
         if name not in self.memo:
             if name not in self.lets:
                 raise PolicyShapeError(f"undefined let {name!r}")
+            self.pending.append(name)
             self.memo[name] = self.eval(self.lets[name])
+            self.pending.pop()
         return self.memo[name]
 
     def eval(self, expr: Any) -> Value:
@@ -272,24 +288,37 @@ def _locate(policy: Mapping[str, Any], node: Any) -> str:
 def evaluate(policy: Mapping[str, Any], telemetry: Any = None, context: Any = None,
              now: float | None = None) -> Decision:
     """Decide `policy` (the parsed SIP-001 source) for one set of inputs."""
+    return explain(policy, telemetry, context, now).decision
+
+
+def explain(policy: Mapping[str, Any], telemetry: Any = None, context: Any = None,
+            now: float | None = None) -> Explanation:
+    """Decide `policy` for one set of inputs, and say what the evaluation computed."""
+    when: list[bool | None] = [None] * len(policy["rules"])
     try:
         env = check_inputs(policy, telemetry, context, now)
-        ev = _Evaluator(policy, env)
-        combine = policy.get("combine", "first-match")
-        held: list[Mapping[str, Any]] = []
-        for rule in policy["rules"]:
-            if ev.eval(rule["when"]) is True:
+    except _Faulted as exc:
+        return Explanation(Decision("DENY", None, (), exc.fault), tuple(when), {}, frozenset(), None)
+    ev = _Evaluator(policy, env)
+    combine = policy.get("combine", "first-match")
+    held: list[Mapping[str, Any]] = []
+    try:
+        for i, rule in enumerate(policy["rules"]):
+            tried = i
+            when[i] = ev.eval(rule["when"]) is True
+            if when[i]:
                 held.append(rule)
                 if combine == "first-match":
                     break
-    except _Faulted as exc:
-        return Decision("DENY", None, (), exc.fault)
     except _ArithmeticFault as exc:
-        return Decision("DENY", None, (), Fault(exc.kind, _locate(policy, exc.node), exc.detail))
+        decision = Decision("DENY", None, (), Fault(exc.kind, _locate(policy, exc.node), exc.detail))
+        return Explanation(decision, tuple(when), dict(ev.memo), frozenset(ev.pending), tried)
 
+    explained = partial(Explanation, when=tuple(when), lets=dict(ev.memo), unfinished=frozenset(),
+                        faulted_rule=None)
     if not held:
-        return Decision(policy.get("default", "DENY"), None, (), None)
+        return explained(Decision(policy.get("default", "DENY"), None, (), None))
     verdict = max((rule["then"] for rule in held), key=SEVERITY.__getitem__)
     deciding = next(rule for rule in held if rule["then"] == verdict)
     logs = tuple((r["log"]["level"], r["log"]["message"]) for r in held if "log" in r)
-    return Decision(verdict, deciding["id"], logs, None)
+    return explained(Decision(verdict, deciding["id"], logs, None))
