@@ -178,9 +178,40 @@ function applyFilter() {
   for (const row of $("decision-rows").rows) row.hidden = !matchesFilter(row);
 }
 
-function explanationBlock(explanation) {
+function smallTable(caption, heads, rows) {
+  const table = el("table", null, { class: "explain" });
+  table.append(el("caption", caption));
+  const head = el("tr");
+  for (const h of heads) head.append(el("th", h, { scope: "col" }));
+  const thead = el("thead");
+  thead.append(head);
+  const body = el("tbody");
+  for (const cells of rows) {
+    const tr = el("tr");
+    for (const cell of cells) tr.append(el("td", cell === null || cell === undefined ? "" : cell));
+    body.append(tr);
+  }
+  table.append(thead, body);
+  return table;
+}
+
+// The decision's explanation (synapse/explain.py: from the trace the deciding module wrote): what
+// decided, each rule's `when` and outcome, each named condition's value.
+function explanationBlock(x) {
   const details = el("details", null, { class: "explanation" });
-  details.append(el("summary", "Explanation"), el("pre", JSON.stringify(explanation, null, 2)));
+  details.append(el("summary", "Why: " + (x.summary || "the explanation")));
+  if (!Array.isArray(x.rules)) {
+    details.append(el("pre", JSON.stringify(x, null, 2)));
+    return details;
+  }
+  if (x.rules.length) {
+    details.append(smallTable("Rules, in order", ["Rule", "Then", "When", "Outcome", "Why"],
+      x.rules.map((r) => [r.id, r.then, r.when === null ? "not computed" : String(r.when), r.outcome, r.why])));
+  }
+  if (Array.isArray(x.conditions) && x.conditions.length) {
+    details.append(smallTable("Named conditions", ["Condition", "Type", "State", "Value"],
+      x.conditions.map((c) => [c.name, c.type, c.state, c.value === null ? "" : String(c.value)])));
+  }
   return details;
 }
 

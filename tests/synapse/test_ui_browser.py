@@ -10,6 +10,7 @@ runs. The page's delay for a pushed decision is printed (a measured figure, not 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,8 +20,10 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
+from scc.compiler import compile_policy
+from synapse.evaluate import Evaluator
 from synapse.service.auth import hash_token
-from tests.service_support import AUTO, HALT, NORMAL, Plant, Server, sidecar_config, write_config
+from tests.service_support import AUTO, BOILER, HALT, NORMAL, Plant, Server, sidecar_config, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -161,6 +164,24 @@ def test_the_decision_log_check_and_the_try_a_reading_form(page, plant_server):
     page.fill("#try-telemetry", "[1]")
     page.click("#try-submit")
     page.get_by_text("Telemetry must be a JSON object").wait_for(timeout=WAIT_MS)
+    assert page.errors == []
+
+
+def test_a_decision_with_an_explanation_shows_it(page):
+    """The explanation the runtime writes from the deciding module's trace (synapse/explain.py), as the
+    service's decisions carry it, handed to the page's own decision handler."""
+    evaluator = Evaluator.from_wasm(compile_policy(json.dumps(BOILER).encode()).wasm)
+    decided = evaluator.explain(HALT, AUTO).recorded("feedfeed0000-1", "boiler-guard", "urn:x", "1.2.0")
+    decision = {**decided.to_dict(), "time": time.time(), "latency_ms": 0.5, "source": "http"}
+    assert decision["explanation"]["traced"]
+    page.evaluate("(d) => addDecision(d)", decision)
+    row = page.locator("#decision-rows tr:has-text('feedfeed0000-1')")
+    row.locator("summary").click()
+    text = row.inner_text()
+    assert "Why: " + decision["explanation"]["summary"] in text
+    assert re.search(r"halt-overpressure\tHALT\ttrue\tdecided\t", text)
+    for condition in decision["explanation"]["conditions"]:
+        assert condition["name"] in text
     assert page.errors == []
 
 
