@@ -348,8 +348,12 @@ class PolicyService:
 
     def authorize_view(self, headers: Mapping[str, str], method: str, target: str,
                        client: str | None) -> Principal:
-        """Who may read the operator page's data: a loopback client, or else the evaluate scope."""
-        if client is not None and is_loopback_host(client):
+        """Who may read the operator page's data: a loopback client that asked for a loopback address, or
+        else the evaluate scope. The address asked for counts too: a web page whose name an attacker
+        makes resolve to 127.0.0.1 (DNS rebinding) reaches loopback from the operator's browser, but
+        with its own name in the Host header."""
+        asked = _host_name(headers.get("host", ""))
+        if client is not None and is_loopback_host(client) and is_loopback_host(asked):
             return _LOOPBACK
         return self.authorize(headers, method, target, b"", "evaluate")
 
@@ -469,6 +473,13 @@ class PolicyService:
     def _update_gauges(self) -> None:
         self.metrics.set_state(len(self._registry.view.servable), self._link.reachable,
                                self._link.rolled_back is not None)
+
+
+def _host_name(header: str) -> str:
+    """A Host header's name or address without its port ("[::1]:8080" -> "[::1]")."""
+    if header.startswith("["):
+        return header.split("]", 1)[0] + "]"
+    return header.rsplit(":", 1)[0]
 
 
 def _why_not_served(artifact: Mapping[str, Any]) -> str:

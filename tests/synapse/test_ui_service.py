@@ -32,8 +32,13 @@ def service(tmp_path):
 
 
 def test_the_page_data_is_open_on_loopback_and_needs_the_evaluate_scope_beyond(service):
-    assert service.authorize_view({}, "GET", "/v1/overview", "127.0.0.1").name == "loopback"
-    assert service.authorize_view({}, "GET", "/v1/overview", "::1").name == "loopback"
+    for host in ("127.0.0.1:8080", "localhost:8080", "[::1]:8080", "127.0.0.1"):
+        assert service.authorize_view({"host": host}, "GET", "/v1/overview", "127.0.0.1").name == "loopback"
+    assert service.authorize_view({"host": "[::1]:8080"}, "GET", "/v1/overview", "::1").name == "loopback"
+    # DNS rebinding: a page of another name, resolved to 127.0.0.1, in the operator's browser
+    for host in ("evil.example:8080", "evil.example", ""):
+        with pytest.raises(AuthRequired):
+            service.authorize_view({"host": host}, "GET", "/v1/overview", "127.0.0.1")
     for client in ("10.0.0.7", "192.168.1.20", "unknown", None):
         with pytest.raises(AuthRequired):
             service.authorize_view({}, "GET", "/v1/overview", client)
