@@ -127,6 +127,11 @@ def failed(reason: str) -> ExplanationJson:
     return _bare("failure", f"DENY: {reason}")
 
 
+def not_run(reason: str) -> ExplanationJson:
+    """The explanation of a DENY given without running the module: the request was no reading for it."""
+    return _bare("input", f"DENY: the module was not run: {reason}")
+
+
 def _bare(decided_by: DecidedBy, summary: str) -> ExplanationJson:
     return {"traced": False, "decided_by": decided_by, "summary": summary, "conditions": [], "rules": []}
 

@@ -22,6 +22,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial
 from typing import Any, TypeVar
+from urllib.parse import parse_qs
 
 import orjson
 from fastapi import Depends, FastAPI, Request, Response
@@ -258,7 +259,7 @@ class _JsonEndpoint:
     server, orjson out. Starlette's Request/Response objects cost more than the evaluation itself;
     errors are raised as ServiceError and answered by GuardMiddleware like everywhere else."""
 
-    def __init__(self, service: PolicyService, handle: Callable[[bytes], Any]) -> None:
+    def __init__(self, service: PolicyService, handle: Callable[[bytes, bool], Any]) -> None:
         self.service, self.handle = service, handle
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -274,11 +275,22 @@ class _JsonEndpoint:
                 break
         body = b"".join(chunks)
         self.service.authorize(headers, scope["method"], _target(scope), body, "evaluate")
-        payload = orjson.dumps(self.handle(body))
+        payload = orjson.dumps(self.handle(body, _explain(scope.get("query_string", b""))))
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/json"),
                                 (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
+
+
+def _explain(query: bytes) -> bool:
+    """The evaluation routes' one query parameter: ?explain=true adds each decision's explanation."""
+    if not query:
+        return False
+    values = parse_qs(query.decode("latin-1"), keep_blank_values=True).get("explain", ["false"])
+    if len(values) != 1 or values[0] not in ("true", "false"):
+        raise RequestInvalid("the query parameter explain must be true or false, once",
+                             errors=[{"pointer": "", "message": f"explain={values!r}"}])
+    return values[0] == "true"
 
 
 def _evaluation_routes(app: FastAPI, service: PolicyService) -> dict[str, ASGIApp]:
@@ -286,12 +298,12 @@ def _evaluation_routes(app: FastAPI, service: PolicyService) -> dict[str, ASGIAp
     endpoints by path, for ServiceApp."""
     parse = partial(Reading.parse, need_policy=True)
 
-    def evaluate(body: bytes) -> DecisionJson:
+    def evaluate(body: bytes, explain: bool) -> DecisionJson:
         reading = _read(parse, body)
-        return service.evaluate(reading.policy, reading.telemetry, reading.context).to_dict()
+        return service.evaluate(reading.policy, reading.telemetry, reading.context, explain=explain).to_dict()
 
-    def evaluate_batch(body: bytes) -> dict[str, Any]:
-        results = service.evaluate_batch(*_read(_batch, body))
+    def evaluate_batch(body: bytes, explain: bool) -> dict[str, Any]:
+        results = service.evaluate_batch(*_read(_batch, body), explain=explain)
         return {"results": [r.to_dict() if isinstance(r, Decision) else {"index": i, "error": r.to_dict()}
                             for i, r in enumerate(results)]}
 
@@ -567,10 +579,15 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     errors = {str(s): {"description": "Error", "content": {JSON: {"schema": _ref("ErrorBody")}}}
               for s in (400, 401, 403, 404, 409, 413, 415, 422, 429)}
 
+    explain = {"name": "explain", "in": "query", "required": False,
+               "description": "true: each decision carries its explanation, read from the trace the deciding "
+                              "module wrote (docs/abi.md, Trace)",
+               "schema": {"type": "boolean", "default": False}}
+
     def operation(summary: str, request: str, response: str, op_id: str) -> dict[str, Any]:
         return {"post": {
             "summary": summary, "operationId": op_id, "tags": ["evaluation"],
-            "security": [{}, {"bearerAuth": []}],
+            "security": [{}, {"bearerAuth": []}], "parameters": [explain],
             "requestBody": {"required": True, "content": {JSON: {"schema": _ref(request)}}},
             "responses": {"200": {"description": "Decided", "content": {JSON: {"schema": _ref(response)}}},
                           **errors}}}

@@ -22,6 +22,7 @@ from synapse.artifacts import (
 from synapse.decision import Decision
 from synapse.errors import LimitsError, ModuleError
 from synapse.evaluate import Evaluator
+from synapse.explain import not_run
 from synapse.inputs import Reading, ReadingInvalid
 from synapse.sandbox import Limits
 
@@ -39,6 +40,10 @@ Replay, one decision per input line, in order (FILE or - for stdin):
 
 A line that is not such a reading yields a DENY decision whose reason names the line; the replay goes on.
 Every failure of an evaluation (a bad input, a fault, a trap, a limit) is a DENY decision with a reason.
+
+Why: with --explain each decision also carries "explanation", read from the trace the module wrote
+while it decided: every named condition's value, every rule's condition and outcome (decided, held,
+false, faulted, not reached) and why (docs/abi.md, "Trace").
 
 Signed artifacts: MODULE.sop is verified by Axon first (signature, hashes, the signer's authority,
 revocation and supersession on --ledger) and decrypted in memory with --key; a .wasm runs unverified,
@@ -70,6 +75,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-timeout-ms", "--deadline-ms", dest="eval_timeout_ms", type=float,
                         metavar="MS", help="wall-clock limit per evaluation (default: [limits] "
                                            "eval_timeout_ms of --config, else 100 ms)")
+    parser.add_argument("--explain", action="store_true",
+                        help="add each decision's explanation, from the module's own trace")
     parser.add_argument("--line-buffered", action="store_true",
                         help="flush after every decision (for a live stream on stdin)")
     add_arguments(parser)
@@ -98,11 +105,13 @@ def run(args: argparse.Namespace) -> int:
             reading = Reading.from_json(doc)
         except ReadingInvalid as exc:
             raise UsageError(f"{exc} [{exc.code}]") from None
-        decision = evaluator.evaluate(reading.telemetry, reading.context)
+        decide = evaluator.explain if args.explain else evaluator.evaluate
+        decision = decide(reading.telemetry, reading.context)
         out.write(orjson.dumps(decision.to_dict(), option=_NEWLINE))
         out.flush()
         return EXIT_OK
-    replay(evaluator, read_lines(args.input, stdin=True), out, line_buffered=args.line_buffered)
+    replay(evaluator, read_lines(args.input, stdin=True), out, line_buffered=args.line_buffered,
+           explain=args.explain)
     out.flush()
     return EXIT_OK
 
@@ -115,10 +124,13 @@ def _argument(option: str, text: str) -> object:
 
 
 def replay(
-    evaluator: Evaluator, lines: Iterable[bytes], out: IO[bytes], *, line_buffered: bool = False
+    evaluator: Evaluator, lines: Iterable[bytes], out: IO[bytes], *, line_buffered: bool = False,
+    explain: bool = False,
 ) -> int:
-    """Write one decision per input line, in order; return how many were written."""
-    dumps, evaluate, write, parse = orjson.dumps, evaluator.evaluate, out.write, Reading.parse
+    """Write one decision per input line, in order (each with its explanation with `explain`); return how
+    many were written."""
+    evaluate = evaluator.explain if explain else evaluator.evaluate
+    dumps, write, parse = orjson.dumps, out.write, Reading.parse
     policy = evaluator.meta.policy
     count = 0
     for count, line in enumerate(lines, 1):  # noqa: B007 (count is the result)
@@ -132,6 +144,8 @@ def replay(
             else:
                 decision = Decision.deny(f"line {count}: the reading is for policy {reading.policy!r}; "
                                          f"this module is {policy!r}")
+        if explain and decision.explanation is None:
+            decision = decision.explained(not_run(decision.reason or ""))
         write(dumps(decision.to_dict(), option=_NEWLINE))
         if line_buffered:
             out.flush()

@@ -213,29 +213,37 @@ class PolicyService:
     # -- deciding ------------------------------------------------------------------------------------
 
     def evaluate(self, policy: str, telemetry: dict[str, Any], context: dict[str, Any], *,
-                 source: str = "http", refusal: str | None = None) -> Decision:
+                 source: str = "http", refusal: str | None = None, explain: bool = False) -> Decision:
         """Decide and log; the decision as recorded. Raises PolicyUnknown/PolicyNotServed before deciding,
         DecisionLogError when the decision cannot be logged (it is then not returned: an unlogged decision
         does not exist). With `refusal` the module is not run: the decision is DENY with that reason (the
-        plant's inputs are missing, stale or bad: docs/plc.md), logged like any other."""
+        plant's inputs are missing, stale or bad: docs/plc.md), logged like any other. With `explain` the
+        decision carries its explanation (Evaluator.explain); the log records the decision without it."""
         served = self._registry.resolve(policy)
         start = time.perf_counter()
         try:
-            decision = (Decision.deny(refusal) if refusal is not None
-                        else served.evaluator.evaluate(telemetry, context))
+            if refusal is not None:
+                decision = Decision.deny(refusal)
+            elif explain:
+                decision = served.evaluator.explain(telemetry, context)
+            else:
+                decision = served.evaluator.evaluate(telemetry, context)
         except Exception as exc:  # Evaluator.evaluate never raises; if it ever does, it fails safe
             decision = Decision.deny(f"internal error in the runtime: {type(exc).__name__}", gas_used=None)
         logged = decision.to_dict()
+        logged.pop("explanation", None)
         decision_id = self._open_log().append_decision(logged, telemetry, context, policy=served.policy,
                                                        urn=served.urn, version=served.version, source=source)
         elapsed = time.perf_counter() - start
         self.metrics.decision(served.policy, logged["verdict"], decision.gas_used, elapsed)
         recorded = decision.recorded(decision_id, served.policy, served.urn, served.version)
-        self._feed.record(recorded.to_dict(), latency_s=elapsed, source=source, now=self._clock())
+        shown = recorded.to_dict()
+        shown.pop("explanation", None)  # the live feed shows decisions as the log has them
+        self._feed.record(shown, latency_s=elapsed, source=source, now=self._clock())
         return recorded
 
-    def evaluate_batch(self, default_policy: str | None,
-                       readings: Sequence[Reading]) -> list[Decision | ServiceError]:
+    def evaluate_batch(self, default_policy: str | None, readings: Sequence[Reading], *,
+                       explain: bool = False) -> list[Decision | ServiceError]:
         """Decide each reading in order, under its own policy or else `default_policy`: its decision, or
         why it was not decided (an unknown or unserved policy: that reading's answer is DENY). The whole
         batch is refused (RequestInvalid) when it is longer than limits.max_batch or a reading has no
@@ -252,7 +260,8 @@ class PolicyService:
         results: list[Decision | ServiceError] = []
         for policy, reading in zip(policies, readings, strict=True):
             try:
-                results.append(self.evaluate(policy, reading.telemetry, reading.context))  # type: ignore[arg-type]
+                results.append(self.evaluate(policy, reading.telemetry, reading.context,  # type: ignore[arg-type]
+                                             explain=explain))
             except DecisionLogError:
                 raise
             except ServiceError as exc:
