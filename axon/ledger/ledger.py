@@ -150,7 +150,7 @@ class Ledger:
                 cp = checkpoint.check_signature(header, signature, trusted, signer)
                 if cp.chain_id != self._store.chain_id:
                     raise checkpoint.CheckpointRefused(f"checkpoint is for chain id {cp.chain_id}")
-                checkpoint.check_links(cp, self._store.links(cp.seq), keccak)
+                checkpoint.check_links(cp, self._store.links(cp.seq))
                 state = checkpoint.restore(blob, cp)
             except checkpoint.CheckpointRefused as exc:
                 self.checkpoint_refused = str(exc)
@@ -378,8 +378,11 @@ class Ledger:
 
     def _entry(self, row: StoredRow) -> Entry:
         # Rows after a checkpoint were replayed, so their stored op equals the transaction's data; rows up
-        # to it were only checked against their hashes, so their op is read from the transaction itself.
+        # to it were only checked against the hash chain, so their transaction is checked against its
+        # hash now and their op, sender and nonce read from it.
         if row.seq <= self.checkpoint_seq:
+            if keccak(row.tx) != row.tx_hash:
+                raise ChainBroken(row.seq, "stored transaction does not match its hash")
             tx = ethtx.decode(row.tx)
             op, sender, nonce = ops.decode(tx.data), tx.sender().address, tx.nonce
         else:

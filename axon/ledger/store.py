@@ -243,10 +243,10 @@ class Store:
                                      f"IN ({marks}) ORDER BY seq DESC LIMIT 1", list(signers)).fetchone()
         return None if row is None else (str(row[0]), bytes(row[1]), bytes(row[2]), bytes(row[3]))
 
-    def links(self, upto_seq: int) -> Iterator[tuple[int, int, bytes, bytes, bytes, bytes]]:
-        """(seq, timestamp, tx, tx_hash, prev_hash, entry_hash) of entries 1..upto_seq, in order."""
+    def links(self, upto_seq: int) -> Iterator[tuple[int, int, bytes, bytes, bytes]]:
+        """(seq, timestamp, tx_hash, prev_hash, entry_hash) of entries 1..upto_seq, in order."""
         with self._guard("read"):
-            yield from self._conn.execute("SELECT seq, timestamp, tx, tx_hash, prev_hash, entry_hash FROM "
+            yield from self._conn.execute("SELECT seq, timestamp, tx_hash, prev_hash, entry_hash FROM "
                                           "entries WHERE seq <= ? ORDER BY seq", (upto_seq,))
 
     def row_of_tx(self, tx_hash: bytes) -> StoredRow | None:

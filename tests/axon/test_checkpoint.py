@@ -100,11 +100,22 @@ def test_a_checkpoint_that_does_not_check_out_is_not_used(path: Path) -> None:
         assert led.checkpoint_seq == 0 and "signature does not verify" in led.checkpoint_refused
     _edit(path, "UPDATE checkpoints SET header = ?, state = ?", header, state)
 
-    # An entry the checkpoint covers changed: the checkpoint is not used, and the full replay says why.
+    # A transaction the checkpoint covers changed: reading its entry says so, as verify_chain() does.
+    original = sqlite3.connect(path).execute("SELECT tx FROM entries WHERE seq = 5").fetchone()[0]
     _edit(path, "UPDATE entries SET tx = ? WHERE seq = 5", b"\xc0")
+    with Ledger.open(path, checkpoint_keys=trusted) as led:
+        assert led.checkpoint_seq == seq > 5
+        with pytest.raises(ChainBroken) as broken:
+            led.entries()
+        assert broken.value.seq == 5
+        with pytest.raises(ChainBroken):
+            led.verify_chain()
+    _edit(path, "UPDATE entries SET tx = ? WHERE seq = 5", original)
+    # A link of the hash chain it covers changed: the checkpoint is not used, and the full replay says why.
+    _edit(path, "UPDATE entries SET timestamp = timestamp + 1 WHERE seq = 7")
     with pytest.raises(ChainBroken) as broken:
         Ledger.open(path, checkpoint_keys=trusted)
-    assert broken.value.seq == 5 and seq > 5
+    assert broken.value.seq == 7
 
 
 def test_what_a_checkpoint_trusts_its_signer_for(path: Path) -> None:
