@@ -63,7 +63,7 @@ class PlantLoop:
                 await asyncio.wait_for(self._write_safe(), SHUTDOWN_WRITE_TIMEOUT_S)
             for task in tasks:
                 task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.wait(tasks, timeout=SHUTDOWN_WRITE_TIMEOUT_S)  # a library that holds on is left
 
     async def _cycles(self) -> None:
         loop = asyncio.get_running_loop()

@@ -25,7 +25,13 @@ from pymodbus.exceptions import ModbusException
 
 from synapse.plant.core import Sample, TagTable, bad, decode_registers, encode_register, sample_of
 from synapse.plant.points import BIT_TABLES, MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, register_count
-from synapse.plant.sources import BACKOFF_START_S, Clock, PlantWriteFailed, StateListener
+from synapse.plant.sources import (
+    BACKOFF_START_S,
+    Clock,
+    PlantWriteFailed,
+    StateListener,
+    raise_if_cancelled,
+)
 from synapse.service.config import ModbusSourceConfig, PlantPointConfig, PlantTagConfig
 
 log = logging.getLogger("synapse.plant.modbus")
@@ -117,6 +123,7 @@ class ModbusSource:
                 self._state("connected", None)
                 await self._poll(client, table)
             except (ConnectionLost, ModbusException, OSError) as exc:
+                raise_if_cancelled()
                 reason = str(exc) or type(exc).__name__
             finally:
                 was_connected, self._client = self._client is not None, None
@@ -138,7 +145,9 @@ class ModbusSource:
             now = loop.time()
             for i, group in enumerate(self.groups):
                 if due[i] <= now:
-                    for name, sample in (await self._read(client, group)).items():
+                    samples = await self._read(client, group)
+                    raise_if_cancelled()
+                    for name, sample in samples.items():
                         table.put(name, sample)
                     due[i] = max(due[i] + group.poll, now)
             await asyncio.sleep(max(0.0, min(due) - loop.time()))
@@ -151,6 +160,7 @@ class ModbusSource:
         try:
             response = await read(group.start, count=group.count, device_id=group.unit)
         except ModbusException as exc:
+            raise_if_cancelled()
             raise ConnectionLost(f"{group.table} {group.start}: {exc}") from None
         if response.isError():
             code = getattr(response, "exception_code", None)
@@ -204,3 +214,4 @@ class ModbusSource:
     def _state(self, state: str, reason: str | None) -> None:
         if self._on_state is not None:
             self._on_state(self.name, state, reason)
+

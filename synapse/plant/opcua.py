@@ -25,7 +25,13 @@ from asyncua import Client, ua
 from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from synapse.plant.core import Sample, TagTable, bad, sample_of
-from synapse.plant.sources import BACKOFF_START_S, Clock, PlantWriteFailed, StateListener
+from synapse.plant.sources import (
+    BACKOFF_START_S,
+    Clock,
+    PlantWriteFailed,
+    StateListener,
+    raise_if_cancelled,
+)
 from synapse.service.config import OpcUaSourceConfig, PlantPointConfig, PlantTagConfig
 from synapse.service.errors import ConfigError
 
@@ -115,6 +121,7 @@ class OpcUaSource:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # asyncua raises many kinds: any of them is a lost connection
+                raise_if_cancelled()
                 reason = _reason(exc)
             finally:
                 was_connected, self._client = self._client is not None, None
@@ -145,6 +152,7 @@ class OpcUaSource:
         due = {n: loop.time() for n in reads}
         step = min([self.config.poll, *poll.values()])
         while True:
+            raise_if_cancelled()
             for handler in handlers:
                 if handler.lost is not None:
                     raise ConnectionError(handler.lost)

@@ -9,6 +9,7 @@ then reconnects with a backoff doubling up to its `reconnect_max`. It writes dec
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Protocol
@@ -80,3 +81,12 @@ def make_sources(plant: PlantConfig, broker: MqttConfig | None, on_state: StateL
                 raise ConfigError(f"plant.sources.{name}: an mqtt source needs the [mqtt] section")
             sources[name] = MqttSource(name, config, broker, tags, on_state=on_state, clock=clock)
     return sources
+
+
+def raise_if_cancelled() -> None:
+    """A task being cancelled (shutdown) must stop, not go on polling or reconnect; but a cancellation
+    can be lost inside a library's request (pymodbus, asyncua): it becomes the library's own error, or
+    Python 3.11's wait_for returns the response that completed at the same moment and drops it."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
