@@ -104,11 +104,17 @@ def load_verified(source: str | Path | bytes, verifier: Verifier, *,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("signed artifacts (.sop)")
-    group.add_argument("--ledger", metavar="PATH", type=Path, help="ledger to verify the artifact against")
+    group.add_argument("--ledger", metavar="PATH|URL", type=_ledger_argument,
+                       help="ledger to verify the artifact against (a file, or an Ethereum node's URL)")
     group.add_argument("--node-key", "--key", dest="node_key", metavar="KEYFILE", type=_key_location,
                        help=f"this node's key, to decrypt artifacts encrypted for it (default ${KEY_ENV})")
     group.add_argument("--config", metavar="FILE.toml", type=Path,
                        help="the node's config file ([ledger], [node], [limits]; docs/service.md)")
+
+
+def _ledger_argument(text: str) -> str | Path:
+    from synapse.service.config import ledger_argument  # only when --ledger is given: a .sop needs it
+    return ledger_argument(text)
 
 
 def _key_location(text: str) -> str | Path:
@@ -161,15 +167,37 @@ def open_verifier(settings: ServiceConfig, now: Callable[[], float] = time.time)
     if path is None:
         raise ArtifactSetupError("a .sop artifact is verified against a ledger: give --ledger PATH "
                                  "(or [ledger] path = ... in --config)")
-    if not path.exists():
+    if isinstance(path, str):  # an Ethereum node's URL: its index, caught up first (docs/fleet.md)
+        ledger = _chain_ledger(settings, path)
+    elif not path.exists():
         raise ArtifactSetupError(f"ledger {path} does not exist")
-    try:
-        ledger = Ledger.open(path)
-    except AxonError as exc:
-        raise ArtifactSetupError(f"cannot open ledger {path}: {exc}") from None
+    else:
+        try:
+            ledger = Ledger.open(path)
+        except AxonError as exc:
+            raise ArtifactSetupError(f"cannot open ledger {path}: {exc}") from None
     verifier = Verifier(ledger, settings.limits.verify_config(), _node_identity(settings), now,
                         plaintext=locked_bytearray)
     return verifier, ledger
+
+
+def _chain_ledger(settings: ServiceConfig, url: str) -> Ledger:
+    """A one-shot command's index of the chain: [ledger] index, else the one the axon CLI keeps."""
+    from axon.commands.loaders import chain_index_path
+    from axon.ledger.chain import ChainLedger
+
+    cfg = settings.ledger
+    try:
+        ledger = ChainLedger.connect(url, chain_index_path(url, cfg.index), confirmations=cfg.confirmations,
+                                     start_block=cfg.start_block)
+    except AxonError as exc:
+        raise ArtifactSetupError(f"cannot use the ledger on {url}: {exc}") from None
+    try:
+        ledger.follow_to_head()
+    except AxonError as exc:
+        ledger.close()
+        raise ArtifactSetupError(f"cannot follow the ledger on {url}: {exc}") from None
+    return ledger
 
 
 def open_for_cli(module: str, settings: ServiceConfig | None, limits: Limits | None = None) -> Evaluator:

@@ -9,7 +9,7 @@ from axon.clikit import EXIT_OK, UsageError
 from axon.keys import KeyFileError, key_location
 from synapse.hardening import harden_process
 from synapse.service.auth import hash_token, new_token
-from synapse.service.config import SCOPES, ServiceConfig, apply_flags, load_config
+from synapse.service.config import SCOPES, ServiceConfig, apply_flags, ledger_argument, load_config
 from synapse.service.errors import ServiceError
 
 HELP = """Serve policy evaluation over HTTP: POST /v1/evaluate, artifact upload and lifecycle, /healthz,
@@ -56,7 +56,8 @@ def add_service_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds a request head may take after its first byte (default 10)")
     parser.add_argument("--keep-alive-timeout", type=float, metavar="S",
                         help="seconds a connection may stay open with no request (default 5)")
-    parser.add_argument("--ledger", metavar="PATH", type=Path, help="the ledger (SQLite file)")
+    parser.add_argument("--ledger", metavar="PATH|URL", type=ledger_argument,
+                        help="the ledger: a SQLite file, or an Ethereum node's URL (docs/fleet.md)")
     parser.add_argument("--node-key", metavar="FILE", type=key_location,
                         help="this node's key file, or a pkcs11: URI (a key in a token)")
     parser.add_argument("--store", metavar="DIR", type=Path, help="artifact store directory")

@@ -93,6 +93,11 @@ def _ledger_location(value: object, info: ValidationInfo) -> Path | str:
 LedgerLocation = Annotated[Path | str, PlainValidator(_ledger_location)]
 
 
+def ledger_argument(text: str) -> Path | str:
+    """--ledger: a ledger file, or an Ethereum node's http(s):// URL kept as written (argparse type)."""
+    return text if text.lower().startswith(("http://", "https://")) else Path(text)
+
+
 class LedgerConfig(Section):
     # The ledger file, or an Ethereum node's JSON-RPC URL: the ledger on a chain, followed into a local
     # index that verification reads (docs/fleet.md).

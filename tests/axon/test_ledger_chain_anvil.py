@@ -15,7 +15,9 @@ from axon.keys import Identity, SigningKey, write_key_file
 from axon.ledger import ops
 from axon.ledger.chain import ChainLedger
 from axon.ledger.errors import ChainMismatch, ChainRefused, ChainUnavailable, LedgerError
-from tests.anvil import Anvil
+from synapse.cli import main as synapse_main
+from tests.anvil import Anvil, ChainPlant
+from tests.service_support import AUTO, NORMAL
 
 pytestmark = pytest.mark.slow
 CHAIN = 7317
@@ -130,3 +132,27 @@ def test_axon_ledger_commands_take_a_url(node: Anvil, tmp_path: Path, capsys) ->
     # The confirmations a command asks for are the ones its status reports.
     assert axon_main(["ledger", "status", *chain, "--confirmations", "3", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["confirmations"] == 3
+
+
+def test_synapse_eval_verifies_against_a_ledger_on_a_chain(tmp_path: Path, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SOPCOS_LEDGER_INDEX", str(tmp_path / "eval-index.sqlite"))
+    with Anvil(chain_id=CHAIN) as anvil:
+        plant = ChainPlant(tmp_path, anvil)
+        sop, urn = plant.artifact("1.0.0")
+        path = tmp_path / "boiler.sop"
+        path.write_bytes(sop)
+        args = ["eval", str(path), "--ledger", anvil.url, "--telemetry", json.dumps(NORMAL),
+                "--context", json.dumps(AUTO)]
+        # The default 2 confirmations: the registration does not count until 2 blocks are on top of it.
+        assert synapse_main(args) == 1
+        assert "AXON-VERIFY-UNREGISTERED" in capsys.readouterr().err
+        anvil.mine(2)
+        assert synapse_main(args) == 0
+        assert json.loads(capsys.readouterr().out)["verdict"] == "ALLOW"
+        plant.revoke(urn)
+        anvil.mine(2)
+        assert synapse_main(args) == 1
+        assert "AXON-VERIFY-REVOKED" in capsys.readouterr().err
+    assert synapse_main(args) == 2  # the chain away: a setup error that says so, not a traceback
+    err = capsys.readouterr().err
+    assert "cannot follow the ledger on http://127.0.0.1" in err and "Traceback" not in err
