@@ -19,6 +19,7 @@ TestFileError; a module the runtime refuses raises ModuleRefused: both are usage
 from __future__ import annotations
 
 import functools
+import json
 import os
 import time
 import xml.etree.ElementTree as ET
@@ -61,6 +62,7 @@ class PolicyTestFile:
     path: Path
     policy_path: Path
     cases: tuple[dict[str, Any], ...]
+    claims: tuple[dict[str, Any], ...] = ()  # proved with z3 (scc/analysis/claims.py)
 
 
 @dataclass(frozen=True)
@@ -92,16 +94,17 @@ class SuiteResult:
     cases: list[CaseResult] = field(default_factory=list)
     compile_error: str | None = None
     seconds: float = 0.0
+    claims: list[Any] = field(default_factory=list)  # scc.analysis.claims.ClaimResult, in file order
 
     @property
     def passed(self) -> int:
-        return sum(r.passed for r in self.cases)
+        return sum(r.passed for r in self.cases) + sum(c.proven for c in self.claims)
 
     @property
     def failed(self) -> int:
         if self.compile_error is not None:
-            return len(self.test_file.cases)
-        return sum(not r.passed for r in self.cases)
+            return len(self.test_file.cases) + len(self.test_file.claims)
+        return sum(not r.passed for r in self.cases) + sum(not c.proven for c in self.claims)
 
     @property
     def unexercised(self) -> tuple[str, ...]:
@@ -163,10 +166,15 @@ def load_test_file(path: Path) -> PolicyTestFile:
         if case["name"] in names:
             raise TestFileError(f"{path}:/cases/{index}/name: case name {case['name']!r} is used twice")
         names.add(case["name"])
+    claim_names: set[str] = set()
+    for index, claim in enumerate(document.get("claims", ())):
+        if claim["name"] in claim_names:
+            raise TestFileError(f"{path}:/claims/{index}/name: claim name {claim['name']!r} is used twice")
+        claim_names.add(claim["name"])
     policy_path = (path.parent / document["policy"]).resolve()
     if not policy_path.is_file():
         raise TestFileError(f"{path}:/policy: policy file {document['policy']!r} not found next to it")
-    return PolicyTestFile(path, policy_path, tuple(document["cases"]))
+    return PolicyTestFile(path, policy_path, tuple(document["cases"]), tuple(document.get("claims", ())))
 
 
 # ------------------------------------------------------------------------------ 3. compile
@@ -249,8 +257,20 @@ def run_test_file(test_file: PolicyTestFile, compiled: CompiledPolicy | PolicyEr
         CaseResult(case["name"], case, decision, judge(case, decision))
         for case, decision in zip(test_file.cases, decisions, strict=True)
     ]
+    claims = prove_claims(test_file) if test_file.claims else []
     return SuiteResult(test_file, compiled.name, compiled.rule_ids, results,
-                       seconds=time.perf_counter() - started)
+                       seconds=time.perf_counter() - started, claims=claims)
+
+
+def prove_claims(test_file: PolicyTestFile) -> list[Any]:
+    """The file's claims, each proved, refuted (with a counterexample the module confirms), unknown
+    or invalid. z3 loads only here: a test file without claims never imports it."""
+    from scc.analysis.claims import prove
+    from scc.analysis.replay import CompiledModule, Replayer
+    from scc.analysis.source import load
+
+    loaded = load(test_file.policy_path.name, test_file.policy_path.read_bytes())
+    return prove(loaded.policy, list(test_file.claims), Replayer(loaded.policy.document, [CompiledModule()]))
 
 
 def run_tests(paths: Sequence[str | os.PathLike[str]]) -> list[SuiteResult]:
@@ -291,6 +311,15 @@ def failure_text(result: CaseResult) -> str:
     return "\n".join(lines)
 
 
+def claim_text(result: Any) -> str:
+    """What the console and the JUnit <failure> say about a claim that is not proven."""
+    lines = [f"claim:    {result.statement()}", f"result:   {result.status.value}: {result.detail}"]
+    if result.counterexample is not None:
+        for group in ("telemetry", "context"):
+            lines.append(f"{group + ':':<10}{json.dumps(result.counterexample[group])}")
+    return "\n".join(lines)
+
+
 def render_console(suites: Sequence[SuiteResult]) -> str:
     out: list[str] = []
     for suite in suites:
@@ -302,6 +331,10 @@ def render_console(suites: Sequence[SuiteResult]) -> str:
             if not result.passed:
                 out.append(f"FAIL {label}: {result.name}")
                 out.extend("    " + line for line in failure_text(result).splitlines())
+        for claim in suite.claims:
+            if not claim.proven:
+                out.append(f"FAIL {label}: claim {claim.name}")
+                out.extend("    " + line for line in claim_text(claim).splitlines())
     unexercised = [(s.policy_name, s.unexercised) for s in suites
                    if s.compile_error is None and s.unexercised]
     if unexercised:
@@ -330,7 +363,13 @@ def junit_xml(suites: Sequence[SuiteResult]) -> bytes:
                 if not result.passed:
                     failure = ET.SubElement(case, "failure", message="; ".join(result.problems))
                     failure.text = failure_text(result)
-            counts = (len(suite.cases), suite.failed, 0)
+            for claim in suite.claims:
+                case = ET.SubElement(element, "testcase", classname=suite.policy_name,
+                                     name=f"claim: {claim.name}")
+                if not claim.proven:
+                    failure = ET.SubElement(case, "failure", message=f"claim {claim.status.value}")
+                    failure.text = claim_text(claim)
+            counts = (len(suite.cases) + len(suite.claims), suite.failed, 0)
         element.set("tests", str(counts[0]))
         element.set("failures", str(counts[1]))
         element.set("errors", str(counts[2]))

@@ -101,7 +101,10 @@ class Session:
             self.seconds += time.perf_counter() - started
 
     def _solver(self, timeout: float) -> z3.Solver:
-        solver = z3.SolverFor("QF_FPBV")
+        # Contextual simplification first: a question whose condition contradicts itself once the
+        # rules' conditions are known (a claim about a mode a rule excludes) is settled there,
+        # without bit-blasting the policy's arithmetic.
+        solver = z3.Then("simplify", "propagate-values", "ctx-simplify", "qffpbv").solver()
         solver.set("timeout", max(1, int(timeout * 1000)))
         return solver
 
