@@ -5,7 +5,7 @@ The layout is SIP-009 §4 field for field; what Sopcos Edge adds lives inside th
 
     header        {magic "SOPC", version "1.1", type "WASM_POLICY", kid}
     meta          {source_hash, compiler_version, authority_level, urn,
-                   + policy, version, abi, gas_max, created_at, expires_at (optional)}
+                   + policy, version, abi, gas_max, created_at, expires_at (optional), claims (optional)}
     encryption    {enabled: false}, or {enabled: true, algo "AES-256-GCM", iv, recipient_context,
                    + recipients: [{kid | public_key, ephem_pub, iv, wrapped_key}]}
     distribution  {storage_hint}
@@ -337,6 +337,7 @@ class PackageSpec:
     expires_at: int | None = None
     storage_hint: str = ""
     encrypt_for: artifact_crypto.Recipients | None = None
+    claims: dict[str, Any] | None = None  # meta.claims: what `scc package --claims` proved (docs/analysis.md)
 
 
 def build(module: bytes, signer: Identity, spec: PackageSpec,
@@ -355,6 +356,8 @@ def build(module: bytes, signer: Identity, spec: PackageSpec,
     }
     if spec.expires_at is not None:
         meta["expires_at"] = spec.expires_at
+    if spec.claims is not None:
+        meta["claims"] = spec.claims
     if spec.encrypt_for is None:
         encryption: dict[str, Any] = {"enabled": False}
         blob = module

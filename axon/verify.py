@@ -219,7 +219,7 @@ class VerifiedArtifact:
                 "authority_level": f"LVL_{self.authority_level}", "signer_level": f"LVL_{self.signer_level}",
                 "encrypted": self.encrypted, "created_at": self.created_at, "expires_at": self.expires_at,
                 "gas_max": self.meta.gas_max, "compiler_version": self.meta.compiler,
-                "module_bytes": len(self.module)}
+                "module_bytes": len(self.module), "claims": self.envelope["meta"].get("claims")}
 
 
 class CheckProgress:

@@ -15,7 +15,8 @@ from axon.envelope import ArtifactEnvelope
 from axon.verify import VerifyError, parse_envelope
 
 HELP = """Show a .sop artifact's envelope: policy, version, URN, signer, declared authority, times,
-encryption and recipients, storage hint, and (when not encrypted) the module's inputs and rules.
+encryption and recipients, storage hint, the claims proven when it was packaged, and (when not
+encrypted) the module's inputs and rules.
 
 This only reads the file (size, strict JSON, schema): it checks no signature, hash or ledger entry.
 To decide whether an artifact may run, use `axon verify ARTIFACT.sop --ledger PATH`.
@@ -110,6 +111,12 @@ def render(name: str, envelope: ArtifactEnvelope, module: dict[str, Any] | None,
     lines.append(f"  storage hint  {envelope.storage_hint or '(none)'}")
     lines.append(f"  payload       {envelope.integrity}, {len(envelope.blob):,} bytes"
                  + (" of ciphertext" if envelope.encrypted else ""))
+    claims = meta.get("claims")
+    if claims is None:
+        lines.append("  claims        none recorded")
+    else:
+        lines.append(f"  claims        {len(claims['proven'])} proven by {claims['solver']} when packaged:")
+        lines += [f"                  {claim['name']}" for claim in claims["proven"]]
     if module is not None:
         lines.append(f"  combine       {module['combine']}, default {module['default']}")
         for side in ("telemetry", "context"):

@@ -9,6 +9,8 @@ import re
 import sys
 import time
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from axon.artifact_crypto import ArtifactCryptoError, Recipients, resolve_recipients
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, write_atomic
@@ -63,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "(2027-01-31T00:00:00Z)")
     parser.add_argument("--storage-hint", default="", metavar="URL",
                         help="where the artifact will be stored (distribution.storage_hint)")
+    parser.add_argument("--claims", nargs="?", const="", metavar="TEST.json",
+                        help="prove the claims of the policy's test file (default: NAME.test.json beside "
+                             "it) and record them, with the solver, in the signed meta; not packaged unless "
+                             "every claim is proven (docs/analysis.md)")
     parser.add_argument("--json", action="store_true", help="print a summary as JSON on standard output")
     parser.set_defaults(run=run)
 
@@ -78,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
     if result is None:
         return EXIT_FAIL
     level = read(source).value.get("authority_level") or LEVELS[0]
+    claims = _proven_claims(args.policy, args.claims, source) if args.claims is not None else None
+    if claims is False:
+        return EXIT_FAIL
     ledger = open_ledger(args.ledger) if args.ledger else None
     try:
         if ledger is not None:
@@ -89,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{name}: not packaged: {exc} [{exc.code}]", file=sys.stderr)
                 return EXIT_FAIL
         recipients = _recipients(args.encrypt_for, ledger) if args.encrypt_for else None
-        spec = PackageSpec(level, created_at, expires_at, args.storage_hint, recipients)
+        spec = PackageSpec(level, created_at, expires_at, args.storage_hint, recipients, claims)
         try:
             envelope = build(result.wasm, signer, spec)
         except AxonError as exc:
@@ -102,6 +111,37 @@ def run(args: argparse.Namespace) -> int:
             ledger.close()
     _report(name, args, envelope, recipients)
     return EXIT_OK
+
+
+def _proven_claims(policy: str, test_path: str, source: bytes) -> dict[str, Any] | bool:
+    """meta.claims for the envelope, or False (said on standard error) when a claim is not proven."""
+    # z3 loads only here (issue 15): packaging without --claims never imports it.
+    from scc.analysis.solve import SOLVER
+    from scc.testing import TestFileError, claim_text, load_test_file, prove_claims
+
+    if not test_path:
+        if policy == "-":
+            raise UsageError("--claims: name the test file when the policy comes from standard input")
+        test_path = str(Path(policy).with_name(Path(policy).name.removesuffix(".json") + ".test.json"))
+    try:
+        test_file = load_test_file(Path(test_path))
+        tested = test_file.policy_path.read_bytes()
+    except (TestFileError, OSError) as exc:
+        raise UsageError(f"--claims: {exc}") from None
+    if tested != source:
+        raise UsageError(f"--claims: {test_path} tests {test_file.policy_path}, not the policy packaged")
+    if not test_file.claims:
+        raise UsageError(f"--claims: {test_path} states no claims")
+    results = prove_claims(test_file)
+    failed = [r for r in results if not r.proven]
+    for result in failed:
+        print(f"{test_path}: claim {result.name!r} is {result.status.value}", file=sys.stderr)
+        print("\n".join("    " + line for line in claim_text(result).splitlines()), file=sys.stderr)
+    if failed:
+        print(f"{policy}: not packaged: {len(failed)} claim(s) not proven", file=sys.stderr)
+        return False
+    keep = ("name", "when", "verdict", "rule")
+    return {"solver": SOLVER, "proven": [{k: r.claim[k] for k in keep if k in r.claim} for r in results]}
 
 
 def _signer(args: argparse.Namespace) -> Identity:
@@ -183,10 +223,13 @@ def _report(name: str, args: argparse.Namespace, envelope: ArtifactEnvelope,
                "version": envelope.version, "kid": envelope.kid,
                "authority_level": envelope.meta["authority_level"], "bytes": len(envelope.to_bytes()),
                "encrypted": envelope.encrypted, "recipients": len(recipients.keys) if recipients else 0,
-               "expires_at": envelope.expires_at, "registered": bool(args.register)}
+               "expires_at": envelope.expires_at, "registered": bool(args.register),
+               "claims": len(envelope.meta.get("claims", {}).get("proven", []))}
     if args.json:
         print(json.dumps(summary, indent=2))
     extra = f", encrypted for {summary['recipients']} recipient(s)" if recipients else ""
+    if summary["claims"]:
+        extra += f", {summary['claims']} claim(s) proven"
     print(f"{name}: packaged {envelope.policy} {envelope.version} -> {args.output}: {envelope.urn}, "
           f"signed by {envelope.kid} at {summary['authority_level']}{extra}"
           + (", registered on the ledger" if args.register else ""), file=sys.stderr)
