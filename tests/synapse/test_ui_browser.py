@@ -161,6 +161,15 @@ def test_the_decision_log_check_and_the_try_a_reading_form(page, plant_server):
     page.click("#try-submit")
     page.locator("#try-result .verdict-HALT").wait_for(timeout=WAIT_MS)
     assert "halt-overpressure" in page.inner_text("#try-result")
+    # "Explain the decision" is ticked: the service's explanation (?explain=true), from the module's trace
+    assert page.is_checked("#try-explain")
+    explained = page.locator("#try-result details.explanation")
+    assert explained.get_attribute("open") is not None
+    assert re.search(r"halt-overpressure\tHALT\ttrue\tdecided\t", explained.inner_text())
+    page.uncheck("#try-explain")
+    page.click("#try-submit")
+    page.wait_for_function("() => !document.querySelector('#try-result details')")
+    assert "halt-overpressure" in page.inner_text("#try-result")
     page.fill("#try-telemetry", "[1]")
     page.click("#try-submit")
     page.get_by_text("Telemetry must be a JSON object").wait_for(timeout=WAIT_MS)
