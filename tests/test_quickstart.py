@@ -76,9 +76,14 @@ def test_every_quickstart_command_works_in_order(tmp_path):
             outputs[command] = run(command, here)
         assert server is not None and server.poll() is None
 
-        evals = [out for cmd, out in outputs.items() if cmd.startswith("synapse eval ")]
-        assert len(evals) == 2 and all("HALT" in o for o in evals)
-        assert all("halt-overpressure" in o for o in evals)
+        evals = {cmd: out for cmd, out in outputs.items() if cmd.startswith("synapse eval ")}
+        assert len(evals) == 3 and all('"verdict":"HALT"' in o for o in evals.values())
+        assert all('"rule":"halt-overpressure"' in o for o in evals.values())
+        (explained,) = [strictjson.loads(out.split("\n", 1)[0]) for cmd, out in evals.items()
+                        if "--explain" in cmd]
+        assert explained["explanation"]["rules"][0] == {
+            "id": "halt-overpressure", "then": "HALT", "when": True, "outcome": "decided",
+            "why": "the first rule whose condition held"}
         (verified,) = [out for cmd, out in outputs.items() if cmd.startswith("axon verify ")]
         assert "VERIFIED boiler-guard 1.2.0" in verified and "did:sopcos:alice#key-1" in verified
         decision, overview = (strictjson.loads(out) for cmd, out in outputs.items()
