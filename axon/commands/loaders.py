@@ -35,8 +35,8 @@ def ledger_location(path: str | Path | None) -> str:
     """--ledger PATH|URL, else $SOPCOS_LEDGER; neither is a usage error."""
     path = path or os.environ.get(LEDGER_ENV)
     if not path:
-        raise UsageError(f"no ledger given: pass --ledger PATH (or an Ethereum node's http(s):// URL) or set "
-                         f"{LEDGER_ENV}")
+        raise UsageError(f"no ledger given: pass --ledger PATH or set {LEDGER_ENV} (a ledger file, or an "
+                         "Ethereum node's http(s):// URL)")
     return str(path)
 
 
