@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import StreamingResponse
 
 from synapse.service.auth import Principal
+from synapse.service.errors import ServiceError
 from synapse.service.service import PolicyService
 
 View = Callable[[Request, PolicyService], Principal]
@@ -58,9 +59,9 @@ def ui_routes(app: FastAPI, service: PolicyService, closing: threading.Event, vi
     @app.get("/ui/{name}", tags=["operator page"], summary="The operator page's script and style sheet",
              response_class=Response)
     async def ui_asset(name: str) -> Response:
-        if name not in files or name == "index.html":
-            return Response(orjson.dumps({"code": "SYNAPSE-SVC-NOT-FOUND", "message": f"no page file {name}",
-                                          "errors": []}), status_code=404, media_type="application/json")
+        if name not in files:
+            raise ServiceError(f"the operator page has no file {name!r}", code="SYNAPSE-SVC-NOT-FOUND",
+                               status=404)
         return page_file(name)
 
     @app.get("/v1/overview", tags=["operator page"],

@@ -276,6 +276,8 @@ def test_synapse_run_serves_the_page_and_streams_the_sidecars_decisions(tmp_path
         page = server.client.get("/ui")
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
         assert "default-src 'none'" in page.headers["content-security-policy"]
+        missing = server.client.get("/ui/other.js")
+        assert missing.status_code == 404 and missing.json()["code"] == "SYNAPSE-SVC-NOT-FOUND"
         with httpx.stream("GET", server.base + "/v1/decisions/stream", timeout=30) as stream:
             lines = stream.iter_lines()
             assert next(lines) == "retry: 2000"
