@@ -32,7 +32,7 @@ class DecisionFeed:
     """The last `keep` decisions, `window` seconds of per-`bucket` statistics, and the watchers."""
 
     def __init__(self, *, keep: int = 200, window: int = 3600, bucket: int = 60) -> None:
-        self._recent: deque[dict[str, Any]] = deque(maxlen=keep)
+        self._recent: deque[tuple[Mapping[str, Any], float, float, str]] = deque(maxlen=keep)
         self._minutes: deque[_Minute] = deque(maxlen=window // bucket)
         self._bucket = bucket
         self._window = window
@@ -41,20 +41,24 @@ class DecisionFeed:
         self._lock = threading.Lock()
 
     def record(self, decision: Mapping[str, Any], *, latency_s: float, source: str, now: float) -> None:
-        """One decision as recorded (the service's `Decision.to_dict()`), without its inputs."""
-        item = {**decision, "time": now, "latency_ms": round(latency_s * 1000, 3), "source": source}
-        start = int(now) - int(now) % self._bucket
+        """One decision as recorded (the service's `Decision.to_dict()`, without its inputs), kept as
+        given: pass a dict nobody changes afterwards. On the decision path this is an append and a few
+        additions; the JSON of an item is made only for a watcher or a reader."""
+        verdict = decision.get("verdict")
         with self._lock:
-            self._recent.append(item)
+            self._recent.append((decision, now, latency_s, source))
             minute = self._minutes[-1] if self._minutes else None
-            if minute is None or minute.start != start:
-                minute = _Minute(start)
+            if minute is None or now >= minute.start + self._bucket:
+                minute = _Minute(int(now) - int(now) % self._bucket)
                 self._minutes.append(minute)
-            verdict = item.get("verdict")
             minute.counts[verdict if verdict in minute.counts else "DENY"] += 1
             minute.latency_sum += latency_s
-            minute.latency_max = max(minute.latency_max, latency_s)
+            if latency_s > minute.latency_max:
+                minute.latency_max = latency_s
+            if not self._watchers:
+                return
             watchers = list(self._watchers.items())
+        item = _item(decision, now, latency_s, source)
         for key, deliver in watchers:
             try:
                 deliver(item)
@@ -64,7 +68,8 @@ class DecisionFeed:
     def recent(self) -> list[dict[str, Any]]:
         """The latest decisions, oldest first."""
         with self._lock:
-            return list(self._recent)
+            held = list(self._recent)
+        return [_item(*entry) for entry in held]
 
     def stats(self, now: float) -> dict[str, Any]:
         """Per bucket of the last window (oldest first, empty buckets included): verdict counts, mean and
@@ -96,3 +101,7 @@ class DecisionFeed:
     def unwatch(self, key: int) -> None:
         with self._lock:
             self._watchers.pop(key, None)
+
+
+def _item(decision: Mapping[str, Any], now: float, latency_s: float, source: str) -> dict[str, Any]:
+    return {**decision, "time": now, "latency_ms": round(latency_s * 1000, 3), "source": source}
