@@ -33,6 +33,7 @@ from axon import abi
 from axon.abi import FAULT_TEXT, Fault, ModuleMeta, ModuleTraceError, TraceLayout, Verdict
 
 _ASKED = struct.pack("<i", abi.TRACE_ASKED)
+_SEVERITY = {verdict.name: verdict.severity for verdict in Verdict}
 
 Outcome = Literal["decided", "held", "false", "faulted", "not reached"]
 DecidedBy = Literal["rule", "default", "fault", "input", "failure"]
@@ -218,7 +219,7 @@ def _outcome(meta: ModuleMeta, index: int, when: bool | None, ending: Ending) ->
                                     "no earlier rule with that verdict held")
         if kind == "rule":
             decided, by = meta.rules[ending.rule]["then"], _id(meta, ending.rule)
-            if Verdict[decided].severity > Verdict[meta.rules[index]["then"]].severity:
+            if _SEVERITY[decided] > _SEVERITY[meta.rules[index]["then"]]:
                 return "held", f"its condition held, but {decided} from {by} is more severe"
             return "held", f"its condition held, but {by} came first with {decided}"
         return "held", f"its condition held; then the evaluation stopped: {ending.reason}"
@@ -283,6 +284,6 @@ def _most_severe(meta: ModuleMeta, held: Sequence[int]) -> int:
     """The first rule with the most severe verdict among `held`; -1 when none held."""
     best = -1
     for i in held:
-        if best < 0 or Verdict[meta.rules[i]["then"]].severity > Verdict[meta.rules[best]["then"]].severity:
+        if best < 0 or _SEVERITY[meta.rules[i]["then"]] > _SEVERITY[meta.rules[best]["then"]]:
             best = i
     return best
