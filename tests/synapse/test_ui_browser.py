@@ -67,7 +67,11 @@ def plant_server(tmp_path_factory) -> Iterator[tuple[Plant, Server, dict[str, st
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("the operator page's browser tests need Playwright's Python package: pip install -e "
+                    "'.[dev]' (never `playwright install`: the tests drive Debian's chromium)")
 
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
