@@ -111,7 +111,7 @@ class Session:
     def _candidate(self, question: Question, goal: z3.BoolRef) -> Any:
         if self.coarse is None:
             return None
-        solver = self._solver(min(COARSE_TIMEOUT, self.timeout))
+        solver = self._solver(min(COARSE_TIMEOUT, self.timeout / 2))
         solver.add(*self.coarse.base, question(self.coarse.context))
         if solver.check() != z3.sat:
             return None
