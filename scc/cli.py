@@ -18,6 +18,7 @@ DESCRIPTION = """Check, compile, test and package SIP-001 safety policies.
                                              verify, then: does the source rebuild its module byte for byte?
   scc analyze POLICY.json                    prove what it does for every input: dead rules, faults, gaps
   scc diff OLD.json NEW.json                 prove two versions equivalent, or show where they differ
+  scc schema [-o FILE]                       the SIP-001 JSON Schema, for editors
 
 Exit status: 0 success, 1 the policy/test/artifact failed, 2 usage or I/O error.
 """
@@ -33,6 +34,7 @@ COMMANDS = [
     "scc.commands.test",
     "scc.commands.analyze",
     "scc.commands.diff",
+    "scc.commands.schema",
 ]
 
 

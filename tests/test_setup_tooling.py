@@ -62,6 +62,17 @@ def test_scc_accepts_schema_as_a_string_and_nothing_else():
     assert "a JSON Schema address" in result.errors[0].message
 
 
+def test_scc_schema_writes_the_schema_as_shipped(tmp_path):
+    done = subprocess.run(["scc", "schema", "-o", "sip-001.schema.json"], cwd=tmp_path, capture_output=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    written = (tmp_path / "sip-001.schema.json").read_bytes()
+    assert written == (REPO / "scc" / "schema" / "sip-001.schema.json").read_bytes()
+    printed = subprocess.run(["scc", "schema"], capture_output=True, timeout=60)
+    assert printed.returncode == 0 and printed.stdout == written
+    assert json.loads(written)["$id"] == SCHEMA_ID
+
+
 # -- pre-commit ------------------------------------------------------------------------------------
 
 
