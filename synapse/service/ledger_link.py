@@ -131,6 +131,10 @@ class LedgerLink:
             ledger = self._connection(self.path)
             if isinstance(ledger, ChainLedger):
                 self._follow_chain(ledger)
+                if self.chain_error is not None:  # the index still answers: stale, so not "reachable"
+                    self.reachable, self.error = False, self.chain_error
+                    raise LedgerUnreachable(f"the chain cannot be reached; the node's index answers as it "
+                                            f"last was: {self.chain_error}")
             try:
                 head = self._verify_head(ledger)
             except (LedgerError, OSError) as exc:

@@ -84,6 +84,9 @@ def test_three_nodes_follow_one_chain(tmp_path: Path) -> None:
                                                  for e in node.events()), what="the chain to be missed")
                 assert verdict(node, "boiler-guard-spare") == "ALLOW"
                 assert verdict(node, "boiler-guard") is None
+                ready = node.client.get("/readyz").json()
+                assert ready["serving_last_known_good"] and not ready["ledger"]["reachable"]
+                assert "did not answer" in ready["ledger"]["error"]
         finally:
             for node in nodes:
                 node.stop()
