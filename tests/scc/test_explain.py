@@ -23,7 +23,7 @@ from scc.compiler import compile_policy
 from synapse.evaluate import Evaluator
 from synapse.sandbox import Limits
 from tests.reference import explain as reference
-from tests.scc.test_differential import scenarios
+from tests.policy_generator_support import scenarios
 
 pytestmark = pytest.mark.slow
 
