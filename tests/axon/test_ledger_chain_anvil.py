@@ -156,3 +156,18 @@ def test_synapse_eval_verifies_against_a_ledger_on_a_chain(tmp_path: Path, capsy
     assert synapse_main(args) == 2  # the chain away: a setup error that says so, not a traceback
     err = capsys.readouterr().err
     assert "cannot follow the ledger on http://127.0.0.1" in err and "Traceback" not in err
+
+
+def test_axon_ledger_init_on_a_chain_sends_the_genesis_once(tmp_path: Path, capsys) -> None:
+    root_key = tmp_path / "root.key"
+    write_key_file(root_key, ROOT.key, ROOT.did)
+    with Anvil(chain_id=CHAIN + 2) as anvil:
+        anvil.fund(ROOT.key.address)
+        chain = ["--ledger", anvil.url, "--index", str(tmp_path / "index.sqlite")]
+        assert axon_main(["ledger", "init", *chain, "--root-key", str(root_key), "--json"]) == 0
+        created = json.loads(capsys.readouterr().out)
+        assert created["chain_id"] == CHAIN + 2 and created["root"] == ROOT.did  # the node's chain id
+        assert axon_main(["ledger", "init", *chain, "--root-key", str(root_key)]) == 2
+        assert "already holds a ledger" in capsys.readouterr().err
+        assert axon_main(["ledger", "verify", *chain]) == 0
+        assert "1 entries verified" in capsys.readouterr().out
