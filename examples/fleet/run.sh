@@ -24,8 +24,10 @@ PIDS=()
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 stop_all() { for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap stop_all EXIT
-rpc() { curl -s -X POST -H 'Content-Type: application/json' "$CHAIN" \
-          -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"$1\",\"params\":$2}"; }
+fund() {  # a dev balance for gas (anvil_setBalance), through the project's JSON-RPC client (web3.py)
+  python -c "import sys; from axon.ledger.chain import EthereumChain
+EthereumChain(sys.argv[1]).request('anvil_setBalance', [sys.argv[2], hex(1000 * 10**18)])" "$CHAIN" "$1"
+}
 wait_http() { for _ in $(seq 1 100); do curl -s -o /dev/null "$1" && return 0; sleep 0.2; done
               echo "nothing answers at $1" >&2; return 1; }
 address() { python -c "import json,sys; print(json.load(open(sys.argv[1]))['address'])" "$1"; }
@@ -63,7 +65,7 @@ fi
 say "keys: the root, an author (LVL_4), three nodes (LVL_1); dev balances for gas (anvil_setBalance)"
 for who in root author node-1 node-2 node-3; do
   scc keygen -o "$who.key" --name "$who" > /dev/null
-  rpc anvil_setBalance "[\"$(address "$who.key")\", \"0x3635C9ADC5DEA00000\"]" > /dev/null
+  fund "$(address "$who.key")"
 done
 export SOPCOS_LEDGER=$CHAIN SOPCOS_LEDGER_INDEX=$WORK/office-index.sqlite
 axon ledger init --root-key root.key
