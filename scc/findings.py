@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from axon.abi import Fault
@@ -205,6 +206,17 @@ _FOLD = {  # one step of the left fold
     "min": lambda a, b: Range(min(a.lo, b.lo), min(a.hi, b.hi)),
     "max": lambda a, b: Range(max(a.lo, b.lo), max(a.hi, b.hi)),
 }
+
+
+def number_ranges(policy: Policy) -> Callable[[Expr], Range]:
+    """The range of each number expression of a checked policy, on paths that do not fault. The
+    analysis (scc/analysis/encode.py) drops fault conditions these ranges rule out."""
+    return _Analysis(policy).number
+
+
+def fold_range(op: str, a: Range, b: Range) -> Range:
+    """The range of one step `a op b` of a number operator's left fold."""
+    return _FOLD[op](a, b)
 
 
 def _less(a: Range, b: Range, *, strict: bool) -> frozenset[bool]:

@@ -70,8 +70,8 @@ class Analysis:
         return [f for f in self.findings if f.level == "warning"]
 
 
-def encode_one(policy: Policy, timeout: float, rng: random.Random,
-               sample_count: int = SAMPLES) -> tuple[PolicyEncoding, InputSpace, Session]:
+def encode_one(policy: Policy, timeout: float, rng: random.Random, sample_count: int = SAMPLES,
+               budget: float | None = None) -> tuple[PolicyEncoding, InputSpace, Session]:
     """A policy over its own valid inputs, and a solver session that assumes them."""
     problems = []
     for sort in (DOUBLE, COARSE):
@@ -81,14 +81,15 @@ def encode_one(policy: Policy, timeout: float, rng: random.Random,
     exact, coarse = problems
     found = [s for s in samples(exact.space, [policy], sample_count, rng)
              if z3.is_true(s.eval(exact.context.inputs_valid))]
-    return exact.context, exact.space, Session(exact, coarse, timeout, found)
+    return exact.context, exact.space, Session(exact, coarse, timeout, found, budget)
 
 
 def analyze(policy: Policy, replayer: Replayer, timeout: float = DEFAULT_TIMEOUT,
-            rng: random.Random | None = None) -> Analysis:
-    """`rng` picks the concrete readings tried before the solver (default: seeded, so reproducible)."""
+            rng: random.Random | None = None, budget: float | None = None) -> Analysis:
+    """`timeout` bounds each question, `budget` all of them (the rest are then unknown); `rng` picks
+    the concrete readings tried before the solver (default: seeded, so reproducible)."""
     started = time.perf_counter()
-    encoding, space, session = encode_one(policy, timeout, rng or random.Random(0))
+    encoding, space, session = encode_one(policy, timeout, rng or random.Random(0), budget=budget)
     out = Analysis(policy.name, policy.version, policy.combine, SOLVER, timeout)
     checker = _Checker(policy, encoding, space, session, replayer, out)
     checker.rules()

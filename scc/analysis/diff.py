@@ -78,7 +78,8 @@ def _outcome(encoding: PolicyEncoding, model) -> tuple[int | None, Expectation]:
 
 
 def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replayer,
-         timeout: float = DEFAULT_TIMEOUT, rng: random.Random | None = None) -> DiffResult:
+         timeout: float = DEFAULT_TIMEOUT, rng: random.Random | None = None,
+         budget: float | None = None) -> DiffResult:
     started = time.perf_counter()
     problems = []
     for sort in (DOUBLE, COARSE):
@@ -86,7 +87,7 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
         problems.append(Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base))
     exact, coarse = problems
     found = samples(exact.space, [old, new], SAMPLES, rng or random.Random(0))
-    session = Session(exact, coarse, timeout, found)
+    session = Session(exact, coarse, timeout, found, budget)
     result = DiffResult(SOLVER, timeout)
     old_encoding, new_encoding = exact.context
     for a, b in permutations(VERDICTS, 2):

@@ -27,6 +27,7 @@ import z3
 from axon.abi import Fault, Verdict
 from scc.ast import Boolean, Call, Expr, InputDecl, InputRef, LetRef, Number, Policy, Text
 from scc.errors import unexpected
+from scc.findings import Range, fold_range, number_ranges
 from scc.operators import OPERATORS, Evaluation, Kind
 
 DOUBLE = z3.Float64()
@@ -94,6 +95,21 @@ INVALID: dict[str, Callable[[Any, Any], z3.BoolRef]] = {  # by the `smt` name
     "fp.sub": lambda a, b: _infinities(a, b, same_sign=True),
     "fp.mul": lambda a, b: z3.Or(_zero_and_inf(a, b), _zero_and_inf(b, a)),
     "fp.div": lambda a, b: z3.And(z3.fpIsInf(a), z3.fpIsInf(b)),
+}
+
+
+def _finite(r: Range) -> bool:
+    return math.isfinite(r.lo) and math.isfinite(r.hi)
+
+
+# Whether a step can be an invalid operation at all, from its operands' ranges (scc/findings.py: sound
+# for IEEE arithmetic): when it cannot, its NaN condition is left out, and with it the need to
+# bit-blast the arithmetic that would show it false.
+MAY_BE_INVALID: dict[str, Callable[[Range, Range], bool]] = {
+    "fp.add": lambda a, b: not (_finite(a) or _finite(b)),
+    "fp.sub": lambda a, b: not (_finite(a) or _finite(b)),
+    "fp.mul": lambda a, b: not (_finite(a) and _finite(b)),
+    "fp.div": lambda a, b: not (_finite(a) or _finite(b)),
 }
 
 
@@ -268,6 +284,7 @@ class PolicyEncoding:
         self.policy = policy
         self.space = space
         self.input_terms = {(d.group, d.name): space.term(d) for d in policy.inputs()}
+        self.ranges = number_ranges(policy)
         self.inputs_valid = z3.And([valid for valid, _ in self.input_terms.values()] or [TRUE])
         self.lets: dict[str, tuple[Any, z3.BoolRef]] = {}
         let_sinks: dict[str, _Sink] = {}
@@ -394,7 +411,7 @@ class PolicyEncoding:
         operands: list[Any] = []
         fault: z3.BoolRef = FALSE
         fine = reach  # reached, and nothing faulted so far
-        accumulated = None
+        accumulated, span = None, None  # a fold's partial result and its range
         for i, arg in enumerate(e.args):
             if isinstance(arg, Text):
                 value, f = self._literal(arg, e.args[1 - i]), FALSE
@@ -403,12 +420,14 @@ class PolicyEncoding:
             fault = z3.Or(fault, f)
             fine = z3.And(fine, z3.Not(f))
             if evaluation is Evaluation.FOLD and i > 0:
+                ranges = (span, self.ranges(arg))
                 accumulated, step_fault = self._step(e.site, operator.smt, operator.faults, accumulated,
-                                                     value, fine)
+                                                     value, fine, ranges)
+                span = fold_range(e.op, *ranges)
                 fault = z3.Or(fault, step_fault)
                 fine = z3.And(fine, z3.Not(step_fault))
             elif evaluation is Evaluation.FOLD:
-                accumulated = value
+                accumulated, span = value, self.ranges(arg)
             operands.append(value)
         if evaluation is Evaluation.FOLD:
             return accumulated, fault
@@ -417,15 +436,17 @@ class PolicyEncoding:
         return apply(*operands), fault
 
     def _step(self, site: str, smt: str, faults: tuple[Fault, ...], a: Any, b: Any,
-              fine: z3.BoolRef) -> tuple[Any, z3.BoolRef]:
-        """One step of a left fold, `a op b`, and when it faults; records its fault sites."""
+              fine: z3.BoolRef, ranges: tuple[Range, Range]) -> tuple[Any, z3.BoolRef]:
+        """One step of a left fold, `a op b` (operands within `ranges`), and when it faults; records
+        its fault sites (those the ranges rule out are proved safe here already)."""
         result = SMT[smt](a, b)
         conditions = []
         for kind in faults:  # in the table's order: a zero divisor is checked before dividing
             if kind is Fault.DIVISION_BY_ZERO:
-                here = z3.fpIsZero(b)
+                divisor = ranges[1]
+                here = z3.fpIsZero(b) if divisor.lo <= 0 <= divisor.hi else FALSE
             elif kind is Fault.NAN:
-                here = INVALID[smt](a, b)
+                here = INVALID[smt](a, b) if MAY_BE_INVALID[smt](*ranges) else FALSE
             else:
                 raise unexpected(kind, "analysis (a fault an operator raises)")
             here = z3.And([z3.Not(c) for c in conditions] + [here])

@@ -67,9 +67,11 @@ class Session:
     """
 
     def __init__(self, exact: Problem, coarse: Problem | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 samples: Sequence[Any] = ()) -> None:
+                 samples: Sequence[Any] = (), budget: float | None = None) -> None:
         self.exact, self.coarse = exact, coarse
         self.timeout = timeout
+        # Seconds for every question together: once spent, the rest are unknown without solving.
+        self.deadline = None if budget is None else time.perf_counter() + budget
         self.samples = list(samples)
         self.questions = 0
         self.solved = 0  # questions the exact solver had to answer
@@ -84,6 +86,8 @@ class Session:
             for sample in self.samples:
                 if z3.is_true(sample.eval(goal)):
                     return Answer(Status.FOUND, sample)
+            if self.deadline is not None and time.perf_counter() >= self.deadline:
+                return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
             candidate = self._candidate(question, goal)
             if candidate is not None:
                 return Answer(Status.FOUND, candidate)

@@ -32,6 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the analysis as JSON")
     output.add_argument("--sarif", action="store_true", help="print a SARIF 2.1.0 log (CI code scanning)")
+    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                        help="time for all questions together; once spent, the rest are reported unknown")
     parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
                         help="time limit per solver question (default 10); a question that runs out is "
                              "reported as unknown")
@@ -48,14 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from scc.commands.compile import compile_reporting
 
     timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    if not timeout > 0:
-        raise UsageError("--timeout must be a positive number of seconds")
+    if not timeout > 0 or (args.budget is not None and not args.budget > 0):
+        raise UsageError("--timeout and --budget must be positive numbers of seconds")
     name, source = read_source(args.policy)
     if compile_reporting(name, source, "not analysed") is None:
         return EXIT_FAIL
     loaded = load(name, source)
     try:
-        analysis = analyze(loaded.policy, Replayer(loaded.policy.document, [CompiledModule()]), timeout)
+        analysis = analyze(loaded.policy, Replayer(loaded.policy.document, [CompiledModule()]), timeout,
+                           budget=args.budget)
     except InternalError as exc:  # a witness the module decides otherwise: a bug report, not output
         print(f"scc: internal error: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import z3
 
 from scc.analysis import encode
 from scc.analysis.checks import analyze
@@ -161,3 +162,23 @@ def test_scc_analyze_exit_0_without_warnings_and_1_for_a_policy_with_errors(caps
     broken.write_text('{"sip": "001"}')
     assert scc(["analyze", str(broken)]) == 1
     assert "not analysed" in capsys.readouterr().err
+
+
+def test_once_the_budget_is_spent_the_remaining_questions_are_unknown():
+    document = loaded(policy([{"id": "impossible", "when": {"gt": [X, 10]}, "then": "HALT"}])).policy
+    analysis = analyze(document, Replayer(document.document, oracles()), budget=1e-9)
+    assert [r.decides for r in analysis.rules] == [None]
+    assert any("budget" in f.message for f in analysis.findings if f.code == "SCC-A006")
+    assert not any(f.code == "SCC-A001" for f in analysis.findings)
+
+
+def test_ranges_leave_out_faults_that_cannot_happen():
+    """x in [0, 10], y in [-5, 5]: x * y is finite, so 0 * inf cannot happen and its NaN check never
+    reaches the solver; y / (x + 1) never divides by zero. Only y / x, with 0 in x's range, is a site."""
+    lets = {"product": {"mul": [X, Y]}, "safe": {"div": [Y, {"add": [X, 1]}]}, "risky": {"div": [Y, X]}}
+    rules = [{"id": f"r-{name}", "when": {"gt": [{"ref": name}, 1]}, "then": "WARN"} for name in lets]
+    checked = loaded(policy(rules, lets=lets)).policy
+    encoding = encode.PolicyEncoding(checked, encode.InputSpace([checked], presence=False))
+    sites = {(f.site, f.kind.name) for f in encoding.site_faults
+             if not z3.simplify(f.condition).eq(encode.FALSE)}
+    assert sites == {("/let/risky", "DIVISION_BY_ZERO")}
