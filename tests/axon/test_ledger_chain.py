@@ -156,3 +156,19 @@ def test_the_index_takes_entries_only_from_blocks(index: Ledger) -> None:
     # A block another follower of the same index already applied is not applied twice.
     assert index.apply_block(1, chain.mined[1].hash, T0, list(chain.mined[1].transactions)) == ([], [])
     assert index.head_seq == head
+
+
+def test_a_rewind_drops_the_checkpoints_past_the_fork(index: Ledger) -> None:
+    node = ident("node")
+    chain = genesis_chain()
+    fork_at = chain.head_number()
+    chain.mine(signed(AUTHOR, ops.revoke_artifact(URN, "recalled"), 1))
+    follow(index, chain, 0)
+    assert index.write_checkpoint(node.key) == index.head_seq
+    chain.fork(fork_at)
+    chain.mine(salt="other branch")
+    chain.mine(salt="other branch")
+    follow(index, chain, 0)
+    with Ledger.open(index.path, checkpoint_keys=[node.key.public_key]) as reopened:
+        assert reopened.checkpoint_seq == 0  # the checkpoint held the revocation the fork undid
+        assert not reopened.artifact(URN).revoked
