@@ -157,7 +157,7 @@ def _config() -> wasmtime.Config:
         _capi.use_pooling_allocator(config, instances=POOL_INSTANCES, memory_bytes=MEMORY_SLOT_BYTES,
                                     table_elements=TABLE_ELEMENTS, keep_resident=PAGE_BYTES)
     # Parallel compilation runs on a thread pool that a forked child does not inherit: a child that then
-    # compiles waits for it forever. Measured, it is not faster here either (one large function).
+    # compiles waits for it forever.
     config.parallel_compilation = False
     return config
 
