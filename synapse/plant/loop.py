@@ -64,6 +64,8 @@ class PlantLoop:
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks, timeout=SHUTDOWN_WRITE_TIMEOUT_S)  # a library that holds on is left
+            logs.event("plant_stopped", evaluations=self.evaluations,
+                       received={name: source.received for name, source in self.sources.items()})
 
     async def _cycles(self) -> None:
         loop = asyncio.get_running_loop()
@@ -72,7 +74,8 @@ class PlantLoop:
             wait = next_cycle - loop.time()
             if wait > 0 and not self._wake.is_set():
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), wait)
+                    async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
+                        await self._wake.wait()
             self._wake.clear()
             await self.step()
             if loop.time() >= next_cycle:

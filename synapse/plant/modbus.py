@@ -94,6 +94,7 @@ class ModbusSource:
         self._on_state = on_state
         self._clock = clock
         self._client: AsyncModbusTcpClient | None = None
+        self.received = 0  # responses to read requests
 
     @property
     def connected(self) -> bool:
@@ -162,6 +163,7 @@ class ModbusSource:
         except ModbusException as exc:
             raise_if_cancelled()
             raise ConnectionLost(f"{group.table} {group.start}: {exc}") from None
+        self.received += 1
         if response.isError():
             code = getattr(response, "exception_code", None)
             why = f"Modbus exception {code} ({EXCEPTIONS.get(code, 'unknown')}) reading {group.table} " \

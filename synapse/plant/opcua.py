@@ -68,6 +68,7 @@ class OpcUaSource:
         self._clock = clock
         self._client: Client | None = None
         self._types: dict[str, ua.VariantType] = {}
+        self.received = 0  # data changes and values read
 
     @property
     def connected(self) -> bool:
@@ -75,6 +76,7 @@ class OpcUaSource:
 
     def sample(self, name: str, value: ua.DataValue) -> Sample:
         """One DataValue as a sample of tag `name`."""
+        self.received += 1
         when = _seconds(value.SourceTimestamp) or _seconds(value.ServerTimestamp) or self._clock()
         status = value.StatusCode_ if hasattr(value, "StatusCode_") else value.StatusCode
         if status is not None and not status.is_good():

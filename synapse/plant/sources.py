@@ -34,6 +34,7 @@ class PlantWriteFailed(ServiceError):
 
 class Source(Protocol):
     name: str
+    received: int  # messages, responses or values received so far (logged at stop)
 
     @property
     def connected(self) -> bool: ...
