@@ -108,6 +108,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--count", type=int, metavar="N", help="stop after N messages")
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="stop after this long")
     p.add_argument("--json", action="store_true", help="one JSON object per message")
+    p.add_argument("--client-id", metavar="ID",
+                   help="a persistent session under this client id: the broker keeps what arrives for "
+                        "you while you are away (a console closed, the broker restarted with persistence)")
     p.set_defaults(run=_watch)
 
 
@@ -247,7 +250,7 @@ def _watch(args: argparse.Namespace) -> int:
     from axon.messaging import mqtt
 
     identity = load_key(args.key)
-    settings = _broker(args)
+    settings = _broker(args, client_id=args.client_id)
     receiver = Receiver(identity.key, _config(args), did=identity.did)
     topic = mqtt.topic_for(identity.key.address, settings.topic_prefix)
     outcomes: list[bool] = []  # accepted or ignored: True; dropped: False
