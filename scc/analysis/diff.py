@@ -90,37 +90,55 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
     session = Session(exact, coarse, timeout, found, budget)
     result = DiffResult(SOLVER, timeout)
     old_encoding, new_encoding = exact.context
-    # One question first: do they differ at all? Proving "no" settles all twelve pairs at once.
-    anywhere = session.find(lambda pair: z3.Or([z3.And(pair[0].verdict_is(a), pair[1].verdict_is(b))
-                                                for a, b in permutations(VERDICTS, 2)]))
-    if anywhere.status is Status.NONE:
-        result.questions, result.seconds = session.questions, time.perf_counter() - started
-        return result
-    for a, b in permutations(VERDICTS, 2):
-        difference = Difference(a.name, b.name)
-        seen: list[tuple[int | None, int | None]] = []
-        while len(difference.examples) < MAX_EXAMPLES:
+    differences: dict[tuple[Verdict, Verdict], Difference] = {}
+
+    def record(model, a: Verdict, b: Verdict) -> tuple[int | None, int | None]:
+        """Replay the model's reading through both policies and keep it as an example of a -> b."""
+        reading = exact.space.reading(model)
+        i, expect_old = _outcome(old_encoding, model)
+        j, expect_new = _outcome(new_encoding, model)
+        old_replayer.confirm(reading, expect_old, f"{a.name} -> {b.name} (old policy)")
+        new_replayer.confirm(reading, expect_new, f"{a.name} -> {b.name} (new policy)")
+        difference = differences.setdefault((a, b), Difference(a.name, b.name))
+        difference.examples.append(Example(reading, expect_old.rule, expect_new.rule))
+        return i, j
+
+    def examples(a: Verdict, b: Verdict, seen: list[tuple[int | None, int | None]]) -> Status:
+        """More examples of a -> b with other pairs of deciding rules, up to MAX_EXAMPLES."""
+        status = Status.NONE
+        while len(seen) < MAX_EXAMPLES:
             def question(pair, a=a, b=b, seen=tuple(seen)):
                 before, after = pair
                 others = [z3.Not(z3.And(_decided_by(before, i), _decided_by(after, j))) for i, j in seen]
                 return z3.And(before.verdict_is(a), after.verdict_is(b), *others)
             answer = session.find(question, rounder=exact.space.rounder)
-            if answer.status is Status.UNKNOWN:
-                if not difference.examples:
-                    result.unknown.append((a.name, b.name))
+            status = answer.status
+            if status is not Status.FOUND:
                 break
-            if answer.status is Status.NONE:
-                break
-            reading = exact.space.reading(answer.model)
-            i, expect_old = _outcome(old_encoding, answer.model)
-            j, expect_new = _outcome(new_encoding, answer.model)
-            what = f"{a.name} -> {b.name}"
-            old_replayer.confirm(reading, expect_old, f"{what} (old policy)")
-            new_replayer.confirm(reading, expect_new, f"{what} (new policy)")
-            difference.examples.append(Example(reading, expect_old.rule, expect_new.rule))
-            seen.append((i, j))
-        if difference.examples:
-            result.differences.append(difference)
+            seen.append(record(answer.model, a, b))
+        return status
+
+    # Ask whether they differ in any pair not seen yet: a "none" settles every remaining pair with one
+    # proof, an example names a pair (then its other examples are collected). Only when that question
+    # is unknown is each remaining pair asked on its own.
+    remaining = list(permutations(VERDICTS, 2))
+    while remaining:
+        answer = session.find(lambda pair, rest=tuple(remaining): z3.Or(
+            [z3.And(pair[0].verdict_is(a), pair[1].verdict_is(b)) for a, b in rest]),
+            rounder=exact.space.rounder)
+        if answer.status is Status.NONE:
+            remaining = []
+        if answer.status is not Status.FOUND:
+            break
+        _, expect_old = _outcome(old_encoding, answer.model)
+        _, expect_new = _outcome(new_encoding, answer.model)
+        a, b = Verdict[expect_old.verdict], Verdict[expect_new.verdict]
+        examples(a, b, [record(answer.model, a, b)])
+        remaining.remove((a, b))
+    for a, b in remaining:
+        if examples(a, b, []) is Status.UNKNOWN and (a, b) not in differences:
+            result.unknown.append((a.name, b.name))
+    result.differences = [differences[p] for p in permutations(VERDICTS, 2) if p in differences]
     result.questions = session.questions
     result.seconds = time.perf_counter() - started
     return result
