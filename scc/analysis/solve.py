@@ -82,6 +82,8 @@ class Session:
         started = time.perf_counter()
         self.questions += 1
         try:
+            if self.deadline is not None and time.perf_counter() >= self.deadline:
+                return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
             goal = question(self.exact.context)
             for sample in self.samples:
                 if z3.is_true(sample.eval(goal)):
