@@ -22,8 +22,8 @@ from scc import emit
 from scc.compiler import compile_policy
 from synapse.evaluate import Evaluator
 from synapse.sandbox import Limits
-from tests.reference import explain as reference
 from tests.policy_generator_support import scenarios
+from tests.reference import explain as reference
 
 pytestmark = pytest.mark.slow
 
