@@ -28,6 +28,8 @@ from synapse.service.config import MqttConfig, PlantConfig, PlantOutputConfig, P
 # decide(policy, snapshot): the decision made and logged, or None when nothing could be evaluated.
 Decide = Callable[[str, Snapshot], Decision | None]
 Record = Callable[..., None]
+# on_lost(source, reason, policies using it): the sidecar alerts on it (docs/plc.md).
+LostListener = Callable[[str, str | None, list[str]], None]
 SHUTDOWN_WRITE_TIMEOUT_S = 2.0
 
 
@@ -35,11 +37,12 @@ class PlantLoop:
     """See the module docstring."""
 
     def __init__(self, plant: PlantConfig, decide: Decide, *, broker: MqttConfig | None = None,
-                 record: Record | None = None, clock: Clock = time.time,
-                 sources: Mapping[str, Source] | None = None) -> None:
+                 record: Record | None = None, on_lost: LostListener | None = None,
+                 clock: Clock = time.time, sources: Mapping[str, Source] | None = None) -> None:
         self.plant = plant
         self._decide = decide
         self._record = record
+        self._on_lost = on_lost
         self._clock = clock
         self._wake = asyncio.Event()
         self.table = TagTable(plant.tags, on_change=self._wake.set)
@@ -133,9 +136,13 @@ class PlantLoop:
                 self._record("plant_source", source=source, state=state, reason=reason)
             except Exception as exc:  # the log is closing: the line above still says it
                 logs.event("not_recorded", logging.WARNING, what="plant_source", reason=str(exc))
+        using = []
         for name, spec in self.plant.policies.items():
             points = [*(self.plant.tags[t] for t in (*spec.telemetry.values(), *spec.context.values())),
                       *spec.outputs]
             if any(point.source == source for point in points):
                 self._cadences[name].reset()
+                using.append(name)
+        if state == "lost" and self._on_lost is not None:
+            self._on_lost(source, reason, using)
         self._wake.set()

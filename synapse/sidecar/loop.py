@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import signal
 import threading
@@ -121,6 +122,7 @@ class Sidecar:
         self._alerter: Alerter | None = None
         self._recipients: RecipientBook | None = None
         self._pending: set[asyncio.Task] = set()
+        self._source_alerts: dict[str, float] = {}  # plant source -> when its loss was last alerted
         self.evaluations = 0
 
     async def run(self, service: PolicyService) -> None:
@@ -228,7 +230,7 @@ class Sidecar:
             return self._decide(policy, snapshot.telemetry, self._context(snapshot.context), refusal)
 
         await PlantLoop(plant, decide, broker=self.mqtt_config, record=self.service.record_event,
-                        clock=self._clock).run()
+                        on_lost=self._plant_source_lost, clock=self._clock).run()
 
     # -- alerts --------------------------------------------------------------------------------------
 
@@ -242,12 +244,32 @@ class Sidecar:
         decision_id = result.decision_id
         message = alerter.decide(result.to_dict(), result.policy, result.urn, decision_id, now, telemetry)
         if message is not None:
-            via_broker = self._mqtt is not None and self._mqtt.config.alerts
-            send = self._queue_for_broker if via_broker else self._send
-            sending = asyncio.to_thread(send, message, now, decision_id)
-            task = asyncio.get_running_loop().create_task(sending)
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+            self._dispatch(message, now, decision_id)
+
+    def _dispatch(self, message: Message, now: float, reference: str) -> None:
+        """Send an ALERT (on the ledger, or queued for the broker) in a thread; `reference` names what
+        raised it in the records of its delivery (a decision id)."""
+        via_broker = self._mqtt is not None and self._mqtt.config.alerts
+        send = self._queue_for_broker if via_broker else self._send
+        task = asyncio.get_running_loop().create_task(asyncio.to_thread(send, message, now, reference))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    def _plant_source_lost(self, source: str, reason: str | None, policies: list[str]) -> None:
+        """A lost PLC source is alerted on its own (docs/plc.md): the DENY it causes is alerted only when
+        it is a new verdict, and a policy that was already DENY would hide the loss. At most one such
+        alert per source per `repeat_after`, so a flapping connection does not flood the recipients."""
+        if self.config.alerts is None or not self.config.alerts.recipients:
+            return
+        alerter = self._alerter or self._make_alerter()
+        now = self._clock()
+        last = self._source_alerts.get(source, -math.inf)
+        if alerter is None or now - last < self.config.alerts.repeat_after:
+            return
+        self._source_alerts[source] = now
+        body = {"plant_source": source, "state": "lost", "reason": reason, "policies": policies,
+                "node": self.service.identity.did, "time": int(now)}
+        self._dispatch(Message.new("ALERT", body, now, alerter.randbytes), now, f"plant-source:{source}")
 
     def _make_alerter(self) -> Alerter | None:
         cfg = self.config.alerts

@@ -98,6 +98,10 @@ def test_pressure_ramp_halts_a_lost_plc_is_safe_and_evaluation_resumes(tmp_path)
                                    for r in records(plant)), what="the loss's alert, sealed on the ledger")
             assert any(r.get("event") == "plant_source" and r["data"]["source"] == "sensors"
                        and r["data"]["state"] == "lost" and r["data"]["reason"] for r in records(plant))
+            # The loss is alerted on its own too (a policy already at DENY would not alert again).
+            wait_until(lambda: any(r.get("event") == "alert" and "seq" in r["data"]
+                                   and r["data"]["decision_id"] == "plant-source:sensors"
+                                   for r in records(plant)), what="the source's own alert on the ledger")
 
             sensors.start()  # back on the same port, registers cleared by the restart
             sensor_io.close()
