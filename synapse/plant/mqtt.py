@@ -63,6 +63,7 @@ class MqttSource:
         self._clock = clock
         self._table: TagTable | None = None
         self._link: MqttLink | None = None
+        self._up = False
         self.received = 0
 
     @property
@@ -105,10 +106,13 @@ class MqttSource:
                 table.put(name, sample)
 
     def _link_state(self, state: str, reason: str | None) -> None:
-        if state == "disconnected" and self._table is not None:
+        up = state == "connected"
+        if not up and self._table is not None:
             self._table.lose(self.tags, f"connection lost: {reason}", self._clock())
-        if self._on_state is not None:
-            self._on_state(self.name, "connected" if state == "connected" else "lost", reason)
+        # Said once per change, like the other sources: the link reports every failed attempt too.
+        if self._on_state is not None and up != self._up:
+            self._on_state(self.name, "connected" if up else "lost", reason)
+        self._up = up
 
     async def write(self, point: PlantPointConfig, value: int | bool | bytes) -> None:
         link = self._link
