@@ -15,9 +15,11 @@ Shape of every module:
   `$fault` block; evaluate's `$fault` block ends in DENY with the fault code and site;
 - gas: every straight-line block starts by paying its cost (from scc/gas.py) out of `$gas_left`,
   inline; when the budget cannot pay, `$charge(n)` writes fault 3 and executes `unreachable`;
-- the trace (docs/abi.md, "Trace"): when the host asked for it in the request word, each rule's `when`
-  and each definition's value are written into memory as they are computed; unasked, each costs one
-  test of a flag. A policy whose trace would not fit in the one page beside its log messages gets none.
+- the trace (docs/abi.md, "Trace"): each rule's `when` and each definition's value are written into
+  memory as they are computed, on every call (a store costs less than testing whether to store, and
+  compiles to less); the host asks for a trace in the request word, and the module then clears the
+  trace on entry and marks it as this call's. A policy whose trace would not fit in the one page beside
+  its log messages gets none.
 There are no loops.
 """
 
@@ -253,10 +255,7 @@ def _let_function(program: Program, faulting: list[bool], index: int, trace: abi
     fn("return")
     fn.close()
     if trace is not None:
-        fn("global.get $tracing")
-        fn.open("if", "trace: started (a fault before the end leaves it so)")
-        _trace_byte(fn, trace.let_state_at(index), abi.LET_UNFINISHED)
-        fn.close()
+        _trace_byte(fn, trace.let_state_at(index), abi.LET_UNFINISHED, "trace: started (a fault ends it so)")
     fn.open("block $fault")
     fn.charge(block_cost(let.body))
     fn.expr(let.body)
@@ -264,15 +263,12 @@ def _let_function(program: Program, faulting: list[bool], index: int, trace: abi
     fn("i32.const 1")
     fn(f"global.set $ok_{let.name}")
     if trace is not None:
-        fn("global.get $tracing")
-        fn.open("if", "trace: the value, and computed")
         fn("i32.const 0")
-        fn(f"global.get $let_{let.name}")
+        fn(f"global.get $let_{let.name}", "trace: the value, and computed")
         if ty is ValType.I32:
             fn("f64.convert_i32_u", "a bool as 0.0 or 1.0")
         fn(f"f64.store offset={trace.let_value_at(index)}")
         _trace_byte(fn, trace.let_state_at(index), abi.LET_COMPUTED)
-        fn.close()
     fn(f"global.get $let_{let.name}")
     fn("return")
     fn.close()
@@ -283,8 +279,8 @@ def _let_function(program: Program, faulting: list[bool], index: int, trace: abi
             f"  (func $let_{let.name} (result {ty}){locals_}", *fn.lines, "  )"]
 
 
-def _trace_byte(fn: _Function, address: int, value: int) -> None:
-    fn("i32.const 0")
+def _trace_byte(fn: _Function, address: int, value: int, comment: str = "") -> None:
+    fn("i32.const 0", comment)
     fn(f"i32.const {value}")
     fn(f"i32.store8 offset={address}")
 
@@ -298,14 +294,11 @@ def _rule(fn: _Function, program: Program, rule: RuleCode, trace: abi.TraceLayou
     fn.expr(rule.when)
     if trace is not None:
         fn("local.tee $held")
-        fn("local.get $tracing")
-        fn.open("if", "trace: the rule's `when`")
-        fn("i32.const 0")
+        fn("i32.const 0", "trace: the rule's `when`")
         fn("local.get $held")
         fn(f"i32.const {abi.RULE_FALSE}")
         fn("i32.add", "false -> 1, held -> 2")
         fn(f"i32.store8 offset={trace.rule_state_at(rule.index)}")
-        fn.close()
     fn.open("if", f"rule `{rule.id}` holds")
     if rule.log is not None:
         fn.charge(abi.GAS_PER_HOST_CALL, "gas for emit_log")
@@ -358,9 +351,6 @@ def _rule_functions(program: Program, faulting: list[bool], trace: abi.TraceLayo
         if fn is None or len(fn.lines) >= FUNCTION_LINES:
             fn = _Function(program, faulting, indent=3)
             functions.append(fn)
-            if trace is not None:
-                fn("global.get $tracing")
-                fn("local.set $tracing", "the trace flag in a local: a register test per rule")
         _rule(fn, program, rule, trace)
     for fn in functions:
         helpers |= fn.helpers
@@ -370,7 +360,7 @@ def _rule_functions(program: Program, faulting: list[bool], trace: abi.TraceLayo
 def _rules_function(index: int, fn: _Function, traced: bool) -> list[str]:
     locals_ = ["(local $scratch f64)"] if fn.uses_scratch else []
     if traced:
-        locals_ += ["(local $held i32) (local $tracing i32)"]
+        locals_ += ["(local $held i32)"]
     locals_ = ["    " + " ".join(locals_)] if locals_ else []
     return [f"  (func $rules_{index} (result i32)", *locals_,
             "    block $fault", *fn.lines,
@@ -467,14 +457,12 @@ def _evaluate(program: Program, rule_functions: int, forget_functions: int,
 
 
 def _start_trace(fn: _Function, trace: abi.TraceLayout) -> None:
-    """Read (and clear) the request word; when it asks, clear the trace and say that it is written."""
+    """When the request word asks: clear it and the trace, and say that the trace is this call's."""
     fn("i32.const 0")
     fn(f"i32.load offset={trace.at + abi.TRACE_REQUEST}", "the trace's request word (written by the host)")
     fn(f"i32.const {abi.TRACE_ASKED}")
     fn("i32.eq")
-    fn("global.set $tracing")
-    fn("global.get $tracing")
-    fn.open("if", "asked: this call writes the trace")
+    fn.open("if", "asked: the trace below is this call's")
     fn("i32.const 0")
     fn("i32.const 0")
     fn(f"i32.store offset={trace.at + abi.TRACE_REQUEST}", "asked for this call only")
@@ -576,8 +564,6 @@ def emit_wat(program: Program, header: str, trace: abi.TraceLayout | None = None
         "  (global $site (mut i32) (i32.const -1))",
         "  (global $rule (mut i32) (i32.const -1))  ;; the rule being tried, reported with a fault",
     ]
-    if trace is not None:
-        out.append("  (global $tracing (mut i32) (i32.const 0))  ;; whether this call writes the trace")
     if program.combine == "most-severe":
         out += ["  ;; most-severe: the first rule of the highest severity that held so far, and its verdict",
                 "  (global $best_severity (mut i32) (i32.const -1))",

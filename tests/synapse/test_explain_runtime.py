@@ -88,7 +88,7 @@ def test_a_trace_that_contradicts_the_result_block_makes_the_decision_deny():
     """A hand-edited module records each rule's condition inverted: its trace says the rules before the
     deciding one held. Nothing it says is shown, and the decision fails safe."""
     result = _boiler()
-    lying = result.wat.replace("        local.get $held\n", "        local.get $held\n        i32.eqz\n")
+    lying = result.wat.replace("local.get $held\n", "local.get $held\n i32.eqz\n")
     assert lying != result.wat
     trace = emit.trace_layout(result.program)
     evaluator = Evaluator.from_wasm(emit.assemble(lying, result.meta_json, trace))
