@@ -1,7 +1,8 @@
 """The plant loop: the asyncio shell around core.py that the sidecar runs in place of its feed.
 
 Sources run as tasks and fill one tag table. The loop wakes at every cycle and whenever a tag's value
-or quality changes; at each wake it takes each policy's snapshot (one instant, one table: consistent),
+or quality changes; it lets a burst of changes settle (at most SETTLE_S), then takes each policy's
+snapshot (one instant, one table: consistent),
 evaluates the policies whose snapshot changed or whose `period` elapsed (`decide`, the sidecar's: the
 decision is logged, alerts raised), and writes their outputs; at every cycle it writes the heartbeat.
 A source lost or back is logged and recorded (`record`), and the policies using it are evaluated again
@@ -31,6 +32,10 @@ Record = Callable[..., None]
 # on_lost(source, reason, policies using it): the sidecar alerts on it (docs/plc.md).
 LostListener = Callable[[str, str | None, list[str]], None]
 SHUTDOWN_WRITE_TIMEOUT_S = 2.0
+# Event-loop turns a received value takes to reach the table (aiomqtt hands each message over through a
+# task of its own), and the longest a burst of changes may settle before it is decided.
+SETTLE_TURNS = 3
+SETTLE_S = 0.001
 
 
 class PlantLoop:
@@ -79,11 +84,23 @@ class PlantLoop:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(wait):  # no task per wait, unlike wait_for
                         await self._wake.wait()
-            self._wake.clear()
+            await self._settle(loop.time() + SETTLE_S)
             await self.step()
             if loop.time() >= next_cycle:
                 await self._beat()
                 next_cycle = max(next_cycle + self.plant.cycle, loop.time())
+
+    async def _settle(self, deadline: float) -> None:
+        """Let changes already on their way land before the snapshot: a burst (MQTT messages queued in
+        the client, a subscription's batch of data changes) is decided once, on its newest values, not
+        once per value. At most SETTLE_S: under a steady stream the loop still decides that often."""
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            for _ in range(SETTLE_TURNS):
+                await asyncio.sleep(0)
+            if not self._wake.is_set() or loop.time() >= deadline:
+                return
 
     async def step(self) -> None:
         """Evaluate every policy that is due on its snapshot now, and write its outputs."""
