@@ -102,13 +102,29 @@ def _show(raw: Any) -> str:
 
 
 class TagTable:
-    """The latest sample of every tag. `on_change()` is called when a tag's value or quality changes."""
+    """The latest sample of every tag. `on_change()` is called when a tag's value or quality changes, and
+    when a source has readings waiting to be put (`defer`: they are put by `flush`, before a snapshot)."""
 
     def __init__(self, tags: Mapping[str, PlantTagConfig],
                  on_change: Callable[[], None] | None = None) -> None:
         self.tags = tags
         self._samples: dict[str, Sample] = {}
         self._on_change = on_change
+        self._deferred: dict[Callable[[], None], None] = {}  # an ordered set of flushes
+
+    def defer(self, flush: Callable[[], None]) -> None:
+        """A source holds readings it has not put yet; `flush()` puts them (MQTT's mailbox: a burst of
+        messages is decoded once per topic, not once per message)."""
+        self._deferred[flush] = None
+        if self._on_change is not None:
+            self._on_change()
+
+    def flush(self) -> None:
+        """Put every deferred reading: called right before snapshots are taken."""
+        while self._deferred:
+            deferred, self._deferred = self._deferred, {}
+            for flush in deferred:
+                flush()
 
     def get(self, tag: str) -> Sample | None:
         return self._samples.get(tag)

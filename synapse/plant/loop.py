@@ -32,8 +32,9 @@ Record = Callable[..., None]
 # on_lost(source, reason, policies using it): the sidecar alerts on it (docs/plc.md).
 LostListener = Callable[[str, str | None, list[str]], None]
 SHUTDOWN_WRITE_TIMEOUT_S = 2.0
-# Event-loop turns a received value takes to reach the table (aiomqtt hands each message over through a
-# task of its own), and the longest a burst of changes may settle before it is decided.
+# Event-loop turns a received value takes to reach the table (an OPC UA data change passes through
+# asyncua's tasks; an MQTT message is read in one), and the longest a burst of changes may settle before
+# it is decided.
 SETTLE_TURNS = 3
 SETTLE_S = 0.001
 
@@ -73,7 +74,8 @@ class PlantLoop:
                 task.cancel()
             await asyncio.wait(tasks, timeout=SHUTDOWN_WRITE_TIMEOUT_S)  # a library that holds on is left
             logs.event("plant_stopped", evaluations=self.evaluations,
-                       received={name: source.received for name, source in self.sources.items()})
+                       received={name: source.received for name, source in self.sources.items()},
+                       superseded={name: source.superseded for name, source in self.sources.items()})
 
     async def _cycles(self) -> None:
         loop = asyncio.get_running_loop()
@@ -104,6 +106,10 @@ class PlantLoop:
 
     async def step(self) -> None:
         """Evaluate every policy that is due on its snapshot now, and write its outputs."""
+        self.table.flush()
+        # Everything changed so far is in the table and in the snapshots below: only a later change
+        # wakes the loop again.
+        self._wake.clear()
         now = self._clock()
         writes: list[tuple[PlantOutputConfig, Any]] = []
         for name, spec in self.plant.policies.items():

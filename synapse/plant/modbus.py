@@ -95,6 +95,7 @@ class ModbusSource:
         self._clock = clock
         self._client: AsyncModbusTcpClient | None = None
         self.received = 0  # responses to read requests
+        self.superseded = 0
 
     @property
     def connected(self) -> bool:

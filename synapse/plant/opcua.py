@@ -69,6 +69,7 @@ class OpcUaSource:
         self._client: Client | None = None
         self._types: dict[str, ua.VariantType] = {}
         self.received = 0  # data changes and values read
+        self.superseded = 0
 
     @property
     def connected(self) -> bool:

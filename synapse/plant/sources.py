@@ -35,6 +35,9 @@ class PlantWriteFailed(ServiceError):
 class Source(Protocol):
     name: str
     received: int  # messages, responses or values received so far (logged at stop)
+    # received, then replaced by a newer one of the same tags before the loop took them (never decided):
+    # MQTT's mailbox (mqtt.py); the other sources put every value they receive
+    superseded: int
 
     @property
     def connected(self) -> bool: ...
