@@ -11,9 +11,10 @@
 #                                    is stopped, node-3 catching up; then stop everything
 #
 # Needs the repository's venv (. .venv/bin/activate), anvil (on PATH, or .tools/ as .ci/run installs it)
-# and mosquitto (on PATH or /usr/sbin). Ports: ANVIL_PORT (8545), MQTT_PORT (1883), NODE_PORT (8081; the
-# nodes take 8081..8083). Everything it makes goes to WORK (a new temporary directory unless set); it
-# stops everything it started when it ends, however it ends.
+# and mosquitto (on PATH or /usr/sbin; ANVIL and MOSQUITTO name other binaries); without either it says
+# what to install and exits 2. Ports: ANVIL_PORT (8545), MQTT_PORT (1883), NODE_PORT (8081; the nodes
+# take 8081..8083). Everything it makes goes to WORK (a new temporary directory unless set); it stops
+# everything it started when it ends (done, failed, Ctrl-C or SIGTERM).
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -22,8 +23,8 @@ MQTT_PORT=${MQTT_PORT:-1883}
 NODE_PORT=${NODE_PORT:-8081}
 CHAIN=http://127.0.0.1:$ANVIL_PORT
 BROKER=mqtt://127.0.0.1:$MQTT_PORT
-ANVIL=$(command -v anvil || echo "$REPO/.tools/node_modules/.bin/anvil")
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+ANVIL=${ANVIL:-$(command -v anvil || echo "$REPO/.tools/node_modules/.bin/anvil")}
+MOSQUITTO=${MOSQUITTO:-$(command -v mosquitto || echo /usr/sbin/mosquitto)}
 DEMO=${1:-}
 PIDS=()
 
@@ -34,15 +35,21 @@ WORK=${WORK:-$(mktemp -d -t sopcos-fleet-XXXXXX)}
 
 say() { printf '\n\033[1m== [%3ss] %s\033[0m\n' "$SECONDS" "$*"; }
 stop_all() {  # on any exit: SIGTERM to what is still running (each stops cleanly), then wait for it
-  local running=0
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null && running=$((running + 1)); done
+  [ -z "${ANVIL_PID:-}" ] || stop_chain
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  say "stopped everything this script started ($running still running at the end)"
+  say "stopped everything this script started"
 }
 trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 forget() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }  # stop one of ours, now
+stop_chain() {  # npm's anvil is a wrapper that passes SIGTERM on to the real anvil and dies at once,
+  # before it has reaped it: stopping its child first lets the wrapper reap it and exit on its own.
+  pkill -TERM -P "$ANVIL_PID" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$ANVIL_PID" 2>/dev/null || break; sleep 0.1; done
+  forget "$ANVIL_PID"
+}
 fund() {  # dev balances for gas (anvil_setBalance), through the project's JSON-RPC client (web3.py)
   python -c "import sys; from axon.ledger.chain import EthereumChain
 chain = EthereumChain(sys.argv[1])
@@ -251,7 +258,7 @@ events 2 mqtt_connected alert | tail -2
 console operator-console.log | tail -1
 
 say "the chain goes away: every node keeps serving what it verified, and logs ledger_chain_unavailable"
-forget "$ANVIL_PID"
+stop_chain
 for i in 1 2 3; do wait_for "node-$i/serve.log" ledger_chain_unavailable; done
 fleet
 for i in 1 2 3; do events "$i" ledger_chain_unavailable; done
