@@ -6,6 +6,7 @@ all three nodes (node-3 on its restart), then a clean exit that leaves no proces
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -16,6 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from axon.keys import write_key_file
+from tests.mosquitto import Broker
+from tests.service_support import Plant
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +158,40 @@ def test_a_missing_system_part_is_named_with_how_to_install_it(tmp_path: Path, m
     done = subprocess.run([str(SCRIPT), "--demo"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and advice in done.stderr, done.stderr
     assert list(tmp_path.iterdir()) == []  # nothing was started or written
+
+
+def test_a_console_with_a_client_id_gets_what_arrived_while_it_was_away(tmp_path: Path) -> None:
+    """What the example's consoles rely on (`axon msg watch --client-id`): a message published while the
+    console was closed and the broker restarted (persistence on) is printed when it reconnects; a console
+    without a client id has a clean session and never sees it."""
+    plant = Plant(tmp_path)
+    for name, who in (("operator", plant.operator), ("admin", plant.admin)):
+        write_key_file(tmp_path / f"{name}.key", who.key, who.did)
+    with Broker(tmp_path, persistent=True) as broker:
+        common = ["--ledger", str(plant.ledger_path), "--broker", f"mqtt://{broker.host}:{broker.port}"]
+
+        def watch(*extra: str) -> subprocess.Popen[str]:
+            command = [sys.executable, "-m", "axon", "msg", "watch", "--key", str(tmp_path / "operator.key"),
+                       *common, "--json", "--count", "1", *extra]
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def while_away(*extra: str) -> str:
+            """Connect once and close; restart the broker; send; watch again: what it printed."""
+            first = watch("--timeout", "60", *extra)
+            assert "watching sopcos/v1/to/0x" in first.stderr.readline()
+            first.terminate()
+            first.communicate(timeout=30)
+            broker.stop()
+            broker.start()
+            sent = subprocess.run([sys.executable, "-m", "axon", "msg", "send", "--to", plant.operator.did,
+                                   "--type", "LOG", "--body", '{"note": "while you were away"}', "--key",
+                                   str(tmp_path / "admin.key"), *common],
+                                  capture_output=True, text=True, timeout=60, check=False)
+            assert sent.returncode == 0, sent.stderr
+            out, _ = watch("--timeout", "5", *extra).communicate(timeout=60)
+            return out
+
+        assert while_away() == ""  # a clean session: nothing kept for it
+        [line] = while_away("--client-id", "console-operator").splitlines()
+        got = json.loads(line)
+        assert got["status"] == "accepted" and got["message"]["body"] == {"note": "while you were away"}
