@@ -115,6 +115,23 @@ def test_lost_source_leaves_no_last_good_value_and_wakes_the_loop():
     assert len(woken) == 3
 
 
+def test_deferred_readings_wake_the_loop_and_are_put_once_by_flush():
+    woken, flushed = [], []
+    table = TagTable(TAGS, on_change=lambda: woken.append(1))
+
+    def mailbox():
+        flushed.append(1)
+        table.put("pressure", Sample(60, 600, None, 1.0))
+
+    table.defer(mailbox)
+    table.defer(mailbox)  # more messages before the loop flushes: still one flush
+    assert len(woken) == 2 and table.get("pressure") is None
+    table.flush()
+    assert flushed == [1] and table.get("pressure").value == 60
+    table.flush()
+    assert flushed == [1]
+
+
 def test_cadence_on_change_and_at_least_every_period():
     cadence = Cadence(1.0)
     assert cadence.due(("a",), 0.0)

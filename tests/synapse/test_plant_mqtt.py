@@ -115,3 +115,45 @@ def test_mqtt_tags_decisions_published_and_every_fault_denies(tmp_path):
     # Every decision was logged, and none evaluated a value older than its max_age or of bad quality.
     reasons = [d["reason"] or "" for d in decisions(plant) if d["verdict"] == "DENY"]
     assert any("stale" in r for r in reasons) and any("connection lost" in r for r in reasons)
+
+
+def test_a_burst_of_readings_is_taken_in_whole_and_decided_on_its_newest_values(tmp_path):
+    """1,000 readings as fast as the broker takes them: every one is received and counted, those replaced
+    by a newer one before the loop took them are counted as superseded (docs/plc.md), every decision is
+    on one whole published reading, in publishing order, and the last decision is on the last reading."""
+    plant = Plant(tmp_path)
+    sop, _ = plant.artifact("1.0.0")
+    (tmp_path / "boiler.sop").write_bytes(sop)
+    count = 1000
+    readings = [{"drum": {"pressure": 50 + i / 1000}, "vent/valve": False} for i in range(count - 1)]
+    readings.append({"drum": {"pressure": 99}, "vent/valve": False})
+    with Broker(tmp_path) as broker:
+        sections = config(plant, tmp_path / "boiler.sop", broker)
+        sections["plant"] = {"cycle": 0.05, "period": 3600.0}  # decided on change only
+        server = Server(tmp_path, write_config(tmp_path / "sidecar.toml", sections), command="run")
+        server.wait_ready()
+
+        async def burst() -> None:
+            async with connected_link(BrokerSettings(broker.host, broker.port)) as link:
+                await link.publish(MODE, b"1")
+                for start in range(0, count, 100):  # 100 in flight at a time, in publishing order
+                    await asyncio.gather(*(link.publish(READINGS, json.dumps(r).encode())
+                                           for r in readings[start:start + 100]))
+                for _ in range(600):
+                    if decisions(plant) and decisions(plant)[-1]["verdict"] == "HALT":
+                        return
+                    await asyncio.sleep(0.05)
+                raise AssertionError("the last reading (99 bar) was not decided")
+
+        try:
+            asyncio.run(burst())
+        finally:
+            assert server.stop() == 0
+        stopped = next(json.loads(line) for line in server.stderr_path.read_text().splitlines()
+                       if '"event":"plant_stopped"' in line)
+    assert stopped["received"]["bus"] == count + 1, "a reading was not received"
+    decided = [d["telemetry"]["pressure_bar"] for d in decisions(plant) if d["telemetry"]]
+    assert decided[-1] == 99 and decided == sorted(decided)
+    assert set(decided) <= {r["drum"]["pressure"] for r in readings}
+    # each decision took at least one reading that was not superseded
+    assert 0 <= stopped["superseded"]["bus"] <= count + 1 - len(decided)
