@@ -188,16 +188,10 @@ def _chain_ledger(settings: ServiceConfig, url: str) -> Ledger:
 
     cfg = settings.ledger
     try:
-        ledger = ChainLedger.connect(url, chain_index_path(url, cfg.index), confirmations=cfg.confirmations,
-                                     start_block=cfg.start_block)
+        return ChainLedger.connect_followed(url, chain_index_path(url, cfg.index),
+                                            confirmations=cfg.confirmations, start_block=cfg.start_block)
     except AxonError as exc:
-        raise ArtifactSetupError(f"cannot use the ledger on {url}: {exc}") from None
-    try:
-        ledger.follow_to_head()
-    except AxonError as exc:
-        ledger.close()
         raise ArtifactSetupError(f"cannot follow the ledger on {url}: {exc}") from None
-    return ledger
 
 
 def open_for_cli(module: str, settings: ServiceConfig | None, limits: Limits | None = None) -> Evaluator:

@@ -65,15 +65,9 @@ def open_chain_ledger(url: str, index: str | Path | None = None,
     if confirmations is None:
         confirmations = int(os.environ.get(CONFIRMATIONS_ENV, "0"))
     try:
-        ledger = ChainLedger.connect(url, chain_index_path(url, index), confirmations=confirmations)
+        return ChainLedger.connect_followed(url, chain_index_path(url, index), confirmations=confirmations)
     except LedgerError as exc:
-        raise UsageError(f"cannot use the ledger on {url}: {exc} [{exc.code}]") from None
-    try:
-        ledger.follow_to_head()
-    except LedgerError as exc:
-        ledger.close()
-        raise UsageError(f"cannot follow the ledger on the chain: {exc} [{exc.code}]") from None
-    return ledger
+        raise UsageError(f"cannot follow the ledger on {url}: {exc} [{exc.code}]") from None
 
 
 def open_ledger(path: str | Path | None) -> Ledger:

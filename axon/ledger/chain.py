@@ -257,6 +257,18 @@ class ChainLedger(Ledger):
                                     f"chain id {ledger.chain_id}")
         return ledger
 
+    @classmethod
+    def connect_followed(cls, url: str, index_path: str | Path, **options: Any) -> ChainLedger:
+        """connect(), then follow_to_head(): the index as of the node's confirmed head, for a command that
+        decides now. The index is closed again when following fails."""
+        ledger = cls.connect(url, index_path, **options)
+        try:
+            ledger.follow_to_head()
+        except BaseException:
+            ledger.close()
+            raise
+        return ledger
+
     def _node(self) -> EthereumChain:
         if self.chain is None:
             raise LedgerError("a ChainLedger is made with ChainLedger.connect")
