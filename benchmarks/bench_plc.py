@@ -16,7 +16,8 @@ Rows:
     registers in the same requests.
   - MQTT readings evaluated per second: `synapse run` pinned to one core, an MQTT tag source on a real
     Mosquitto, every decision in the decision log (no outputs, so publishing verdicts does not count);
-    readings published at the target rate, each one a change. Counted: readings taken in per second,
+    readings offered at 15,000/s (above the target, so the rate measured is the subscriber's), each one a
+    change. Counted: readings taken in per second,
     decisions logged (each on the newest snapshot: readings that arrive together are decided once), and
     the sidecar process's CPU time per reading (/proc: utime + stime), which does not depend on how much
     of the core the machine's load leaves it. Baselines, same publisher and rate, each a process pinned
@@ -53,7 +54,10 @@ from tests.service_support import Plant, Server, decisions, write_config  # noqa
 
 PRESSURE, VERDICT = 0, 10
 EKUIPER_MSGS_PER_CORE = 10_000
-TARGET_READINGS = 10_000  # per second, the target: readings are published at this rate
+TARGET_READINGS = 10_000  # per second, the target
+# Readings are offered faster than the target, so a subscriber that keeps up shows the target met (or
+# not) on its own rate rather than on the publisher's.
+OFFERED_READINGS = 15_000
 
 
 def base_sections(plant: Plant, sop: Path) -> dict:
@@ -283,7 +287,7 @@ def bare_subscriber(kind: str, broker: Broker, topic: str, count: int) -> dict:
                              topic, str(count)], stdout=subprocess.PIPE, text=True)
     os.sched_setaffinity(proc.pid, {max(os.sched_getaffinity(0))})
     assert proc.stdout is not None and proc.stdout.readline().strip() == "ready"
-    publish(broker, topic, count, rate=TARGET_READINGS)
+    publish(broker, topic, count, rate=OFFERED_READINGS)
     result = json.loads(proc.stdout.readline())
     proc.wait()
     received = result["received"]
@@ -319,7 +323,7 @@ def mqtt_evaluated(directory: Path, plant: Plant, sop: Path, count: int) -> dict
             time.sleep(0.5)
             before = decision_count(plant)
             cpu_before = process_cpu_s(server.proc.pid)
-            publish(broker, "bench/b1", count, rate=TARGET_READINGS)
+            published = count / publish(broker, "bench/b1", count, rate=OFFERED_READINGS)
             stable, last = 0, -1
             while stable < 5:  # until no new decision for a second
                 time.sleep(0.2)
@@ -336,7 +340,7 @@ def mqtt_evaluated(directory: Path, plant: Plant, sop: Path, count: int) -> dict
         received = stopped["received"]["bus"]
     return {"baselines": baselines, "decisions": len(fresh), "per_s": (len(fresh) - 1) / span,
             "received": received, "superseded": stopped["superseded"]["bus"],
-            "readings_per_s": received / span, "cpu_us": cpu / received * 1e6}
+            "readings_per_s": received / span, "cpu_us": cpu / received * 1e6, "published_per_s": published}
 
 
 def main() -> None:
@@ -379,7 +383,7 @@ def main() -> None:
                          f"{ours / bare:.2f}x", "-"])
         mqtt = mqtt_evaluated(directory, plant, sop, count)
         aio, bare = mqtt["baselines"]["aiomqtt"], mqtt["baselines"]["paho"]
-        rows.append([f"MQTT readings/s in and evaluated, one core, log on ({TARGET_READINGS:,}/s offered)",
+        rows.append([f"MQTT readings/s in and evaluated, one core, log on ({OFFERED_READINGS:,}/s offered)",
                      f"{mqtt['readings_per_s']:,.0f} readings/s; {mqtt['per_s']:,.0f} decisions/s",
                      f"bare aiomqtt {aio['per_s']:,.0f}; bare paho {bare['per_s']:,.0f}; "
                      f"eKuiper ~{EKUIPER_MSGS_PER_CORE:,}/core",
@@ -393,7 +397,8 @@ def main() -> None:
                      f"{mqtt['cpu_us'] / bare['cpu_us']:.2f}x paho",
                      f"<= 100 us (10,000/s on a whole core): {'met' if mqtt['cpu_us'] <= 100 else 'MISSED'}"])
     print_table(["metric", "sidecar", "baseline (same run)", "ratio", "target"], rows, right=(1,))
-    print(f"MQTT: {count:,} readings published at {TARGET_READINGS:,}/s to each; taken in: sidecar "
+    print(f"MQTT: {count:,} readings offered at {OFFERED_READINGS:,}/s to each (published to the sidecar at "
+          f"{mqtt['published_per_s']:,.0f}/s); taken in: sidecar "
           f"{mqtt['received']:,} ({mqtt['superseded']:,} superseded by a newer one before a snapshot), bare "
           f"aiomqtt {aio['received']:,}, bare paho {bare['received']:,}; {mqtt['decisions']:,} decisions "
           "logged, each on the newest snapshot")
