@@ -26,9 +26,9 @@ from pymodbus.exceptions import ModbusException
 from synapse.plant.core import Sample, TagTable, bad, decode_registers, encode_register, sample_of
 from synapse.plant.points import BIT_TABLES, MAX_BITS_PER_READ, MAX_REGISTERS_PER_READ, register_count
 from synapse.plant.sources import (
-    BACKOFF_START_S,
     Clock,
     PlantWriteFailed,
+    ReconnectingSource,
     StateListener,
     raise_if_cancelled,
 )
@@ -82,7 +82,7 @@ def plan_reads(tags: Mapping[str, PlantTagConfig], source: ModbusSourceConfig) -
     return groups
 
 
-class ModbusSource:
+class ModbusSource(ReconnectingSource[AsyncModbusTcpClient]):
     """A Modbus TCP server: see the module docstring and sources.Source."""
 
     def __init__(self, name: str, config: ModbusSourceConfig, tags: Mapping[str, PlantTagConfig], *,
@@ -97,10 +97,6 @@ class ModbusSource:
         self.received = 0  # responses to read requests
         self.superseded = 0
 
-    @property
-    def connected(self) -> bool:
-        return self._client is not None
-
     def _new_client(self) -> AsyncModbusTcpClient:
         # pymodbus's own reconnection is off (reconnect_delay 0): this source reconnects, so that the
         # loss is seen, the tags marked bad and the alert raised before anything else happens.
@@ -114,29 +110,16 @@ class ModbusSource:
             raise ConnectionLost(f"cannot connect to {self.config.host}:{self.config.port}")
         return client
 
-    async def run(self, table: TagTable) -> None:
-        delay = BACKOFF_START_S
-        while True:
-            reason, client = None, None
-            try:
-                client = await self._connect()
-                self._client = client
-                delay = BACKOFF_START_S
-                self._state("connected", None)
-                await self._poll(client, table)
-            except (ConnectionLost, ModbusException, OSError) as exc:
-                raise_if_cancelled()
-                reason = str(exc) or type(exc).__name__
-            finally:
-                was_connected, self._client = self._client is not None, None
-                if reason is not None or was_connected:
-                    table.lose(self.tags, f"connection lost: {reason or 'closing'}", self._clock())
-            if client is not None:
-                client.close()
-            if was_connected:
-                self._state("lost", reason)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.config.reconnect_max)
+    async def _serve(self, client: AsyncModbusTcpClient, table: TagTable) -> None:
+        await self._poll(client, table)
+
+    async def _disconnect(self, client: AsyncModbusTcpClient) -> None:
+        client.close()
+
+    def _lost_reason(self, exc: Exception) -> str | None:
+        if isinstance(exc, ConnectionLost | ModbusException | OSError):
+            return str(exc) or type(exc).__name__
+        return None
 
     async def _poll(self, client: AsyncModbusTcpClient, table: TagTable) -> None:
         loop = asyncio.get_running_loop()
@@ -214,7 +197,4 @@ class ModbusSource:
         finally:
             client.close()
 
-    def _state(self, state: str, reason: str | None) -> None:
-        if self._on_state is not None:
-            self._on_state(self.name, state, reason)
 

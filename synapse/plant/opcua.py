@@ -26,9 +26,9 @@ from asyncua.crypto.security_policies import SecurityPolicyBasic256Sha256
 
 from synapse.plant.core import Sample, TagTable, bad, sample_of
 from synapse.plant.sources import (
-    BACKOFF_START_S,
     Clock,
     PlantWriteFailed,
+    ReconnectingSource,
     StateListener,
     raise_if_cancelled,
 )
@@ -56,7 +56,7 @@ class _Changes:
         self.lost = f"subscription status {getattr(code, 'name', code)}"
 
 
-class OpcUaSource:
+class OpcUaSource(ReconnectingSource[Client]):
     """An OPC UA server: see the module docstring and sources.Source."""
 
     def __init__(self, name: str, config: OpcUaSourceConfig, tags: Mapping[str, PlantTagConfig], *,
@@ -70,10 +70,6 @@ class OpcUaSource:
         self._types: dict[str, ua.VariantType] = {}
         self.received = 0  # data changes and values read
         self.superseded = 0
-
-    @property
-    def connected(self) -> bool:
-        return self._client is not None
 
     def sample(self, name: str, value: ua.DataValue) -> Sample:
         """One DataValue as a sample of tag `name`."""
@@ -111,31 +107,14 @@ class OpcUaSource:
             raise
         return client
 
-    async def run(self, table: TagTable) -> None:
-        delay = BACKOFF_START_S
-        while True:
-            reason, client = None, None
-            try:
-                client = await self._connect()
-                self._client = client
-                delay = BACKOFF_START_S
-                self._state("connected", None)
-                await self._watch(client, table)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # asyncua raises many kinds: any of them is a lost connection
-                raise_if_cancelled()
-                reason = _reason(exc)
-            finally:
-                was_connected, self._client = self._client is not None, None
-                if reason is not None or was_connected:
-                    table.lose(self.tags, f"connection lost: {reason or 'closing'}", self._clock())
-                if client is not None:
-                    await _close(client)
-            if was_connected:
-                self._state("lost", reason)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.config.reconnect_max)
+    async def _serve(self, client: Client, table: TagTable) -> None:
+        await self._watch(client, table)
+
+    async def _disconnect(self, client: Client) -> None:
+        await _close(client)
+
+    def _lost_reason(self, exc: Exception) -> str | None:
+        return _reason(exc)  # asyncua raises many kinds: any of them is a lost connection
 
     async def _watch(self, client: Client, table: TagTable) -> None:
         poll = {name: self.config.poll if tag.poll is None else tag.poll for name, tag in self.tags.items()}
@@ -200,9 +179,6 @@ class OpcUaSource:
         finally:
             await _close(client)
 
-    def _state(self, state: str, reason: str | None) -> None:
-        if self._on_state is not None:
-            self._on_state(self.name, state, reason)
 
 
 def _seconds(stamp: datetime.datetime | None) -> float | None:

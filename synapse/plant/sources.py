@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 from synapse.plant.core import Sample, TagTable
 from synapse.service.config import MqttConfig, PlantConfig, PlantPointConfig, PlantTagConfig
@@ -94,3 +94,67 @@ def raise_if_cancelled() -> None:
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+ClientT = TypeVar("ClientT")
+
+
+class ReconnectingSource(Generic[ClientT]):
+    """The connection loop of a source with one client connection (Modbus, OPC UA): connect, serve the
+    tags until the connection fails, mark every tag bad, back off, reconnect. A protocol supplies
+    `_connect`, `_serve`, `_disconnect` and `_lost_reason`; MQTT keeps its own (its link reconnects)."""
+
+    name: str
+    tags: dict[str, PlantTagConfig]
+    config: Any  # the source's config model: reconnect_max is read from it
+    _client: ClientT | None
+    _clock: Clock
+    _on_state: StateListener | None
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def _connect(self) -> ClientT:
+        raise NotImplementedError
+
+    async def _serve(self, client: ClientT, table: TagTable) -> None:
+        """Keep the table's tags fresh over `client`; raises when the connection fails."""
+        raise NotImplementedError
+
+    async def _disconnect(self, client: ClientT) -> None:
+        raise NotImplementedError
+
+    def _lost_reason(self, exc: Exception) -> str | None:
+        """Why the connection is lost, in words, when `exc` means that; None lets `exc` propagate."""
+        raise NotImplementedError
+
+    async def run(self, table: TagTable) -> None:
+        delay = BACKOFF_START_S
+        while True:
+            reason, client = None, None
+            try:
+                client = await self._connect()
+                self._client = client
+                delay = BACKOFF_START_S
+                self._state("connected", None)
+                await self._serve(client, table)
+            except Exception as exc:
+                raise_if_cancelled()
+                reason = self._lost_reason(exc)
+                if reason is None:
+                    raise
+            finally:
+                was_connected, self._client = self._client is not None, None
+                if reason is not None or was_connected:
+                    table.lose(self.tags, f"connection lost: {reason or 'closing'}", self._clock())
+                if client is not None:
+                    await self._disconnect(client)
+            if was_connected:
+                self._state("lost", reason)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self.config.reconnect_max)
+
+    def _state(self, state: str, reason: str | None) -> None:
+        if self._on_state is not None:
+            self._on_state(self.name, state, reason)
