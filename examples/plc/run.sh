@@ -23,10 +23,16 @@ axon ledger register-key --ledger plant.ledger --key root.key --did 'did:sopcos:
 scc package "$repo/policies/boiler-guard.json" --key author.key --kid 'did:sopcos:author#key-1' -o boiler.sop >/dev/null
 axon ledger register-artifact --ledger plant.ledger --key author.key --sop boiler.sop >/dev/null
 
-python "$here/simulator.py" &
+# The simulator says when both its servers listen; the sidecar starts after that.
+sidecar=""
+python "$here/simulator.py" > >(tee "$work/simulator.out") &
 simulator=$!
-trap 'kill $sidecar 2>/dev/null; wait $sidecar 2>/dev/null; kill $simulator 2>/dev/null' EXIT
-sleep 2
+trap '[ -n "$sidecar" ] && kill $sidecar 2>/dev/null && wait $sidecar 2>/dev/null; kill $simulator 2>/dev/null' EXIT
+for _ in $(seq 300); do
+  grep -q '^simulator:' "$work/simulator.out" 2>/dev/null && break
+  kill -0 $simulator 2>/dev/null || { echo "the simulator failed to start" >&2; exit 1; }
+  sleep 0.1
+done
 synapse tags check "$here/sidecar.toml"
 synapse run --config "$here/sidecar.toml" --port 0 2>"$work/sidecar.log" &
 sidecar=$!
