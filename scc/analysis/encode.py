@@ -136,6 +136,9 @@ SMT: dict[str, Callable[..., Any]] = {
 # ------------------------------------------------------------------------------------------ inputs
 
 ABSENT, SHAPES = 0, {Kind.NUMBER: 1, Kind.BOOL: 2, Kind.ENUM: 3}
+# A bit-vector, not an integer: a problem of floats, bit-vectors and Booleans only is bit-blasted
+# straight to SAT (scc/analysis/solve.py).
+SHAPE_BITS = 2
 
 
 @dataclass
@@ -147,7 +150,7 @@ class Slot:
     kinds: set[Kind] = field(default_factory=set)
     values: tuple[str, ...] = ()  # an enum's values: the union over the policies that declare it
     variables: dict[Kind, Any] = field(default_factory=dict)
-    shape: z3.ArithRef | None = None  # absent/number/bool/enum, when a reading may leave it out
+    shape: z3.BitVecRef | None = None  # absent/number/bool/enum, when a reading may leave it out
 
 
 class InputSpace:
@@ -181,7 +184,7 @@ class InputSpace:
                     self.base.append(z3.ULT(var, len(slot.values)))
                 slot.variables[kind] = var
             if presence:
-                slot.shape = z3.Int(label + "#shape")
+                slot.shape = z3.BitVec(label + "#shape", SHAPE_BITS)
                 self.base.append(z3.Or([slot.shape == ABSENT]
                                        + [slot.shape == SHAPES[k] for k in slot.kinds]))
 

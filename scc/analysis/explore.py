@@ -13,7 +13,7 @@ from typing import Any
 
 import z3
 
-from scc.analysis.encode import ENUM_BITS, SHAPES, InputSpace, double
+from scc.analysis.encode import ENUM_BITS, SHAPE_BITS, SHAPES, InputSpace, double
 from scc.analysis.solve import Assignment
 from scc.ast import Expr, Number, Policy, children
 from scc.operators import Kind
@@ -59,7 +59,8 @@ def samples(space: InputSpace, policies: list[Policy], count: int, rng: random.R
         for key, slot in sorted(space.slots.items()):
             kind = rng.choice(sorted(slot.kinds, key=lambda k: k.value))
             if slot.shape is not None:
-                pairs.append((slot.shape, z3.IntVal(0 if rng.random() < 0.1 else SHAPES[kind])))
+                shape = 0 if rng.random() < 0.1 else SHAPES[kind]
+                pairs.append((slot.shape, z3.BitVecVal(shape, SHAPE_BITS)))
             for k, var in slot.variables.items():
                 if k is Kind.NUMBER:
                     pairs.append((var, double(_number(rng, choices[key]))))
