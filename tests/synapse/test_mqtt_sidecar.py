@@ -43,7 +43,9 @@ class Person:
         self.payloads: list[bytes] = []
         self._loop = asyncio.new_event_loop()
         self._link = MqttLink(self.settings, self.topic, self._got, reconnect_max_s=0.5)
-        threading.Thread(target=self._loop.run_until_complete, args=(self._run(),), daemon=True).start()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),),
+                                        daemon=True)
+        self._thread.start()
         wait_until(self._link.connected.is_set, what=f"{who.did} connected to the broker")
 
     async def _run(self) -> None:
@@ -66,7 +68,11 @@ class Person:
             return [receiver.accept_signed(p, LedgerKeys(ledger)) for p in list(self.payloads)]
 
     def close(self) -> None:
+        """Stop the link and its thread (left running, it would keep reconnecting after the broker is gone
+        and print to the end of the test run)."""
         self._loop.call_soon_threadsafe(self._task.cancel)
+        self._thread.join(15)
+        self._loop.close()
 
 
 def node_config(plant: Plant, broker: Broker, sop: Path, feed: Path, password: str = "node-pw") -> Path:
@@ -271,8 +277,11 @@ def test_axon_msg_send_and_watch_through_the_broker(tmp_path):
                           seal(plant.operator.key.public_key, Message.new("ALERT", {"x": 1}, plant.now)))
             # Valid broker credentials are not an identity: the signature is checked against the ledger.
             intruder = Person(broker, plant.admin, "admin", USERS["admin"])
-            intruder.publish(plant.operator, forged.to_json().encode())
-            out, _ = watch.communicate(timeout=60)
+            try:
+                intruder.publish(plant.operator, forged.to_json().encode())
+                out, _ = watch.communicate(timeout=60)
+            finally:
+                intruder.close()
         finally:
             watch.kill()
     first, second = (json.loads(line) for line in out.splitlines())
