@@ -92,7 +92,10 @@ class Broker:
         # `mosquitto`, which cannot read the files made here.
         persistence = (["persistence true", f"persistence_location {self.directory}/"] if persistent
                        else ["persistence false"])
+        # No queue limit per client: mosquitto's default (1,000 QoS 1 messages) would cut a test's burst
+        # short at a subscriber slowed by a loaded machine, and the burst's last reading would be lost.
         lines = [f"user {getpass.getuser()}", f"listener {self.port} {self.host}", *persistence,
+                 "max_queued_messages 0",
                  "log_dest stderr",
                  "log_type error", "log_type warning"]
         if tls:
