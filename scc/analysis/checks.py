@@ -23,6 +23,7 @@ import z3
 from axon.abi import FAULT_TEXT, Fault
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
+from scc.analysis.relaxed import REAL
 from scc.analysis.replay import Expectation, Reading, Replayer
 from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Answer, Problem, Question, Session, Status
 from scc.ast import Policy
@@ -74,14 +75,14 @@ def encode_one(policy: Policy, timeout: float, rng: random.Random, sample_count:
                budget: float | None = None) -> tuple[PolicyEncoding, InputSpace, Session]:
     """A policy over its own valid inputs, and a solver session that assumes them."""
     problems = []
-    for sort in (DOUBLE, COARSE):
+    for sort in (DOUBLE, COARSE, REAL):
         space = InputSpace([policy], presence=False, sort=sort)
         encoding = PolicyEncoding(policy, space)
         problems.append(Problem(encoding, space, [*space.base, encoding.inputs_valid]))
-    exact, coarse = problems
+    exact, coarse, relaxed = problems
     found = [s for s in samples(exact.space, [policy], sample_count, rng)
              if z3.is_true(s.eval(exact.context.inputs_valid))]
-    return exact.context, exact.space, Session(exact, coarse, timeout, found, budget)
+    return exact.context, exact.space, Session(exact, coarse, timeout, found, budget, relaxed)
 
 
 def analyze(policy: Policy, replayer: Replayer, timeout: float = DEFAULT_TIMEOUT,

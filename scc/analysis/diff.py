@@ -20,6 +20,7 @@ import z3
 from axon.abi import Verdict
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
+from scc.analysis.relaxed import REAL
 from scc.analysis.replay import Expectation, Reading, Replayer
 from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Problem, Session, Status
 from scc.ast import Policy
@@ -82,12 +83,12 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
          budget: float | None = None) -> DiffResult:
     started = time.perf_counter()
     problems = []
-    for sort in (DOUBLE, COARSE):
+    for sort in (DOUBLE, COARSE, REAL):
         space = InputSpace([old, new], presence=True, sort=sort)
         problems.append(Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base))
-    exact, coarse = problems
+    exact, coarse, relaxed = problems
     found = samples(exact.space, [old, new], SAMPLES, rng or random.Random(0))
-    session = Session(exact, coarse, timeout, found, budget)
+    session = Session(exact, coarse, timeout, found, budget, relaxed)
     result = DiffResult(SOLVER, timeout)
     old_encoding, new_encoding = exact.context
     differences: dict[tuple[Verdict, Verdict], Difference] = {}

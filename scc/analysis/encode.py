@@ -25,6 +25,7 @@ from typing import Any
 import z3
 
 from axon.abi import Fault, Verdict
+from scc.analysis import relaxed
 from scc.ast import Boolean, Call, Expr, InputDecl, InputRef, LetRef, Number, Policy, Text
 from scc.errors import unexpected
 from scc.findings import Range, fold_range, number_ranges
@@ -47,7 +48,10 @@ def double(value: float) -> z3.FPRef:
     return z3.simplify(z3.fpBVToFP(z3.BitVecVal(bits, 64), DOUBLE))
 
 
-def model_double(model: Any, term: z3.FPRef) -> float:
+def model_double(model: Any, term: Any) -> float:
+    """The double a model gives `term`: a float term's value, or a real's nearest double (relaxed)."""
+    if z3.is_real(term):
+        return relaxed.nearest_double(model.eval(term, model_completion=True))
     if term.sort() != DOUBLE:  # a coarse space's number: widening to a double is exact
         term = z3.fpToFP(RNE, term, DOUBLE)
     bits = model.eval(z3.fpToIEEEBV(term), model_completion=True).as_long()
@@ -133,6 +137,52 @@ SMT: dict[str, Callable[..., Any]] = {
 }
 
 
+class FloatArithmetic:
+    """Numbers as z3 floats of `sort` (DOUBLE: exact; COARSE: candidates), enum indices and input
+    shapes as bit-vectors, so a problem is QF_FPBV (scc/analysis/solve.py)."""
+
+    smt = SMT
+    invalid = INVALID
+
+    def __init__(self, sort: z3.FPSortRef) -> None:
+        self.sort = sort
+
+    def number(self, value: float) -> z3.FPRef:
+        exact = double(value)
+        return exact if self.sort == DOUBLE else z3.simplify(z3.fpToFP(RNE, exact, self.sort))
+
+    def variable(self, label: str) -> tuple[z3.FPRef, list[z3.BoolRef]]:
+        var = z3.FP(label, self.sort)
+        return var, [z3.Not(z3.fpIsNaN(var)), z3.Not(z3.fpIsInf(var))]
+
+    def choice(self, label: str, bits: int) -> z3.BitVecRef:
+        return z3.BitVec(label, bits)
+
+    def choice_value(self, index: int, bits: int) -> z3.BitVecRef:
+        return z3.BitVecVal(index, bits)
+
+    def below(self, var: z3.BitVecRef, count: int) -> z3.BoolRef:
+        return z3.ULT(var, count)
+
+    def is_zero(self, value: z3.FPRef) -> z3.BoolRef:
+        return z3.fpIsZero(value)
+
+    def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range],
+             result: Range) -> tuple[Any, list[z3.BoolRef]]:
+        return SMT[smt](a, b), []
+
+    def value_of(self, model: Any, term: Any) -> float:
+        return model_double(model, term)
+
+    def choice_of(self, model: Any, term: Any) -> int:
+        return model.eval(term, model_completion=True).as_long()
+
+
+def arithmetic(sort: Any) -> FloatArithmetic | relaxed.RelaxedArithmetic:
+    """The encoding of numbers for `sort`: DOUBLE, COARSE, or relaxed.REAL."""
+    return relaxed.RelaxedArithmetic() if sort == relaxed.REAL else FloatArithmetic(sort)
+
+
 # ------------------------------------------------------------------------------------------ inputs
 
 ABSENT, SHAPES = 0, {Kind.NUMBER: 1, Kind.BOOL: 2, Kind.ENUM: 3}
@@ -159,9 +209,11 @@ class InputSpace:
     every declared input is present with its declared type, for `scc analyze` (a default is one of
     the valid values, so leaving an input out decides nothing new)."""
 
-    def __init__(self, policies: list[Policy], *, presence: bool, sort: z3.FPSortRef = DOUBLE) -> None:
+    def __init__(self, policies: list[Policy], *, presence: bool, sort: Any = DOUBLE) -> None:
         self.presence = presence
-        self.sort = sort  # DOUBLE, or COARSE to look for candidates fast (scc/analysis/solve.py)
+        # DOUBLE; COARSE to look for candidates fast; relaxed.REAL for fast proofs (scc/analysis/solve.py)
+        self.sort = sort
+        self.arithmetic = arithmetic(sort)
         self.slots: dict[tuple[str, str], Slot] = {}
         for policy in policies:
             for decl in policy.inputs():
@@ -175,33 +227,33 @@ class InputSpace:
             for kind in sorted(slot.kinds, key=lambda k: k.value):
                 suffix = "" if len(slot.kinds) == 1 else f"#{kind.value}"
                 if kind is Kind.NUMBER:
-                    var = z3.FP(label + suffix, sort)
-                    self.base += [z3.Not(z3.fpIsNaN(var)), z3.Not(z3.fpIsInf(var))]
+                    var, finite = self.arithmetic.variable(label + suffix)
+                    self.base += finite
                 elif kind is Kind.BOOL:
                     var = z3.Bool(label + suffix)
-                else:  # an enum value: its index in the slot's values (a bit-vector: QF_FPBV)
-                    var = z3.BitVec(label + suffix, ENUM_BITS)
-                    self.base.append(z3.ULT(var, len(slot.values)))
+                else:  # an enum value: its index in the slot's values
+                    var = self.arithmetic.choice(label + suffix, ENUM_BITS)
+                    self.base.append(self.arithmetic.below(var, len(slot.values)))
                 slot.variables[kind] = var
             if presence:
-                slot.shape = z3.BitVec(label + "#shape", SHAPE_BITS)
+                slot.shape = self.arithmetic.choice(label + "#shape", SHAPE_BITS)
                 self.base.append(z3.Or([slot.shape == ABSENT]
                                        + [slot.shape == SHAPES[k] for k in slot.kinds]))
 
-    def number(self, value: float) -> z3.FPRef:
-        exact = double(value)
-        return exact if self.sort == DOUBLE else z3.simplify(z3.fpToFP(RNE, exact, self.sort))
+    def number(self, value: float) -> Any:
+        return self.arithmetic.number(value)
 
-    def enum_index(self, slot: Slot, text: str) -> z3.BitVecRef:
-        return z3.BitVecVal(slot.values.index(text), ENUM_BITS)
+    def enum_index(self, slot: Slot, text: str) -> Any:
+        return self.arithmetic.choice_value(slot.values.index(text), ENUM_BITS)
 
     def term(self, decl: InputDecl) -> tuple[z3.BoolRef, Any]:
         """(the reading's value is valid for `decl`, the value the policy sees)."""
         slot = self.slots[(decl.group, decl.name)]
         var = slot.variables[decl.kind]
         if decl.kind is Kind.NUMBER:
-            limits = ([z3.fpGEQ(var, self.number(float(decl.min)))] if decl.min is not None else []) + (
-                [z3.fpLEQ(var, self.number(float(decl.max)))] if decl.max is not None else [])
+            at_least, at_most = self.arithmetic.smt["fp.geq"], self.arithmetic.smt["fp.leq"]
+            limits = ([at_least(var, self.number(float(decl.min)))] if decl.min is not None else []) + (
+                [at_most(var, self.number(float(decl.max)))] if decl.max is not None else [])
             valid = z3.And(limits) if limits else TRUE
         elif decl.kind is Kind.ENUM:
             valid = z3.Or([var == slot.values.index(v) for v in decl.values])
@@ -228,15 +280,20 @@ class InputSpace:
         return out
 
     def values_from(self, other: InputSpace, model: Any) -> list[tuple[Any, Any]]:
-        """(variable, value) pairs of this space for what `model` says about `other`'s variables."""
+        """(variable, value) pairs of this space for what `model` says about `other`'s variables
+        (`other`'s numbers rounded to the nearest double, this space's sort: DOUBLE)."""
         pairs: list[tuple[Any, Any]] = []
         for key, slot in self.slots.items():
             theirs = other.slots[key]
             if slot.shape is not None:
-                pairs.append((slot.shape, model.eval(theirs.shape, model_completion=True)))
+                shape = other.arithmetic.choice_of(model, theirs.shape)
+                pairs.append((slot.shape, self.arithmetic.choice_value(shape, SHAPE_BITS)))
             for kind, var in slot.variables.items():
                 if kind is Kind.NUMBER:
-                    pairs.append((var, double(model_double(model, theirs.variables[kind]))))
+                    pairs.append((var, double(other.arithmetic.value_of(model, theirs.variables[kind]))))
+                elif kind is Kind.ENUM:
+                    index = other.arithmetic.choice_of(model, theirs.variables[kind])
+                    pairs.append((var, self.arithmetic.choice_value(index, ENUM_BITS)))
                 else:
                     pairs.append((var, model.eval(theirs.variables[kind], model_completion=True)))
         return pairs
@@ -389,13 +446,13 @@ class PolicyEncoding:
         if not isinstance(e, Call):
             raise unexpected(e, "analysis")
         operator = OPERATORS[e.op]
-        apply = SMT[operator.smt]
+        smt = self.space.arithmetic.smt  # a fold's steps are encoded by `_step`
         evaluation = operator.evaluation
         if evaluation is Evaluation.BRANCH:
             (c, cf), then, otherwise = self.expr(e.args[0], reach), e.args[1], e.args[2]
             a, af = self.expr(then, z3.And(reach, z3.Not(cf), c))
             b, bf = self.expr(otherwise, z3.And(reach, z3.Not(cf), z3.Not(c)))
-            return apply(c, a, b), z3.Or(cf, z3.And(c, af), z3.And(z3.Not(c), bf))
+            return smt[operator.smt](c, a, b), z3.Or(cf, z3.And(c, af), z3.And(z3.Not(c), bf))
         if evaluation is Evaluation.SHORT_CIRCUIT:
             values, faults, going = [], [], TRUE  # going: the operands so far let this one run
             for arg in e.args:
@@ -405,12 +462,12 @@ class PolicyEncoding:
                 stop = value if operator.decisive else z3.Not(value)
                 going = z3.And(going, z3.Not(f), z3.Not(stop))
             # Operands that did not run cannot change the result: a decisive one came before them.
-            return apply(values), z3.Or(faults)
+            return smt[operator.smt](values), z3.Or(faults)
         if evaluation is Evaluation.MEMBER:
             x, literals = e.args[0], e.args[1:]
             value, fault = self.expr(x, reach)
             options = [self._literal(lit, x) for lit in literals]
-            return z3.Or([apply(value, option) for option in options]), fault
+            return z3.Or([smt[operator.smt](value, option) for option in options]), fault
         operands: list[Any] = []
         fault: z3.BoolRef = FALSE
         fine = reach  # reached, and nothing faulted so far
@@ -424,9 +481,9 @@ class PolicyEncoding:
             fine = z3.And(fine, z3.Not(f))
             if evaluation is Evaluation.FOLD and i > 0:
                 ranges = (span, self.ranges(arg))
-                accumulated, step_fault = self._step(e.site, operator.smt, operator.faults, accumulated,
-                                                     value, fine, ranges)
                 span = fold_range(e.op, *ranges)
+                accumulated, step_fault = self._step(e.site, operator.smt, operator.faults, accumulated,
+                                                     value, fine, ranges, span)
                 fault = z3.Or(fault, step_fault)
                 fine = z3.And(fine, z3.Not(step_fault))
             elif evaluation is Evaluation.FOLD:
@@ -436,20 +493,23 @@ class PolicyEncoding:
             return accumulated, fault
         if evaluation is not Evaluation.APPLY:
             raise unexpected(evaluation, "analysis")
-        return apply(*operands), fault
+        return smt[operator.smt](*operands), fault
 
     def _step(self, site: str, smt: str, faults: tuple[Fault, ...], a: Any, b: Any,
-              fine: z3.BoolRef, ranges: tuple[Range, Range]) -> tuple[Any, z3.BoolRef]:
-        """One step of a left fold, `a op b` (operands within `ranges`), and when it faults; records
-        its fault sites (those the ranges rule out are proved safe here already)."""
-        result = SMT[smt](a, b)
+              fine: z3.BoolRef, ranges: tuple[Range, Range], span: Range) -> tuple[Any, z3.BoolRef]:
+        """One step of a left fold, `a op b` (operands within `ranges`, result within `span`), and
+        when it faults; records its fault sites (those the ranges rule out are proved safe here
+        already). What the step's value must satisfy goes into the input space's base."""
+        numbers = self.space.arithmetic
+        result, relation = numbers.step(smt, a, b, ranges, span)
+        self.space.base += relation
         conditions = []
         for kind in faults:  # in the table's order: a zero divisor is checked before dividing
             if kind is Fault.DIVISION_BY_ZERO:
                 divisor = ranges[1]
-                here = z3.fpIsZero(b) if divisor.lo <= 0 <= divisor.hi else FALSE
+                here = numbers.is_zero(b) if divisor.lo <= 0 <= divisor.hi else FALSE
             elif kind is Fault.NAN:
-                here = INVALID[smt](a, b) if MAY_BE_INVALID[smt](*ranges) else FALSE
+                here = numbers.invalid[smt](a, b) if MAY_BE_INVALID[smt](*ranges) else FALSE
             else:
                 raise unexpected(kind, "analysis (a fault an operator raises)")
             here = z3.And([z3.Not(c) for c in conditions] + [here])

@@ -19,6 +19,7 @@ from scc.analysis.encode import double, model_double, round_numbers
 SOLVER = f"z3 {z3.get_version_string()}"
 DEFAULT_TIMEOUT = 10.0  # seconds per question
 COARSE_TIMEOUT = 2.0  # seconds for the coarse candidate search of one question
+RELAXED_TIMEOUT = 2.0  # seconds for the relaxed encoding of one question
 
 
 class Status(enum.Enum):
@@ -58,22 +59,26 @@ Question = Callable[[Any], z3.BoolRef]  # a Problem's context -> the condition a
 
 
 class Session:
-    """Questions about one input space, each answered in three tries:
+    """Questions about one input space, each answered in up to four tries:
 
     1. the concrete `samples` (scc/analysis/explore.py), evaluated exactly;
-    2. `coarse`, the same question with 12-bit significands (a short time limit): a model there is
-       only a candidate, kept if the question holds for it exactly, as doubles;
-    3. a fresh QF_FPBV solver on the exact problem: the only source of "none" (a proof).
+    2. `relaxed`, the question over reals within rounding-error bounds (scc/analysis/relaxed.py; a
+       short time limit): "none" there is a proof for the module; a model is only a candidate, kept
+       if the question holds for it exactly, as doubles;
+    3. `coarse`, the same question with 12-bit significands (a short time limit): a candidate too;
+    4. a fresh QF_FPBV solver on the exact problem: a proof where the relaxation was too loose.
     """
 
     def __init__(self, exact: Problem, coarse: Problem | None = None, timeout: float = DEFAULT_TIMEOUT,
-                 samples: Sequence[Any] = (), budget: float | None = None) -> None:
-        self.exact, self.coarse = exact, coarse
+                 samples: Sequence[Any] = (), budget: float | None = None,
+                 relaxed: Problem | None = None) -> None:
+        self.exact, self.coarse, self.relaxed = exact, coarse, relaxed
         self.timeout = timeout
         # Seconds for every question together: once spent, the rest are unknown without solving.
         self.deadline = None if budget is None else time.perf_counter() + budget
         self.samples = list(samples)
         self.questions = 0
+        self.relaxed_proofs = 0  # questions the relaxed encoding settled with "none"
         self.solved = 0  # questions the exact solver had to answer
         self.seconds = 0.0
 
@@ -90,9 +95,17 @@ class Session:
                     return Answer(Status.FOUND, sample)
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
-            candidate = self._candidate(question, goal)
-            if candidate is not None:
-                return Answer(Status.FOUND, candidate)
+            if self.relaxed is not None:
+                status, candidate = self._try(self.relaxed, question, goal, RELAXED_TIMEOUT, z3.Solver())
+                if status is Status.NONE:
+                    self.relaxed_proofs += 1
+                    return Answer(Status.NONE)
+                if candidate is not None:
+                    return Answer(Status.FOUND, candidate)
+            if self.coarse is not None:
+                _, candidate = self._try(self.coarse, question, goal, COARSE_TIMEOUT, None)
+                if candidate is not None:
+                    return Answer(Status.FOUND, candidate)
             self.solved += 1
             solver = self._solver(self.timeout)
             solver.add(*self.exact.base, goal)
@@ -119,17 +132,21 @@ class Session:
         solver.set("timeout", max(1, int(timeout * 1000)))
         return solver
 
-    def _candidate(self, question: Question, goal: z3.BoolRef) -> Any:
-        if self.coarse is None:
-            return None
-        solver = self._solver(min(COARSE_TIMEOUT, self.timeout / 2))
-        solver.add(*self.coarse.base, question(self.coarse.context))
-        if solver.check() != z3.sat:
-            return None
-        candidate = Assignment(self.exact.space.values_from(self.coarse.space, solver.model()))
+    def _try(self, problem: Problem, question: Question, goal: z3.BoolRef, limit: float,
+             solver: z3.Solver | None) -> tuple[Status, Any]:
+        """`question` on an approximate `problem`: its status there, and a candidate that the exact
+        encoding confirms (None if there is no such candidate)."""
+        if solver is None:
+            solver = self._solver(limit)
+        solver.set("timeout", max(1, int(min(limit, self.timeout / 2) * 1000)))
+        solver.add(*problem.base, question(problem.context))
+        result = solver.check()
+        if result != z3.sat:
+            return (Status.NONE if result == z3.unsat else Status.UNKNOWN), None
+        candidate = Assignment(self.exact.space.values_from(problem.space, solver.model()))
         wanted = z3.And(*self.exact.base, goal)
         if not z3.is_true(candidate.eval(wanted)):
-            return None
+            return Status.FOUND, None
         # Rounder numbers where the goal still holds, checked by evaluation alone (no solver).
         pairs = list(candidate.pairs)
         for index, (var, _) in enumerate(candidate.pairs):
@@ -140,7 +157,7 @@ class Session:
                 if z3.is_true(trial.eval(wanted)):
                     pairs = trial.pairs
                     break
-        return Assignment(pairs)
+        return Status.FOUND, Assignment(pairs)
 
     def _rounded(self, solver: z3.Solver, model: z3.ModelRef, rounder: Rounder) -> z3.ModelRef:
         """Try rounder's candidates one variable at a time (a short time limit each); keep those that

@@ -1,0 +1,140 @@
+"""The relaxed encoding: doubles as real numbers within rounding-error bounds (docs/analysis.md).
+
+Its only use is proof. Each arithmetic step of the module (an f64 add, sub, mul or div, round-nearest-
+even) is a fresh real `v` with the exact real result `r` of its operands and
+
+    |v - r| <= 2^-53 |r| + eta                    (eta = 2^-1075 for mul and div, 0 for add and sub)
+    or |r| >= MAX and |v| > MAX with r's sign     (overflow: a real beyond MAX stands for an infinity)
+
+and when an operand may be infinite (it is beyond MAX), the step's value is free and its NaN fault
+possible. Inputs are reals in their declared ranges; comparisons, min, max, abs, neg, if and
+membership are exact on reals. For every run of the module there is an assignment of this encoding
+with every finite step's `v` equal to the double the module computed and every infinity a real beyond
+MAX of its sign, and then every condition, fault and verdict comes out the same. So a question with
+no answer here has none for the module either ("none" is a proof); an answer here is only a
+candidate, which the exact encoding must confirm (scc/analysis/solve.py). The problems are real
+arithmetic (linear when the policy multiplies and divides only by literals), which z3 decides far
+faster than bit-blasted 64-bit floating point.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from fractions import Fraction
+from typing import Any
+
+import z3
+
+from scc.findings import Range
+
+REAL = z3.RealSort()
+MAX = z3.RealVal(Fraction(2 ** 1024 - 2 ** 971))  # the largest double
+UNIT = z3.RealVal(Fraction(1, 2 ** 53))  # unit roundoff of round-nearest, binary64
+TINY = z3.RealVal(Fraction(1, 2 ** 1075))  # half the smallest subnormal: an underflow's error at most
+EXACT_BELOW_TINY = ("add", "sub")  # a sum of doubles that is subnormal is exact (IEEE 754 §7.5 note)
+
+
+def _abs(x: z3.ArithRef) -> z3.ArithRef:
+    return z3.If(x >= 0, x, -x)
+
+
+def beyond(x: z3.ArithRef) -> z3.BoolRef:
+    """`x` stands for an infinity."""
+    return z3.Or(x > MAX, x < -MAX)
+
+
+def nearest_double(value: Any) -> float:
+    """A model's real value as the nearest double (algebraic numbers approximated first)."""
+    if z3.is_algebraic_value(value):
+        value = value.approx(40)
+    return float(Fraction(value.numerator_as_long(), value.denominator_as_long()))
+
+
+def _finite(r: Range) -> bool:
+    return math.isfinite(r.lo) and math.isfinite(r.hi)
+
+
+def _opposite(a: z3.ArithRef, b: z3.ArithRef) -> z3.BoolRef:
+    return (a > 0) != (b > 0)
+
+
+# When a step gives NaN, in terms of its operands (an infinity is a real beyond MAX; the encoding's
+# float counterpart is encode.INVALID): inf - inf, 0 x inf, inf / inf.
+INVALID: dict[str, Callable[[Any, Any], z3.BoolRef]] = {
+    "fp.add": lambda a, b: z3.And(beyond(a), beyond(b), _opposite(a, b)),
+    "fp.sub": lambda a, b: z3.And(beyond(a), beyond(b), z3.Not(_opposite(a, b))),
+    "fp.mul": lambda a, b: z3.Or(z3.And(a == 0, beyond(b)), z3.And(b == 0, beyond(a))),
+    "fp.div": lambda a, b: z3.And(beyond(a), beyond(b)),
+}
+
+_EXACT: dict[str, Callable[[Any, Any], Any]] = {
+    "fp.add": lambda a, b: a + b, "fp.sub": lambda a, b: a - b,
+    "fp.mul": lambda a, b: a * b, "fp.div": lambda a, b: a / b,
+}
+
+
+def _equal(a: Any, b: Any) -> z3.BoolRef:
+    return a == b
+
+
+# The z3 function for each name in the operator table's `smt` column, on reals (encode.SMT on floats).
+SMT: dict[str, Callable[..., Any]] = {
+    "eq": _equal,
+    "ne": lambda a, b: z3.Not(_equal(a, b)),
+    "fp.lt": lambda a, b: a < b, "fp.leq": lambda a, b: a <= b,
+    "fp.gt": lambda a, b: a > b, "fp.geq": lambda a, b: a >= b,
+    "between": lambda x, lo, hi: z3.And(lo <= x, x <= hi),
+    "and": z3.And, "or": z3.Or, "not": z3.Not, "ite": z3.If,
+    "wasm.min": lambda a, b: z3.If(a <= b, a, b), "wasm.max": lambda a, b: z3.If(a >= b, a, b),
+    "fp.abs": _abs, "fp.neg": lambda a: -a,
+}
+
+
+class RelaxedArithmetic:
+    """Numbers, enum indices and input shapes as reals (see the module's text)."""
+
+    sort = REAL
+    smt = SMT
+    invalid = INVALID
+
+    def number(self, value: float) -> z3.ArithRef:
+        return z3.RealVal(Fraction(value))
+
+    def variable(self, label: str) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
+        var = z3.Real(label)
+        return var, [var >= -MAX, var <= MAX]
+
+    def choice(self, label: str, bits: int) -> z3.ArithRef:
+        return z3.Real(label)
+
+    def choice_value(self, index: int, bits: int) -> z3.ArithRef:
+        return z3.RealVal(index)
+
+    def below(self, var: z3.ArithRef, count: int) -> z3.BoolRef:
+        return z3.Or([var == i for i in range(count)])
+
+    def is_zero(self, value: z3.ArithRef) -> z3.BoolRef:
+        return value == 0
+
+    def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range],
+             result: Range) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
+        """One arithmetic step's value and what relates it to its operands (min and max are exact)."""
+        if smt not in _EXACT:
+            return SMT[smt](a, b), []
+        exact = _EXACT[smt](a, b)
+        value = z3.FreshReal("step")
+        slack = UNIT * _abs(exact) + (0 if smt[3:] in EXACT_BELOW_TINY else TINY)
+        options = [_abs(value - exact) <= slack]
+        if not _finite(result):
+            options.append(z3.And(_abs(exact) >= MAX, beyond(value), (value > 0) == (exact > 0)))
+        options += [beyond(x) for x, r in zip((a, b), ranges, strict=True) if not _finite(r)]
+        if smt == "fp.div":
+            options.append(b == 0)  # the division faults before it is made (docs/abi.md)
+        return value, [z3.Or(options)]
+
+    def value_of(self, model: Any, term: Any) -> float:
+        return nearest_double(model.eval(term, model_completion=True))
+
+    def choice_of(self, model: Any, term: Any) -> int:
+        return int(nearest_double(model.eval(term, model_completion=True)))
