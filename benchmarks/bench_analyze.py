@@ -2,6 +2,7 @@
 
     python benchmarks/bench_analyze.py          the six bundled policies, then generated 100 and 1,000 rules
     python benchmarks/bench_analyze.py --quick  smoke run: the bundled policies only
+    python benchmarks/bench_analyze.py --only compressor-surge,tank-overfill    some of them
 
 Rows:
   - analyze: the whole analysis as `scc analyze` runs it (every question, every example replayed through
@@ -95,13 +96,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="the bundled policies only")
+    parser.add_argument("--only", metavar="NAME[,NAME]", help="these bundled policies only (implies --quick)")
     args = parser.parse_args()
+    names = args.only.split(",") if args.only else BUNDLED
+    unknown = set(names) - set(BUNDLED)
+    if unknown:
+        parser.error(f"not a bundled policy: {', '.join(sorted(unknown))} (one of {', '.join(BUNDLED)})")
     load1, load5, _ = os.getloadavg()
     print(f"scc analyze / scc diff: z3 {z3.get_version_string()}, {os.cpu_count()} cores, load average "
           f"{load1:.2f} / {load5:.2f} (1 / 5 min) at start; {TIMEOUT:g} s per question")
     rows = [measure(name, json.loads((ROOT / "policies" / f"{name}.json").read_text()), None)
-            for name in BUNDLED]
-    if not args.quick:
+            for name in names]
+    if not (args.quick or args.only):
         for n in (100, 1000):
             rows.append(measure(f"generated-{n}", many_rule_policy(n), GENERATED_BUDGET))
     print_table(["policy", "rules", "compile ms (baseline)", "analyze s", "vs compile", "questions",

@@ -55,6 +55,26 @@ def _finite(r: Range) -> bool:
     return math.isfinite(r.lo) and math.isfinite(r.hi)
 
 
+def _sign(r: Range) -> int:
+    """+1: every value in `r` is >= 0; -1: every value <= 0; 0: either."""
+    return 1 if r.lo >= 0 else -1 if r.hi <= 0 else 0
+
+
+def _result_sign(smt: str, a: Range, b: Range) -> int:
+    """The sign of the exact result of `a op b` (as `_sign`), from the operands' signs."""
+    sa, sb = _sign(a), _sign(b)
+    if smt == "fp.sub":
+        sb = -sb
+    if smt in ("fp.add", "fp.sub"):
+        return sa if sa == sb else 0
+    return sa * sb
+
+
+def _magnitude(x: z3.ArithRef, sign: int) -> z3.ArithRef:
+    """|x| for a value of sign `sign` (as `_sign`: a case split only when it is open)."""
+    return x if sign > 0 else -x if sign < 0 else _abs(x)
+
+
 def _opposite(a: z3.ArithRef, b: z3.ArithRef) -> z3.BoolRef:
     return (a > 0) != (b > 0)
 
@@ -98,6 +118,9 @@ class RelaxedArithmetic:
     smt = SMT
     invalid = INVALID
 
+    def __init__(self) -> None:
+        self.steps: dict[tuple[str, int, int], z3.ArithRef] = {}
+
     def number(self, value: float) -> z3.ArithRef:
         return z3.RealVal(Fraction(value))
 
@@ -119,19 +142,37 @@ class RelaxedArithmetic:
 
     def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range],
              result: Range) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
-        """One arithmetic step's value and what relates it to its operands (min and max are exact)."""
+        """One arithmetic step's value and what relates it to its operands (min and max are exact).
+        The operands' ranges (scc/findings.py, sound for the module's doubles) give signs, so most
+        magnitudes need no case split, and a division is related to its operands by multiplying out."""
         if smt not in _EXACT:
             return SMT[smt](a, b), []
-        exact = _EXACT[smt](a, b)
-        value = z3.FreshReal("step")
-        slack = UNIT * _abs(exact) + (0 if smt[3:] in EXACT_BELOW_TINY else TINY)
-        options = [_abs(value - exact) <= slack]
+        # The module computes the same double from the same operands: one value per distinct step,
+        # so two policies (scc diff) that share a computation cannot be given different roundings.
+        key = (smt, a.get_id(), b.get_id())
+        if key in self.steps:
+            return self.steps[key], []
+        value = self.steps[key] = z3.FreshReal("step")
+        tiny = 0 if smt in EXACT_BELOW_TINY else TINY
+        if smt == "fp.div" and _sign(ranges[1]):
+            # |v - a/b| <= u |a/b| + tiny  <=>  |v b - a| <= u |a| + tiny |b|   (b != 0)
+            size_a, size_b = _magnitude(a, _sign(ranges[0])), _magnitude(b, _sign(ranges[1]))
+            error, slack = value * b - a, UNIT * size_a + tiny * size_b
+            exact_size = size_a >= MAX * size_b
+            sign = (a > 0) == (b > 0)
+        else:
+            exact = _EXACT[smt](a, b)
+            error, slack = value - exact, UNIT * _magnitude(exact, _result_sign(smt, *ranges)) + tiny
+            exact_size = _abs(exact) >= MAX
+            sign = exact > 0
+        options = [z3.And(error <= slack, -error <= slack)]
         if not _finite(result):
-            options.append(z3.And(_abs(exact) >= MAX, beyond(value), (value > 0) == (exact > 0)))
+            options.append(z3.And(exact_size, beyond(value), (value > 0) == sign))
         options += [beyond(x) for x, r in zip((a, b), ranges, strict=True) if not _finite(r)]
-        if smt == "fp.div":
+        if smt == "fp.div" and ranges[1].lo <= 0 <= ranges[1].hi:
             options.append(b == 0)  # the division faults before it is made (docs/abi.md)
-        return value, [z3.Or(options)]
+        within = [value >= self.number(result.lo), value <= self.number(result.hi)] if _finite(result) else []
+        return value, [z3.Or(options), *within]
 
     def value_of(self, model: Any, term: Any) -> float:
         return nearest_double(model.eval(term, model_completion=True))

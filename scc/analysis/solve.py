@@ -40,9 +40,20 @@ class Assignment:
 
     def __init__(self, pairs: list[tuple[Any, Any]]) -> None:
         self.pairs = pairs
+        # z3.substitute checks every pair's sorts in Python on each call: most of the time of trying a
+        # question on a few hundred samples. The pairs are checked once here and the arrays kept.
+        for var, value in pairs:
+            if not var.sort().eq(value.sort()):
+                raise ValueError(f"{var} is a {var.sort()}, its value {value} a {value.sort()}")
+        self._from = (z3.Ast * len(pairs))(*[var.as_ast() for var, _ in pairs])
+        self._to = (z3.Ast * len(pairs))(*[value.as_ast() for _, value in pairs])
 
     def eval(self, term: Any, model_completion: bool = True) -> Any:
-        return z3.simplify(z3.substitute(term, *self.pairs) if self.pairs else term)
+        if not self.pairs:
+            return z3.simplify(term)
+        ctx = term.ctx
+        done = z3.Z3_substitute(ctx.ref(), term.as_ast(), len(self.pairs), self._from, self._to)
+        return z3.simplify(z3.z3._to_expr_ref(done, ctx))
 
 
 @dataclass(frozen=True)
