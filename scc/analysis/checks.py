@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from axon.abi import FAULT_TEXT, Fault
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
 from scc.analysis.relaxed import REAL
-from scc.analysis.replay import Expectation, Reading, Replayer
+from scc.analysis.replay import Expectation, Observed, Reading, ReplayDisagreement, Replayer
 from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Answer, Problem, Question, Session, Status
 from scc.ast import Policy
 
@@ -108,10 +109,30 @@ class _Checker:
                  replayer: Replayer, out: Analysis) -> None:
         self.policy, self.encoding, self.space, self.session = policy, encoding, space, session
         self.replayer, self.out = replayer, out
+        self.observed: list[tuple[Any, Observed]] | None = None  # each sample and the module's decision
         self.when = {rule.id: policy.document["rules"][rule.index]["when"] for rule in policy.rules}
 
-    def find(self, question: Question) -> Answer:
-        return self.session.find(question, rounder=self.space.rounder)
+    def find(self, question: Question, known: Callable[[Observed], bool] | None = None) -> Answer:
+        """`known`: the question is about what the module decides, and `known` says whether an
+        observed decision answers it. The samples are then looked up in what the module decided for
+        each (one evaluation per sample for the whole analysis, where evaluating the question's terms
+        at every sample costs time in the square of the policy's size); the encoding must agree with
+        the sample picked, and only if none fits is the solver asked."""
+        if known is None:
+            return self.session.find(question, rounder=self.space.rounder)
+        if self.observed is None:
+            self.observed = [(s, self.replayer.observe(self.space.reading(s))) for s in self.session.samples]
+        for sample, seen in self.observed:
+            if known(seen):
+                if not z3.is_true(sample.eval(question(self.encoding))):
+                    decided = f"{seen.verdict} by {seen.rule or 'no rule'}" + (
+                        f" ({seen.reason})" if seen.reason else "")
+                    raise ReplayDisagreement(
+                        f"the {self.replayer.oracles[0].name} decided {decided} at "
+                        f"{self.space.reading(sample)}, which the analysis's encoding does not say "
+                        "(a bug in scc's analysis; please report it)")
+                return self.session.known(sample)
+        return self.session.find(question, rounder=self.space.rounder, samples=False)
 
     def unknown(self, pointer: str, question: str, answer: Answer, rule: str | None = None) -> None:
         self.out.findings.append(Finding(
@@ -119,9 +140,10 @@ class _Checker:
             f"unknown: the solver could not decide within {self.session.timeout:g} s whether {question} "
             f"({answer.why or 'no reason given'}); this is not a proof either way", rule=rule))
 
-    def outcome(self, model: z3.ModelRef) -> Expectation:
-        """What the encoding says the policy decides for the model's reading."""
-        index = self.encoding.deciding_rule(model)
+    def outcome(self, model: z3.ModelRef, likely: int | None = None) -> Expectation:
+        """What the encoding says the policy decides for the model's reading (`likely`: the rule
+        thought to decide, tried first)."""
+        index = self.encoding.deciding_rule(model, likely)
         if index is not None:
             rule = self.policy.rules[index]
             return Expectation(rule.then.name, rule.id)
@@ -129,9 +151,13 @@ class _Checker:
             return Expectation("DENY", None, faulted=True)
         return Expectation(self.policy.default.name, None)
 
-    def example(self, model: z3.ModelRef, what: str, **changes: Any) -> tuple[Reading, Expectation]:
+    def example(self, model: z3.ModelRef, what: str, likely: int | None = None,
+                **changes: Any) -> tuple[Reading, Expectation]:
         reading = self.space.reading(model)
-        expect = self.outcome(model)
+        if likely is None:  # the module says which rule decides: the encoding checks that one first
+            decided = self.replayer.observe(reading).rule
+            likely = next((r.index for r in self.policy.rules if r.id == decided), None)
+        expect = self.outcome(model, likely)
         if changes:
             expect = Expectation(**{**expect.__dict__, **changes})
         self.replayer.confirm(reading, expect, what)
@@ -143,10 +169,10 @@ class _Checker:
         for k, rule in enumerate(self.policy.rules):
             summary = RuleSummary(rule.id, rule.site, rule.then.name, None)
             self.out.rules.append(summary)
-            answer = self.find(lambda e, k=k: e.decides(k))
+            answer = self.find(lambda e, k=k: e.decides(k), lambda seen, rule=rule: seen.rule == rule.id)
             if answer.status is Status.FOUND:
                 summary.decides = True
-                summary.reading, _ = self.example(answer.model, f"rule `{rule.id}` decides")
+                summary.reading, _ = self.example(answer.model, f"rule `{rule.id}` decides", k)
                 continue
             if answer.status is Status.UNKNOWN:
                 self.unknown(rule.site, f"rule `{rule.id}` can ever decide", answer, rule.id)
@@ -182,7 +208,7 @@ class _Checker:
     # -- the default ----------------------------------------------------------------------------------
 
     def default(self) -> None:
-        answer = self.find(lambda e: e.default_decides)
+        answer = self.find(lambda e: e.default_decides, lambda seen: seen.rule is None and not seen.faulted)
         if answer.status is Status.UNKNOWN:
             self.unknown("/rules", "the default ever decides", answer)
             return
@@ -200,11 +226,12 @@ class _Checker:
     def faults(self) -> None:
         for index, site_fault in enumerate(self.encoding.site_faults):
             what = _FAULT_NAMES[site_fault.kind]
-            answer = self.find(lambda e, index=index: e.site_faults[index].condition)
+            reason = f"{FAULT_TEXT[site_fault.kind]} at {site_fault.site}"
+            answer = self.find(lambda e, index=index: e.site_faults[index].condition,
+                               lambda seen, reason=reason: (seen.reason or "").endswith(reason))
             if answer.status is Status.UNKNOWN:
                 self.unknown(site_fault.site, f"{what} is reachable here", answer)
             elif answer.status is Status.FOUND:
-                reason = f"{FAULT_TEXT[site_fault.kind]} at {site_fault.site}"
                 reading, _ = self.example(answer.model, f"{what} at {site_fault.site}",
                                           verdict="DENY", rule=None, faulted=True, reason_contains=reason)
                 self.out.findings.append(Finding(

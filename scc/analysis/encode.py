@@ -388,12 +388,19 @@ class PolicyEncoding:
     def _deciding(self, first_match: bool) -> list[z3.BoolRef]:
         if first_match:
             return [z3.And(r, self.holds(k)) for k, r in enumerate(self.reached)]
+        # A rule is blocked when a more severe one holds, or an earlier one of its verdict: each of
+        # those is built once (a term per verdict, a chain of earlier ones), so the encoding's size
+        # grows with the number of rules, not its square.
+        rules = self.policy.rules
+        any_held = {v: z3.Or([self.when[j][0] for j, r in enumerate(rules) if r.then is v] or [FALSE])
+                    for v in SEVERITY}
+        earlier = dict.fromkeys(SEVERITY, FALSE)  # a rule of that verdict before this one holds
         out = []
-        for k, rule in enumerate(self.policy.rules):
-            above = SEVERITY[:SEVERITY.index(rule.then)]
-            blockers = [self.when[j][0] for j, other in enumerate(self.policy.rules)
-                        if other.then in above or (other.then is rule.then and j < k)]
-            out.append(z3.And(self.finished, self.when[k][0], z3.Not(z3.Or(blockers)) if blockers else TRUE))
+        for k, rule in enumerate(rules):
+            above = [any_held[v] for v in SEVERITY[:SEVERITY.index(rule.then)]]
+            blocked = z3.Or(*above, earlier[rule.then])
+            out.append(z3.And(self.finished, self.when[k][0], z3.Not(blocked)))
+            earlier[rule.then] = z3.Or(earlier[rule.then], self.when[k][0])
         return out
 
     def decides(self, index: int) -> z3.BoolRef:
@@ -418,10 +425,13 @@ class PolicyEncoding:
             return z3.Or(z3.Not(self.inputs_valid), decided)
         return z3.And(self.inputs_valid, decided)
 
-    def deciding_rule(self, model: z3.ModelRef) -> int | None:
-        """Which rule decides in `model` (None: the default or a fault did, or an input was invalid)."""
+    def deciding_rule(self, model: z3.ModelRef, likely: int | None = None) -> int | None:
+        """Which rule decides in `model` (None: the default or a fault did, or an input was invalid);
+        rule `likely` is tried first (at most one rule decides)."""
         if not z3.is_true(model.eval(self.inputs_valid, model_completion=True)):
             return None
+        if likely is not None and z3.is_true(model.eval(self._decides[likely], model_completion=True)):
+            return likely
         for k, term in enumerate(self._decides):
             if z3.is_true(model.eval(term, model_completion=True)):
                 return k

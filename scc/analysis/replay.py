@@ -91,6 +91,10 @@ class Replayer:
         self.oracles = oracles
         self.replays = 0
 
+    def observe(self, reading: Reading) -> Observed:
+        """What the first oracle decides (to pick examples by; `confirm` still asks every oracle)."""
+        return self.oracles[0].decide(self.document, reading)
+
     def confirm(self, reading: Reading, expect: Expectation, what: str) -> None:
         for oracle in self.oracles:
             self.replays += 1

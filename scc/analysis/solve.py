@@ -89,19 +89,23 @@ class Session:
         self.deadline = None if budget is None else time.perf_counter() + budget
         self.samples = list(samples)
         self.questions = 0
+        # id(problem) -> (size of its base, the base as one term, the problem: kept, so the id stays its own)
+        self._bases: dict[int, tuple[int, z3.BoolRef, Problem]] = {}
         self.relaxed_proofs = 0  # questions the relaxed encoding settled with "none"
         self.solved = 0  # questions the exact solver had to answer
         self.seconds = 0.0
 
-    def find(self, question: Question, *, rounder: Rounder | None = None) -> Answer:
-        """An input for which `question` holds; with `rounder`, its numbers as round as allowed."""
+    def find(self, question: Question, *, rounder: Rounder | None = None,
+             samples: bool = True) -> Answer:
+        """An input for which `question` holds; with `rounder`, its numbers as round as allowed.
+        `samples=False`: the caller knows no sample answers it (they are not tried)."""
         started = time.perf_counter()
         self.questions += 1
         try:
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
             goal = question(self.exact.context)
-            for sample in self.samples:
+            for sample in self.samples if samples else ():
                 if z3.is_true(sample.eval(goal)):
                     return Answer(Status.FOUND, sample)
             if self.deadline is not None and time.perf_counter() >= self.deadline:
@@ -119,7 +123,7 @@ class Session:
                     return Answer(Status.FOUND, candidate)
             self.solved += 1
             solver = self._solver(self.timeout)
-            solver.add(*self.exact.base, goal)
+            solver.add(self._base(self.exact), goal)
             result = solver.check()
             if result == z3.sat:
                 model = solver.model()
@@ -143,6 +147,20 @@ class Session:
         solver.set("timeout", max(1, int(timeout * 1000)))
         return solver
 
+    def _base(self, problem: Problem) -> z3.BoolRef:
+        """What every reading satisfies, as one term (made again only when encoding a question, such
+        as a claim's condition, added to it: call this after building the question)."""
+        size, term, _ = self._bases.get(id(problem), (None, None, None))
+        if size != len(problem.base):
+            size, term = len(problem.base), z3.And(problem.base)
+            self._bases[id(problem)] = (size, term, problem)
+        return term
+
+    def known(self, example: Any) -> Answer:
+        """A question the caller answered with one of the samples (counted as asked)."""
+        self.questions += 1
+        return Answer(Status.FOUND, example)
+
     def _try(self, problem: Problem, question: Question, goal: z3.BoolRef, limit: float,
              solver: z3.Solver | None) -> tuple[Status, Any]:
         """`question` on an approximate `problem`: its status there, and a candidate that the exact
@@ -150,12 +168,13 @@ class Session:
         if solver is None:
             solver = self._solver(limit)
         solver.set("timeout", max(1, int(min(limit, self.timeout / 2) * 1000)))
-        solver.add(*problem.base, question(problem.context))
+        asked = question(problem.context)
+        solver.add(self._base(problem), asked)
         result = solver.check()
         if result != z3.sat:
             return (Status.NONE if result == z3.unsat else Status.UNKNOWN), None
         candidate = Assignment(self.exact.space.values_from(problem.space, solver.model()))
-        wanted = z3.And(*self.exact.base, goal)
+        wanted = z3.And(self._base(self.exact), goal)
         if not z3.is_true(candidate.eval(wanted)):
             return Status.FOUND, None
         # Rounder numbers where the goal still holds, checked by evaluation alone (no solver).
