@@ -15,7 +15,6 @@ import argparse
 import contextlib
 import importlib
 import os
-import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -133,7 +132,8 @@ def write_atomic(path: PathArg, data: bytes, mode: int | None = None, *, what: s
     0o666 less the umask, like any newly created file.
     """
     target = Path(path)
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    # os.urandom rather than secrets.token_hex: importing secrets (hashlib, hmac) costs every start-up
+    tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666 if mode is None else mode)
     except OSError as exc:

@@ -20,16 +20,21 @@ virtual address space per instance, which mlockall would try to pin. What this d
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import resource
 import sys
 from dataclasses import dataclass
+from functools import cache
 
 _PR_SET_DUMPABLE = 4
 _PR_GET_DUMPABLE = 3
 
 
+@cache
 def _libc() -> ctypes.CDLL | None:
+    # Found on first use, not at import: ctypes.util and find_library cost a command that never
+    # hardens (`synapse eval X.wasm`) part of its start-up (issue 15).
+    import ctypes.util
+
     name = ctypes.util.find_library("c")
     if name is None:
         return None
@@ -37,9 +42,6 @@ def _libc() -> ctypes.CDLL | None:
         return ctypes.CDLL(name, use_errno=True)
     except OSError:
         return None
-
-
-_LIBC = _libc()
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ def harden_process() -> Hardening:
         no_core = False
         notes.append(f"RLIMIT_CORE not set to 0: {exc}")
     not_dumpable = False
-    if sys.platform.startswith("linux") and _LIBC is not None:
-        if _LIBC.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
+    libc = _libc()
+    if sys.platform.startswith("linux") and libc is not None:
+        if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) == 0:
             not_dumpable = dumpable() == 0
         else:
             notes.append(f"PR_SET_DUMPABLE refused: errno {ctypes.get_errno()}")
@@ -73,9 +76,10 @@ def harden_process() -> Hardening:
 
 def dumpable() -> int | None:
     """PR_GET_DUMPABLE (0: not dumpable), or None where there is no prctl."""
-    if not sys.platform.startswith("linux") or _LIBC is None:
+    libc = _libc()
+    if not sys.platform.startswith("linux") or libc is None:
         return None
-    return int(_LIBC.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
+    return int(libc.prctl(_PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 class LockedPlaintext(bytearray):
@@ -91,8 +95,9 @@ def locked_bytearray(size: int) -> bytearray:
     allows, else the same unlocked. For `Verifier(plaintext=locked_bytearray)`. Do not resize it (that
     would move it off the locked pages); `wipe` it once used."""
     buffer = LockedPlaintext(size)
-    if size and _LIBC is not None:
-        _LIBC.mlock(ctypes.c_void_p(_address(buffer)), ctypes.c_size_t(size))
+    libc = _libc()
+    if size and libc is not None:
+        libc.mlock(ctypes.c_void_p(_address(buffer)), ctypes.c_size_t(size))
     return buffer
 
 
@@ -102,8 +107,9 @@ def wipe(buffer: bytearray) -> None:
     if size:
         address = _address(buffer)
         ctypes.memset(address, 0, size)
-        if _LIBC is not None:
-            _LIBC.munlock(ctypes.c_void_p(address), ctypes.c_size_t(size))
+        libc = _libc()
+        if libc is not None:
+            libc.munlock(ctypes.c_void_p(address), ctypes.c_size_t(size))
 
 
 def _address(buffer: bytearray) -> int:

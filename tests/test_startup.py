@@ -38,15 +38,22 @@ NEVER = {
     "z3", "pymodbus", "asyncua", "aiomqtt", "paho",  # the analyser, the plant and MQTT
     "jsonschema",  # the reference validator: only for documents that are not valid
 }
+# Standard-library modules none of the three needs: `secrets` (hashlib, hmac, random) only named a
+# temporary file (axon/clikit.py), and ctypes.util with subprocess only found libc for the hardening
+# that a raw module never uses (synapse/hardening.py).
+NEVER_MODULES = {"secrets", "subprocess", "ctypes.util"}
 
 
 def _imported(*args: str) -> tuple[subprocess.CompletedProcess, set[str]]:
-    """Run `python -X importtime ARGS` in the repository; (the process, top-level packages it imported)."""
+    """Run `python -X importtime ARGS` in the repository; (the process, top-level packages it imported).
+    Asserts that it imported none of NEVER_MODULES."""
     done = subprocess.run([sys.executable, "-X", "importtime", *args], capture_output=True, text=True,
                           cwd=ROOT, timeout=120, check=False)
-    names = {line.rsplit("|", 1)[1].strip().split(".")[0]
-             for line in done.stderr.splitlines() if line.startswith("import time:") and "|" in line}
+    modules = {line.rsplit("|", 1)[1].strip()
+               for line in done.stderr.splitlines() if line.startswith("import time:") and "|" in line}
+    names = {module.split(".")[0] for module in modules}
     assert "scc" in names or "synapse" in names, done.stderr[-2000:]  # importtime's output was read
+    assert modules & NEVER_MODULES == set()
     return done, names
 
 
