@@ -10,6 +10,7 @@ analyser's solver). An assertion on what is imported, not a timing: `benchmarks/
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import json
 import subprocess
@@ -97,3 +98,19 @@ def test_what_synapse_eval_of_a_raw_module_assumes_without_reading_settings():
     defaults it then uses must be the settings' own, and the key variable the one axon.keys reads."""
     assert Limits.deadline_ms == LimitsConfig().eval_timeout_ms
     assert artifacts.KEY_ENV == keys.KEY_ENV
+
+
+def test_a_command_run_in_process_leaves_the_collector_as_it_was():
+    """run_cli pauses the cyclic collector while a command's modules load and freezes what they made only
+    for the process's own command line (argv None): a caller passing argv (a test, a script) keeps its
+    collector as it had it, and none of its objects become permanent."""
+    frozen = gc.get_freeze_count()
+    assert scc_cli.main(["check", str(BOILER)]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen
+    gc.disable()
+    try:
+        assert scc_cli.main(["check", str(BOILER)]) == 0
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    assert gc.get_freeze_count() == frozen
