@@ -19,7 +19,6 @@ from scc.analysis.encode import double, model_double, round_numbers
 SOLVER = f"z3 {z3.get_version_string()}"
 DEFAULT_TIMEOUT = 10.0  # seconds per question
 COARSE_TIMEOUT = 2.0  # seconds for the coarse candidate search of one question
-RELAXED_TIMEOUT = 2.0  # seconds for the relaxed encoding of one question
 
 
 class Status(enum.Enum):
@@ -69,6 +68,15 @@ class Problem:
 Question = Callable[[Any], z3.BoolRef]  # a Problem's context -> the condition an example must meet
 
 
+# The relaxed encoding is tried with z3's default strategy (fast on linear problems: most policies),
+# then with its SMT core after simplification, which answered more of scc diff's nonlinear questions,
+# and sooner, than the default or nlsat (docs/analysis.md); (solver, seconds) each.
+RELAXED_TRIES: tuple[tuple[Callable[[], z3.Solver], float], ...] = (
+    (z3.Solver, 1.0),
+    (lambda: z3.Then("simplify", "propagate-values", "ctx-simplify", "smt").solver(), 3.0),
+)
+
+
 class Session:
     """Questions about one input space, each answered in up to four tries:
 
@@ -110,13 +118,15 @@ class Session:
                     return Answer(Status.FOUND, sample)
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
-            if self.relaxed is not None:
-                status, candidate = self._try(self.relaxed, question, goal, RELAXED_TIMEOUT, z3.Solver())
+            for make, limit in RELAXED_TRIES if self.relaxed is not None else ():
+                status, candidate = self._try(self.relaxed, question, goal, limit, make())
                 if status is Status.NONE:
                     self.relaxed_proofs += 1
                     return Answer(Status.NONE)
                 if candidate is not None:
                     return Answer(Status.FOUND, candidate)
+                if status is Status.FOUND:
+                    break  # a model that is no example: the other strategy would not do better
             if self.coarse is not None:
                 _, candidate = self._try(self.coarse, question, goal, COARSE_TIMEOUT, None)
                 if candidate is not None:
