@@ -1,10 +1,12 @@
 """A checked policy as z3 terms, with the semantics of the compiled module.
 
 Numbers are IEEE-754 doubles in z3's floating-point theory (Float64, round-nearest-even): the same
-operations WebAssembly's f64 performs, so the encoding is exact, not an approximation (a real-number
-encoding would be exact only for comparisons of inputs with literals; docs/analysis.md). Each
-operator is encoded from its row in scc/operators.py: `evaluation` says which operands run and when,
-`faults` which faults it raises, `smt` the function one application is.
+operations WebAssembly's f64 performs, so the encoding is exact, not an approximation. The same
+walk builds the relaxed encoding over the reals (scc/analysis/relaxed.py: every run of the module is
+one of its solutions, so its "none" is a proof too) and a coarse one for candidates: an InputSpace's
+`arithmetic` says how numbers are encoded. Each operator is encoded from its row in
+scc/operators.py: `evaluation` says which operands run and when, `faults` which faults it raises,
+`smt` the function one application is.
 
 Every expression gives a value and a `fault` condition (evaluating it faults). Every node is also
 given the condition under which the evaluation *reaches* it, so each fault site gets the condition

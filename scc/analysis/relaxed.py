@@ -88,7 +88,8 @@ INVALID: dict[str, Callable[[Any, Any], z3.BoolRef]] = {
     "fp.div": lambda a, b: z3.And(beyond(a), beyond(b)),
 }
 
-_EXACT: dict[str, Callable[[Any, Any], Any]] = {
+# The steps the module rounds, each with its exact real result.
+ROUNDED: dict[str, Callable[[Any, Any], Any]] = {
     "fp.add": lambda a, b: a + b, "fp.sub": lambda a, b: a - b,
     "fp.mul": lambda a, b: a * b, "fp.div": lambda a, b: a / b,
 }
@@ -145,7 +146,7 @@ class RelaxedArithmetic:
         """One arithmetic step's value and what relates it to its operands (min and max are exact).
         The operands' ranges (scc/findings.py, sound for the module's doubles) give signs, so most
         magnitudes need no case split, and a division is related to its operands by multiplying out."""
-        if smt not in _EXACT:
+        if smt not in ROUNDED:
             return SMT[smt](a, b), []
         # The module computes the same double from the same operands: one value per distinct step,
         # so two policies (scc diff) that share a computation cannot be given different roundings.
@@ -161,7 +162,7 @@ class RelaxedArithmetic:
             exact_size = size_a >= MAX * size_b
             sign = (a > 0) == (b > 0)
         else:
-            exact = _EXACT[smt](a, b)
+            exact = ROUNDED[smt](a, b)
             error, slack = value - exact, UNIT * _magnitude(exact, _result_sign(smt, *ranges)) + tiny
             exact_size = _abs(exact) >= MAX
             sign = exact > 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import z3
 
-from scc.analysis import encode
+from scc.analysis import encode, relaxed
 from scc.analysis.checks import analyze
 from scc.analysis.replay import Observed, ReplayDisagreement, Replayer
 from scc.analysis.solve import Status
@@ -27,8 +27,10 @@ def codes(analysis) -> list[tuple[str, str]]:
 def test_every_operator_has_an_smt_encoding_and_every_nan_step_an_invalid_operation_rule():
     for operator in OPERATORS.values():
         assert operator.smt in encode.SMT, operator.name
+        # The relaxed encoding: an exact function on reals, or a rounded step (scc/analysis/relaxed.py).
+        assert (operator.smt in relaxed.SMT) != (operator.smt in relaxed.ROUNDED), operator.name
         if any(f.name == "NAN" for f in operator.faults):
-            assert operator.smt in encode.INVALID, operator.name
+            assert operator.smt in encode.INVALID and operator.smt in relaxed.INVALID, operator.name
 
 
 def test_boiler_guard_every_rule_decides_and_the_default_region_has_an_example():
