@@ -21,8 +21,8 @@ from axon.abi import Verdict
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
 from scc.analysis.relaxed import REAL
-from scc.analysis.replay import Expectation, Reading, Replayer
-from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Problem, Session, Status
+from scc.analysis.replay import Expectation, Reading, ReplayDisagreement, Replayer
+from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Answer, Problem, Session, Status
 from scc.ast import Policy
 
 MAX_EXAMPLES = 3
@@ -104,6 +104,27 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
         difference.examples.append(Example(reading, expect_old.rule, expect_new.rule))
         return i, j
 
+    # Each sample through both modules once: which verdict pairs and deciding rules the samples show
+    # is looked up there, not by evaluating both encodings at every sample for every question.
+    observed = [(sample, old_replayer.observe(reading), new_replayer.observe(reading))
+                for sample in found for reading in [exact.space.reading(sample)]]
+
+    def ask(question, fits) -> Answer:
+        """The first sample whose observed decisions `fits` (the encodings must agree), else the solver."""
+        for sample, before, after in observed:
+            if fits(before, after):
+                if not z3.is_true(sample.eval(question(exact.context))):
+                    raise ReplayDisagreement(
+                        f"the modules decided {before.verdict} by {before.rule or 'no rule'} (old) and "
+                        f"{after.verdict} by {after.rule or 'no rule'} (new) at "
+                        f"{exact.space.reading(sample)}, which the analysis's encodings do not say "
+                        "(a bug in scc's analysis; please report it)")
+                return session.known(sample)
+        return session.find(question, rounder=exact.space.rounder, samples=False)
+
+    def rule_id(policy: Policy, index: int | None) -> str | None:
+        return None if index is None else policy.rules[index].id
+
     def examples(a: Verdict, b: Verdict, seen: list[tuple[int | None, int | None]]) -> Status:
         """More examples of a -> b with other pairs of deciding rules, up to MAX_EXAMPLES."""
         status = Status.NONE
@@ -112,7 +133,10 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
                 before, after = pair
                 others = [z3.Not(z3.And(_decided_by(before, i), _decided_by(after, j))) for i, j in seen]
                 return z3.And(before.verdict_is(a), after.verdict_is(b), *others)
-            answer = session.find(question, rounder=exact.space.rounder)
+            shown = {(rule_id(old, i), rule_id(new, j)) for i, j in seen}
+            answer = ask(question, lambda before, after, a=a, b=b, shown=shown: (
+                (before.verdict, after.verdict) == (a.name, b.name)
+                and (before.rule, after.rule) not in shown))
             status = answer.status
             if status is not Status.FOUND:
                 break
@@ -124,9 +148,10 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
     # is unknown is each remaining pair asked on its own.
     remaining = list(permutations(VERDICTS, 2))
     while remaining:
-        answer = session.find(lambda pair, rest=tuple(remaining): z3.Or(
+        names = {(a.name, b.name) for a, b in remaining}
+        answer = ask(lambda pair, rest=tuple(remaining): z3.Or(
             [z3.And(pair[0].verdict_is(a), pair[1].verdict_is(b)) for a, b in rest]),
-            rounder=exact.space.rounder)
+            lambda before, after, names=names: (before.verdict, after.verdict) in names)
         if answer.status is Status.NONE:
             remaining = []
         if answer.status is not Status.FOUND:
