@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from axon.artifact_crypto import RecipientKey, Recipients
 from axon.keys import Identity, SigningKey, write_key_file
 from axon.ledger import Ledger, ops
 from scc.compiler import compile_policy
+from synapse.service.auth import hash_token
 
 REPO = Path(__file__).resolve().parent.parent
 BOILER = json.loads((REPO / "policies" / "boiler-guard.json").read_text())
@@ -230,3 +232,29 @@ class Server:
             print(f"server exited with {self.proc.returncode}; its log ends:\n{self.log()[-4000:]}")
         self._stderr.close()
         return self.proc.returncode
+
+
+def serving_boiler_guard(plant: Plant, admin_token: str, sections: dict[str, dict[str, Any]] | None = None,
+                         tokens: list[dict] | None = None) -> Iterator[Server]:
+    """A `synapse serve` for `plant` (ledger followed every 0.3 s, store and decision log in its
+    directory) holding boiler-guard 1.0.0, put there by `admin_token` (an "ops-admin" token with the
+    admin scope), for a module fixture to `yield from`; the server stops when the fixture ends.
+    `sections` adds config sections or keys to the default ones; `tokens` adds [[auth.tokens]]."""
+    work = plant.dir
+    config = {"ledger": {"path": plant.ledger_path, "follow_interval": 0.3},
+              "node": {"key": plant.node_key},
+              "store": {"path": work / "store"},
+              "decision_log": {"path": work / "decisions"}}
+    for section, values in (sections or {}).items():
+        config[section] = {**config.get(section, {}), **values}
+    admin = {"name": "ops-admin", "sha256": hash_token(admin_token), "scopes": ["admin"]}
+    server = Server(work, write_config(work / "service.toml", config, tokens=[admin, *(tokens or [])]))
+    try:
+        server.wait_ready()
+        sop, _ = plant.artifact("1.0.0")
+        admin_header = {"Authorization": f"Bearer {admin_token}"}
+        put = server.client.put("/v1/artifacts", content=sop, headers=admin_header)
+        assert put.status_code == 201, put.text
+        yield server
+    finally:
+        server.stop()

@@ -8,13 +8,12 @@ import sys
 
 import pytest
 
-from synapse.service.auth import hash_token, new_token
-from tests.service_support import AUTO, BOILER, HALT, NORMAL, Plant, Server, decisions, write_config
+from synapse.service.auth import new_token
+from tests.service_support import AUTO, BOILER, HALT, NORMAL, Plant, decisions, serving_boiler_guard
 
 pytestmark = pytest.mark.slow
 
 ADMIN_TOKEN = new_token()
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 @pytest.fixture(scope="module")
@@ -24,19 +23,7 @@ def plant(tmp_path_factory) -> Plant:
 
 @pytest.fixture(scope="module")
 def server(plant):
-    work = plant.dir
-    config = write_config(work / "service.toml", {
-        "ledger": {"path": plant.ledger_path, "follow_interval": 0.3},
-        "node": {"key": plant.node_key},
-        "store": {"path": work / "store"},
-        "decision_log": {"path": work / "decisions"},
-        "auth": {"open_evaluate": True},
-    }, tokens=[{"name": "ops-admin", "sha256": hash_token(ADMIN_TOKEN), "scopes": ["admin"]}])
-    srv = Server(work, config).wait_ready()
-    sop, _ = plant.artifact("1.0.0")
-    assert srv.client.put("/v1/artifacts", content=sop, headers=ADMIN).status_code == 201
-    yield srv
-    srv.stop()
+    yield from serving_boiler_guard(plant, ADMIN_TOKEN, {"auth": {"open_evaluate": True}})
 
 
 def _outcomes(explanation: dict) -> dict[str, str]:

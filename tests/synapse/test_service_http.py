@@ -8,7 +8,7 @@ import json
 import pytest
 
 from synapse.service.auth import hash_token, new_token, sign_request
-from tests.service_support import AUTO, BOILER, NORMAL, Plant, Server, identity, write_config
+from tests.service_support import AUTO, BOILER, NORMAL, Plant, identity, serving_boiler_guard
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.slow
@@ -28,22 +28,11 @@ def plant(tmp_path_factory) -> Plant:
 
 @pytest.fixture(scope="module")
 def server(plant):
-    work = plant.dir
-    config = write_config(work / "service.toml", {
-        "ledger": {"path": plant.ledger_path, "follow_interval": 0.3},
-        "node": {"key": plant.node_key},
-        "store": {"path": work / "store"},
-        "decision_log": {"path": work / "decisions", "mask": ["context.operator", "context.mode",
-                                                               "telemetry.pressure_bar"]},
+    yield from serving_boiler_guard(plant, ADMIN_TOKEN, {
+        "decision_log": {"mask": ["context.operator", "context.mode", "telemetry.pressure_bar"]},
         "limits": {"max_body_bytes": MAX_BODY, "max_batch": 8},
         "server": {"access_log": True},
-    }, tokens=[{"name": "ops-admin", "sha256": hash_token(ADMIN_TOKEN), "scopes": ["admin"]},
-               {"name": "scada", "sha256": hash_token(EVAL_TOKEN), "scopes": ["evaluate"]}])
-    srv = Server(work, config).wait_ready()
-    sop, _ = plant.artifact("1.0.0")
-    assert srv.client.put("/v1/artifacts", content=sop, headers=ADMIN).status_code == 201
-    yield srv
-    srv.stop()
+    }, tokens=[{"name": "scada", "sha256": hash_token(EVAL_TOKEN), "scopes": ["evaluate"]}])
 
 
 def evaluate(server, body, headers=EVAL, path="/v1/evaluate"):
