@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from asyncua import Client, ua
@@ -66,7 +68,9 @@ def test_sign_and_encrypt_with_each_login_accepted_and_refused(tmp_path):
         assert failed["pressure"].quality.startswith("connection failed: ")
 
 
-async def set_pressure(server: OpcUaServer, cert, key, value: float) -> None:
+@asynccontextmanager
+async def operator_session(server: OpcUaServer, cert, key) -> AsyncIterator[Client]:
+    """A session as the operator (password login) over SignAndEncrypt with the client's certificate."""
     client = Client(server.url, timeout=5)
     await client.set_security(SecurityPolicyBasic256Sha256, certificate=str(cert), private_key=str(key),
                               server_certificate=str(server.certificate),
@@ -75,18 +79,16 @@ async def set_pressure(server: OpcUaServer, cert, key, value: float) -> None:
     client.set_user("operator")
     client.set_password("s3cret")
     async with client:
+        yield client
+
+
+async def set_pressure(server: OpcUaServer, cert, key, value: float) -> None:
+    async with operator_session(server, cert, key) as client:
         await client.get_node("ns=2;s=Pressure").write_value(ua.Variant(value, ua.VariantType.Double))
 
 
 async def outputs(server: OpcUaServer, cert, key) -> tuple:
-    client = Client(server.url, timeout=5)
-    await client.set_security(SecurityPolicyBasic256Sha256, certificate=str(cert), private_key=str(key),
-                              server_certificate=str(server.certificate),
-                              mode=ua.MessageSecurityMode.SignAndEncrypt)
-    client.application_uri = "urn:sopcos:test:client"
-    client.set_user("operator")
-    client.set_password("s3cret")
-    async with client:
+    async with operator_session(server, cert, key) as client:
         return tuple([await client.get_node(f"ns=2;s={name}").read_value()
                       for name in ("Verdict", "Permissive", "Heartbeat")])
 
