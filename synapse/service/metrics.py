@@ -13,18 +13,22 @@ its set is counted as `other`. docs/service.md lists every series.
 from __future__ import annotations
 
 import math
+import threading
 import time
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
     Gauge,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from axon.messaging.errors import MessagingError
 from axon.transports.scp_errors import ScpError
@@ -66,13 +70,8 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.worker = str(worker)
         r, w = self.registry, ["worker"]
-        self.decisions = Counter("synapse_decisions", "Decisions made, by policy and verdict.",
-                                 w + ["policy", "verdict"], registry=r)
-        self.latency = Histogram("synapse_evaluate_seconds",
-                                 "Time to evaluate one input (checks, sandbox call, decision log).",
-                                 w, buckets=LATENCY_BUCKETS, registry=r)
-        self.gas = Histogram("synapse_gas_used", "Gas used per evaluation, by policy.", w + ["policy"],
-                             buckets=GAS_BUCKETS, registry=r)
+        self._decisions = DecisionTally(self.worker)
+        r.register(self._decisions)
         self.artifact_loads = Counter("synapse_artifact_loads", "Artifacts verified by Axon and loaded.",
                                       w + ["policy"], registry=r)
         self.artifact_rejections = Counter("synapse_artifact_rejections",
@@ -86,8 +85,6 @@ class Metrics:
         self.ledger_rolled_back = Gauge("synapse_ledger_rolled_back", "1 while the ledger does not hold "
                                         "the head this node verified (cut short or rewritten): alert on it.",
                                         w, registry=r)
-        self.log_records = Counter("synapse_decision_log_records", "Records appended to the decision log.",
-                                   w, registry=r)
         self.messages_dropped = Counter("synapse_sip017_messages_dropped",
                                         "SIP-017 messages to this node not acted on, by reason code.",
                                         w + ["reason"], registry=r)
@@ -116,23 +113,11 @@ class Metrics:
             self.alerts.labels(self.worker, outcome)
         for outcome in DELIVERY_OUTCOMES:
             self.alert_deliveries.labels(self.worker, outcome)
-        self._decision_children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._request_children: dict[tuple[str, int], Counter] = {}
-        self._latency = self.latency.labels(self.worker)
-        self._log_records = self.log_records.labels(self.worker)
 
     def decision(self, policy: str, verdict: str, gas: int | None, seconds: float) -> None:
-        """One evaluation: the hot path, so the labelled children are cached."""
-        children = self._decision_children.get((policy, verdict))
-        if children is None:
-            children = (self.decisions.labels(self.worker, policy, verdict),
-                        self.gas.labels(self.worker, policy))
-            self._decision_children[(policy, verdict)] = children
-        children[0].inc()
-        if gas is not None:
-            children[1].observe(gas)
-        self._latency.observe(seconds)
-        self._log_records.inc()
+        """One evaluation (the hot path: see DecisionTally)."""
+        self._decisions.record(policy, verdict, gas, seconds)
 
     def request(self, route: str, status: int) -> None:
         child = self._request_children.get((route, status))
@@ -188,3 +173,69 @@ class Metrics:
 
 def _closed(value: str, allowed: Iterable[str]) -> str:
     return value if value in allowed else OTHER
+
+
+class DecisionTally(Collector):
+    """The per-decision series (synapse_decisions_total, synapse_evaluate_seconds, synapse_gas_used,
+    synapse_decision_log_records_total) as plain numbers under one lock, made into Prometheus families
+    only when scraped. Through prometheus_client's Counter and Histogram objects a decision paid four
+    updates, each with its own checks and lock: 31,000 instructions, more than its decision-log record
+    takes to serialise and hash (benchmarks/bench_service_instructions.py). Same names, labels, buckets
+    and values as those objects gave; the latency histogram and the record counter exist from start."""
+
+    def __init__(self, worker: str) -> None:
+        self._worker = worker
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}  # (policy, verdict) -> decisions
+        self._gas: dict[str, list[float]] = {}  # policy -> per-bucket counts (the last: +Inf), then the sum
+        self._latency: list[float] = [0] * (len(LATENCY_BUCKETS) + 2)
+        self._records = 0
+
+    def record(self, policy: str, verdict: str, gas: int | None, seconds: float) -> None:
+        with self._lock:
+            key = (policy, verdict)
+            self._counts[key] = self._counts.get(key, 0) + 1
+            if gas is not None:
+                tally = self._gas.get(policy)
+                if tally is None:
+                    tally = self._gas[policy] = [0] * (len(GAS_BUCKETS) + 2)
+                tally[bisect_left(GAS_BUCKETS, gas)] += 1  # the first bucket whose bound is >= gas
+                tally[-1] += gas
+            latency = self._latency
+            latency[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+            latency[-1] += seconds
+            self._records += 1
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            counts, records = dict(self._counts), self._records
+            gas = {policy: list(tally) for policy, tally in self._gas.items()}
+            latency = list(self._latency)
+        worker = self._worker
+        decisions = CounterMetricFamily("synapse_decisions", "Decisions made, by policy and verdict.",
+                                        labels=["worker", "policy", "verdict"])
+        for (policy, verdict), count in counts.items():
+            decisions.add_metric([worker, policy, verdict], count)
+        yield decisions
+        seconds = HistogramMetricFamily("synapse_evaluate_seconds", "Time to evaluate one input (checks, "
+                                        "sandbox call, decision log).", labels=["worker"])
+        seconds.add_metric([worker], _buckets(LATENCY_BUCKETS, latency), latency[-1])
+        yield seconds
+        used = HistogramMetricFamily("synapse_gas_used", "Gas used per evaluation, by policy.",
+                                     labels=["worker", "policy"])
+        for policy, tally in gas.items():
+            used.add_metric([worker, policy], _buckets(GAS_BUCKETS, tally), tally[-1])
+        yield used
+        logged = CounterMetricFamily("synapse_decision_log_records", "Records appended to the decision log.",
+                                     labels=["worker"])
+        logged.add_metric([worker], records)
+        yield logged
+
+
+def _buckets(bounds: tuple[float, ...], tally: list[float]) -> list[tuple[str, float]]:
+    """Cumulative (le, count) pairs, +Inf last, from per-bucket counts (the tally's last item is its sum)."""
+    out, total = [], 0.0
+    for bound, count in zip((*bounds, math.inf), tally[:-1], strict=True):
+        total += count
+        out.append((floatToGoString(bound), total))
+    return out
