@@ -8,7 +8,9 @@
   diff.py       `scc diff`: where two policies decide differently, per pair of verdicts
   claims.py     claims in NAME.test.json: proven, refuted with a counterexample, or unknown
   report.py     plain text, JSON and SARIF
+  options.py    --timeout and --budget, shared by `scc analyze` and `scc diff`
 
-This package imports z3 at its top: only the commands that analyse import it (scc/cli.py starts
-without it).
+The modules that solve import z3 at their top: only the commands that analyse import them, when they
+run (scc/cli.py starts without it). options.py, which those commands import to build their parser,
+imports nothing heavy.
 """

@@ -6,7 +6,8 @@ import argparse
 import json
 import sys
 
-from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError
+from axon.clikit import EXIT_FAIL, EXIT_OK
+from scc.analysis.options import add_solver_options, solver_limits
 from scc.commands.compile import read_source
 from scc.errors import InternalError
 
@@ -32,11 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the analysis as JSON")
     output.add_argument("--sarif", action="store_true", help="print a SARIF 2.1.0 log (CI code scanning)")
-    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                        help="time for all questions together; once spent, the rest are reported unknown")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="time limit per solver question (default 10); a question that runs out is "
-                             "reported as unknown")
+    add_solver_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -45,20 +42,17 @@ def run(args: argparse.Namespace) -> int:
     from scc.analysis import report
     from scc.analysis.checks import analyze
     from scc.analysis.replay import CompiledModule, Replayer
-    from scc.analysis.solve import DEFAULT_TIMEOUT
     from scc.analysis.source import load
     from scc.commands.compile import compile_reporting
 
-    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    if not timeout > 0 or (args.budget is not None and not args.budget > 0):
-        raise UsageError("--timeout and --budget must be positive numbers of seconds")
+    timeout, budget = solver_limits(args)
     name, source = read_source(args.policy)
     if compile_reporting(name, source, "not analysed") is None:
         return EXIT_FAIL
     loaded = load(name, source)
     try:
         analysis = analyze(loaded.policy, Replayer(loaded.policy.document, [CompiledModule()]), timeout,
-                           budget=args.budget)
+                           budget=budget)
     except InternalError as exc:  # a witness the module decides otherwise: a bug report, not output
         print(f"scc: internal error: {exc}", file=sys.stderr)
         return EXIT_FAIL

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from axon.clikit import EXIT_FAIL, EXIT_OK, UsageError, read_bytes
+from scc.analysis.options import add_solver_options, solver_limits
 from scc.commands.compile import read_source
 from scc.errors import InternalError, PolicyError
 
@@ -34,10 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the comparison as JSON")
     output.add_argument("--sarif", action="store_true", help="print a SARIF 2.1.0 log (located in NEW)")
-    parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
-                        help="time for all questions together; once spent, the rest are reported unknown")
-    parser.add_argument("--timeout", type=float, default=None, metavar="SECONDS",
-                        help="time limit per solver question (default 10)")
+    add_solver_options(parser)
     parser.set_defaults(run=run)
 
 
@@ -64,17 +62,14 @@ def run(args: argparse.Namespace) -> int:
     from scc.analysis import report
     from scc.analysis.diff import diff
     from scc.analysis.replay import CompiledModule, Replayer
-    from scc.analysis.solve import DEFAULT_TIMEOUT
 
-    timeout = DEFAULT_TIMEOUT if args.timeout is None else args.timeout
-    if not timeout > 0 or (args.budget is not None and not args.budget > 0):
-        raise UsageError("--timeout and --budget must be positive numbers of seconds")
+    timeout, budget = solver_limits(args)
     old = _load(args.old, args.old_source, "--old-source")
     new = _load(args.new, args.new_source, "--new-source")
     module = CompiledModule()
     try:
         result = diff(old.policy, new.policy, Replayer(old.policy.document, [module]),
-                      Replayer(new.policy.document, [module]), timeout, budget=args.budget)
+                      Replayer(new.policy.document, [module]), timeout, budget=budget)
     except InternalError as exc:  # an example a module decides otherwise: a bug report, not output
         print(f"scc: internal error: {exc}", file=sys.stderr)
         return EXIT_FAIL
