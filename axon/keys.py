@@ -9,6 +9,7 @@ What signs is a `Signer`: the in-memory `SigningKey`, or a key in a PKCS#11 toke
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import json
 import os
@@ -121,7 +122,8 @@ def low_s(signature: bytes) -> bytes:
 class Signer(Protocol):
     """What every signing place takes (inside an `Identity`, with the DID it signs as): an in-memory
     `SigningKey`, or a key that never leaves a PKCS#11 token (`axon.pkcs11_token.TokenKey`). Both give
-    the same bytes: low-S, and recoverable to `public_key`."""
+    the same bytes: low-S, and recoverable to `public_key`; both take `address` and `sign` from
+    `SignerBase`."""
 
     public_key: PublicKey
 
@@ -141,7 +143,27 @@ class Signer(Protocol):
         ...
 
 
-class SigningKey:
+class SignerBase(abc.ABC):
+    """What a `Signer` derives from its public key and its recoverable signature: the address, and the
+    64-byte signature (the recoverable one without its recovery id)."""
+
+    __slots__ = ()
+    public_key: PublicKey
+
+    @property
+    def address(self) -> str:
+        return self.public_key.address
+
+    def sign(self, digest: bytes) -> bytes:
+        """64-byte low-S r ‖ s over a 32-byte digest."""
+        return self.sign_recoverable(digest)[:64]
+
+    @abc.abstractmethod
+    def sign_recoverable(self, digest: bytes) -> bytes:
+        """65 bytes r ‖ s ‖ recovery id (0 or 1) over a 32-byte digest, s low."""
+
+
+class SigningKey(SignerBase):
     """A secp256k1 private key. Never printed: repr and str show only the address."""
 
     __slots__ = ("_key", "public_key")
@@ -169,16 +191,8 @@ class SigningKey:
     def secret_bytes(self) -> bytes:
         return self._key.secret
 
-    @property
-    def address(self) -> str:
-        return self.public_key.address
-
-    def sign(self, digest: bytes) -> bytes:
-        """64-byte r ‖ s over a 32-byte digest; libsecp256k1 always produces low-S, RFC 6979 nonces."""
-        return self.sign_recoverable(digest)[:64]
-
     def sign_recoverable(self, digest: bytes) -> bytes:
-        """65 bytes r ‖ s ‖ recovery id (0 or 1)."""
+        """65 bytes r ‖ s ‖ recovery id (0 or 1); libsecp256k1 always produces low-S, RFC 6979 nonces."""
         if len(digest) != 32:
             raise ValueError("digest must be 32 bytes")
         return self._key.sign_recoverable(digest, hasher=None)

@@ -39,7 +39,7 @@ from pkcs11.exceptions import (
 )
 from pkcs11.util.ec import encode_named_curve_parameters
 
-from axon.keys import DID_RE, Identity, InvalidKey, KeyMaterialError, PublicKey, did_for, low_s
+from axon.keys import DID_RE, Identity, InvalidKey, KeyMaterialError, PublicKey, SignerBase, did_for, low_s
 from axon.pkcs11_uri import Pkcs11Uri, Pkcs11UriError, parse
 
 MODULE_ENV = "SOPCOS_PKCS11_MODULE"
@@ -102,7 +102,7 @@ def module_path(uri: Pkcs11Uri, environ: Mapping[str, str]) -> str:
     raise TokenError(f"PKCS#11 module {name!r} not found in {path}")
 
 
-class TokenKey:
+class TokenKey(SignerBase):
     """A secp256k1 key pair in a token: `axon.keys.Signer`. Holds one logged-in session; PKCS#11
     sessions are not for concurrent use, so every operation takes the key's lock."""
 
@@ -116,14 +116,6 @@ class TokenKey:
         self._lock = threading.Lock()
         self._where = where
         self.can_derive = can_derive
-
-    @property
-    def address(self) -> str:
-        return self.public_key.address
-
-    def sign(self, digest: bytes) -> bytes:
-        """64-byte low-S r ‖ s over a 32-byte digest."""
-        return self.sign_recoverable(digest)[:64]
 
     def sign_recoverable(self, digest: bytes) -> bytes:
         """65 bytes r ‖ s ‖ recovery id, s made low: what SigningKey gives. The recovery id is the one
