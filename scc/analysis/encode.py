@@ -169,8 +169,8 @@ class FloatArithmetic:
     def is_zero(self, value: z3.FPRef) -> z3.BoolRef:
         return z3.fpIsZero(value)
 
-    def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range],
-             result: Range) -> tuple[Any, list[z3.BoolRef]]:
+    def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range], result: Range,
+             owner: object = None) -> tuple[Any, list[z3.BoolRef]]:
         return SMT[smt](a, b), []
 
     def value_of(self, model: Any, term: Any) -> float:
@@ -513,7 +513,7 @@ class PolicyEncoding:
         when it faults; records its fault sites (those the ranges rule out are proved safe here
         already). What the step's value must satisfy goes into the input space's base."""
         numbers = self.space.arithmetic
-        result, relation = numbers.step(smt, a, b, ranges, span)
+        result, relation = numbers.step(smt, a, b, ranges, span, owner=self)
         self.space.base += relation
         conditions = []
         for kind in faults:  # in the table's order: a zero divisor is checked before dividing

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -31,8 +32,10 @@ from scc.findings import Range
 REAL = z3.RealSort()
 MAX = z3.RealVal(Fraction(2 ** 1024 - 2 ** 971))  # the largest double
 UNIT = z3.RealVal(Fraction(1, 2 ** 53))  # unit roundoff of round-nearest, binary64
+NORMAL = z3.RealVal(Fraction(1, 2 ** 1022))  # the smallest normal double
 TINY = z3.RealVal(Fraction(1, 2 ** 1075))  # half the smallest subnormal: an underflow's error at most
-EXACT_BELOW_TINY = ("add", "sub")  # a sum of doubles that is subnormal is exact (IEEE 754 §7.5 note)
+# A sum or difference of doubles that is below NORMAL is exact (IEEE 754: no underflow error).
+MAY_UNDERFLOW = ("fp.mul", "fp.div")
 
 
 def _abs(x: z3.ArithRef) -> z3.ArithRef:
@@ -112,6 +115,48 @@ SMT: dict[str, Callable[..., Any]] = {
 }
 
 
+@dataclass(frozen=True)
+class _Step:
+    smt: str
+    a: Any
+    b: Any
+    ranges: tuple[Range, Range]
+    value: z3.ArithRef
+    owner: object  # the policy encoding that made it
+
+
+# How each operation's result moves with each operand (+1: up, -1: down), where it is monotonic.
+_DIRECTION = {"fp.add": (1, 1), "fp.sub": (1, -1), "fp.mul": (1, 1), "fp.div": (1, -1)}
+
+
+def _monotone(one: _Step, two: _Step) -> list[z3.BoolRef]:
+    """Rounding is monotonic, and so is each operation in each operand (given signs): where two steps
+    of one operation share an operand and the others are ordered, their doubles are ordered alike.
+    Only for finite operands (an infinity's stand-in is any real beyond MAX), for a product of
+    non-negative operands, and for a division of a non-negative number by a positive one (a zero
+    divisor faults). Asked only between two policies' steps (scc diff: an old and a new computation
+    of the same thing), where the error bounds alone lose that order."""
+    if one.smt != two.smt or not (one.a.eq(two.a) or one.b.eq(two.b)):
+        return []
+    signs = [_sign(r) for step in (one, two) for r in step.ranges]
+    finite = [z3.Not(beyond(x)) for step in (one, two)
+              for x, r in zip((step.a, step.b), step.ranges, strict=True) if not _finite(r)]
+    if one.smt == "fp.mul" and not all(sign > 0 for sign in signs):
+        return []
+    if one.smt == "fp.div":
+        if not all(sign > 0 for sign in signs):
+            return []
+        finite += [one.b > 0, two.b > 0]
+    direction_a, direction_b = _DIRECTION[one.smt]
+
+    def ordered(x: Any, y: Any, direction: int) -> z3.BoolRef:
+        return x <= y if direction > 0 else x >= y
+
+    return [z3.Implies(z3.And(*finite, ordered(low.a, high.a, direction_a),
+                              ordered(low.b, high.b, direction_b)), low.value <= high.value)
+            for low, high in ((one, two), (two, one))]
+
+
 class RelaxedArithmetic:
     """Numbers, enum indices and input shapes as reals (see the module's text)."""
 
@@ -121,6 +166,7 @@ class RelaxedArithmetic:
 
     def __init__(self) -> None:
         self.steps: dict[tuple[str, int, int], z3.ArithRef] = {}
+        self.made: list[_Step] = []
 
     def number(self, value: float) -> z3.ArithRef:
         return z3.RealVal(Fraction(value))
@@ -141,8 +187,8 @@ class RelaxedArithmetic:
     def is_zero(self, value: z3.ArithRef) -> z3.BoolRef:
         return value == 0
 
-    def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range],
-             result: Range) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
+    def step(self, smt: str, a: Any, b: Any, ranges: tuple[Range, Range], result: Range,
+             owner: object = None) -> tuple[z3.ArithRef, list[z3.BoolRef]]:
         """One arithmetic step's value and what relates it to its operands (min and max are exact).
         The operands' ranges (scc/findings.py, sound for the module's doubles) give signs, so most
         magnitudes need no case split, and a division is related to its operands by multiplying out."""
@@ -154,26 +200,32 @@ class RelaxedArithmetic:
         if key in self.steps:
             return self.steps[key], []
         value = self.steps[key] = z3.FreshReal("step")
-        tiny = 0 if smt in EXACT_BELOW_TINY else TINY
+        made = _Step(smt, a, b, ranges, value, owner)
+        monotone = [axiom for other in self.made if other.owner is not owner
+                    for axiom in _monotone(other, made)]
+        self.made.append(made)
         if smt == "fp.div" and _sign(ranges[1]):
-            # |v - a/b| <= u |a/b| + tiny  <=>  |v b - a| <= u |a| + tiny |b|   (b != 0)
+            # |v - a/b| <= u |a/b|  <=>  |v b - a| <= u |a|   (b != 0)
             size_a, size_b = _magnitude(a, _sign(ranges[0])), _magnitude(b, _sign(ranges[1]))
-            error, slack = value * b - a, UNIT * size_a + tiny * size_b
-            exact_size = size_a >= MAX * size_b
+            error, slack, tiny_slack = value * b - a, UNIT * size_a, TINY * size_b
+            exact_size, tiny = size_a >= MAX * size_b, size_a < NORMAL * size_b
             sign = (a > 0) == (b > 0)
         else:
             exact = ROUNDED[smt](a, b)
-            error, slack = value - exact, UNIT * _magnitude(exact, _result_sign(smt, *ranges)) + tiny
-            exact_size = _abs(exact) >= MAX
+            size = _magnitude(exact, _result_sign(smt, *ranges))
+            error, slack, tiny_slack = value - exact, UNIT * size, TINY
+            exact_size, tiny = size >= MAX, size < NORMAL
             sign = exact > 0
         options = [z3.And(error <= slack, -error <= slack)]
+        if smt in MAY_UNDERFLOW:  # below the normal range the error is absolute, half a subnormal's step
+            options.append(z3.And(tiny, error <= tiny_slack, -error <= tiny_slack))
         if not _finite(result):
             options.append(z3.And(exact_size, beyond(value), (value > 0) == sign))
         options += [beyond(x) for x, r in zip((a, b), ranges, strict=True) if not _finite(r)]
         if smt == "fp.div" and ranges[1].lo <= 0 <= ranges[1].hi:
             options.append(b == 0)  # the division faults before it is made (docs/abi.md)
         within = [value >= self.number(result.lo), value <= self.number(result.hi)] if _finite(result) else []
-        return value, [z3.Or(options), *within]
+        return value, [z3.Or(options), *within, *monotone]
 
     def value_of(self, model: Any, term: Any) -> float:
         return nearest_double(model.eval(term, model_completion=True))
