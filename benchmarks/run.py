@@ -16,7 +16,10 @@ all `most-severe`, so every rule runs on every decision), with every engine in t
   - scaling, 10 to 4,096 rules: compile, load, p50/p99 and the evaluating process's peak RSS, that
     last one measured in a separate process per engine and size (`--rss-of`: it loads the policy and
     decides 200 readings, nothing else);
-  - start-up: the wall time of each command line's trivial run, beside the interpreter's own.
+  - start-up: the wall time of each command line's trivial run, beside the interpreter's own;
+  - with --floor only: the floor of a decision under the fresh-instance rule (docs/abi.md, "Fresh
+    state"): a new instance from the InstancePre through the C API, a call that fetches no input and
+    the result block read, beside the whole decision and regorus, in the same run.
 Every implementation's verdicts are compared on the sampled inputs first: a benchmark of
 implementations that disagree would measure nothing.
 """
@@ -480,6 +483,59 @@ def startup_table(sizes: Sizes) -> None:
     print_table(("command", "best", "median", "target", ""), rows, right={1, 2})
 
 
+# ------------------------------------------------------------------------------------------------ floor
+
+
+def floor_table(samples: int) -> None:
+    """What a decision costs at least while every evaluation gets a new instance, beside regorus."""
+    from workloads import _policy
+
+    from scc.compiler import compile_policy
+    from synapse.evaluate import _BLOCK, Evaluator
+
+    cases = inputs(1_000)
+    ten = Evaluator.from_wasm(compile_policy(json.dumps(ten_rule_policy()).encode()).wasm)
+    # One rule whose condition is a constant: the module fetches none of its declared inputs.
+    constant = _policy("floor", [{"id": "always", "when": True, "then": "ALLOW"}])
+    bare = Evaluator.from_wasm(compile_policy(json.dumps(constant).encode()).wasm)
+    instances, budget = bare._instances, bare._budget  # noqa: SLF001 (measuring the evaluator's parts)
+
+    def instance_only(_tel: dict, _ctx: dict) -> None:
+        bare._instantiate()  # noqa: SLF001 (the store every 16 instances, fuel, deadline, the instance)
+
+    def instance_call_read(_tel: dict, _ctx: dict) -> tuple:
+        bare._instantiate()  # noqa: SLF001
+        instances.call(budget)
+        return _BLOCK.unpack(instances.read(0, _BLOCK.size))
+
+    if instance_call_read({}, {})[0] != 1:
+        raise SystemExit("the constant policy's module did not answer ALLOW")
+    rows: list[tuple[str, Latency]] = [
+        ("new instance (C API, from the InstancePre; store every 16, fuel, deadline)",
+         latency(instance_only, cases, samples)),
+        ("  + call evaluate (no input fetched) + read the result block: the floor",
+         latency(instance_call_read, cases, samples)),
+        ("Evaluator.evaluate, module fetching no input (reading checked, Decision made)",
+         latency(bare.evaluate, cases, samples)),
+        ("Evaluator.evaluate, 10 rules fetching 5 inputs (benchmark policy)",
+         latency(ten.evaluate, cases, samples)),
+    ]
+    regorus = next(kind for kind in PEERS if kind.name == "regorus")
+    why = peer_status(regorus)
+    peer = None if why else latency(regorus.load(ten_rule_policy()), cases, max(samples // 4, 1))
+    if peer is not None:
+        rows.append(("regorus, 10 rules (set_input_json + eval_rule)", peer))
+    print()
+    print(f"Floor of a decision under the fresh-instance rule, {samples:,} samples each (regorus "
+          f"{max(samples // 4, 1):,}), in this process")
+    print_table(("path", "p50", "p99", "regorus p50 / this p50"),
+                [(label, fmt(lat.p50_us, "us"), fmt(lat.p99_us, "us"),
+                  "" if peer is None else f"{peer.p50_us / lat.p50_us:.1f}x") for label, lat in rows],
+                right={1, 2, 3})
+    if peer is None:
+        print(f"regorus: {why}")
+
+
 # ------------------------------------------------------------------------------------------------ main
 
 
@@ -492,12 +548,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smoke run with few samples (rough figures)")
+    parser.add_argument("--floor", action="store_true",
+                        help="only the floor of a decision under the fresh-instance rule, beside regorus")
     parser.add_argument("--rss-of", nargs="+", metavar="ARG", help=argparse.SUPPRESS)  # the RSS child
     args = parser.parse_args(argv)
     if args.rss_of:
         engine, policy_path, *wasm = args.rss_of
         return _rss_child(engine, policy_path, wasm[0] if wasm else None)
     sizes = QUICK if args.quick else FULL
+    if args.floor:
+        print(f"machine: {machine()}; other work on the machine shows in every figure, ratios less")
+        floor_table(sizes.samples_10)
+        return 0
 
     missing = {kind.name: why for kind in PEERS if (why := peer_status(kind)) is not None}
     peers = {kind.name: kind for kind in PEERS if kind.name not in missing}
