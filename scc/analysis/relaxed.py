@@ -167,6 +167,7 @@ class RelaxedArithmetic:
     def __init__(self) -> None:
         self.steps: dict[tuple[str, int, int], z3.ArithRef] = {}
         self.made: list[_Step] = []
+        self.nonlinear = False  # a product or quotient of two unknowns was encoded
 
     def number(self, value: float) -> z3.ArithRef:
         return z3.RealVal(Fraction(value))
@@ -201,6 +202,8 @@ class RelaxedArithmetic:
             return self.steps[key], []
         value = self.steps[key] = z3.FreshReal("step")
         made = _Step(smt, a, b, ranges, value, owner)
+        if smt in MAY_UNDERFLOW and not (z3.is_rational_value(a) or z3.is_rational_value(b)):
+            self.nonlinear = True
         monotone = [axiom for other in self.made if other.owner is not owner
                     for axiom in _monotone(other, made)]
         self.made.append(made)

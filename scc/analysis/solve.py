@@ -68,9 +68,10 @@ class Problem:
 Question = Callable[[Any], z3.BoolRef]  # a Problem's context -> the condition an example must meet
 
 
-# The relaxed encoding is tried with z3's default strategy (fast on linear problems: most policies),
-# then with its SMT core after simplification, which answered more of scc diff's nonlinear questions,
-# and sooner, than the default or nlsat (docs/analysis.md); (solver, seconds) each.
+# The relaxed encoding is tried with z3's default strategy, fast on linear problems (most policies),
+# and with its SMT core after simplification, which answered more of scc diff's nonlinear questions,
+# and sooner, than the default or nlsat (docs/analysis.md): (solver, seconds) each, in this order for
+# a linear problem, the other way round for a nonlinear one.
 RELAXED_TRIES: tuple[tuple[Callable[[], z3.Solver], float], ...] = (
     (z3.Solver, 1.0),
     (lambda: z3.Then("simplify", "propagate-values", "ctx-simplify", "smt").solver(), 3.0),
@@ -118,7 +119,10 @@ class Session:
                     return Answer(Status.FOUND, sample)
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
-            for make, limit in RELAXED_TRIES if self.relaxed is not None else ():
+            tries = () if self.relaxed is None else RELAXED_TRIES
+            if self.relaxed is not None and self.relaxed.space.arithmetic.nonlinear:
+                tries = RELAXED_TRIES[::-1]
+            for make, limit in tries:
                 status, candidate = self._try(self.relaxed, question, goal, limit, make())
                 if status is Status.NONE:
                     self.relaxed_proofs += 1
