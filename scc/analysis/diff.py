@@ -5,7 +5,8 @@ may leave an input out (its default, or a fault) and may carry an enum value onl
 (a fault in the other). "Equivalent" means the same verdict for every reading; deciding rules may
 differ (a re-ordered most-severe policy decides by other rules of the same verdict). For each of the
 twelve pairs of different verdicts the solver finds an example or proves there is none; per pair,
-up to MAX_EXAMPLES examples with different deciding rules say where the policies part.
+up to MAX_EXAMPLES examples with different deciding rules say where the policies part (the first
+from the solver if need be, the others from the sample readings).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
 from scc.analysis.relaxed import REAL
 from scc.analysis.replay import Expectation, Reading, ReplayDisagreement, Replayer
-from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Answer, Problem, Session, Status
+from scc.analysis.solve import DEFAULT_TIMEOUT, RELAXED_TRIES, SOLVER, Answer, Problem, Session, Status
 from scc.ast import Policy
 
 MAX_EXAMPLES = 3
@@ -88,7 +89,8 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
         problems.append(Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base))
     exact, coarse, relaxed = problems
     found = samples(exact.space, [old, new], SAMPLES, rng or random.Random(0))
-    session = Session(exact, coarse, timeout, found, budget, relaxed)
+    tries = RELAXED_TRIES[::-1] if relaxed.space.arithmetic.nonlinear else RELAXED_TRIES
+    session = Session(exact, coarse, timeout, found, budget, relaxed, tries)
     result = DiffResult(SOLVER, timeout)
     old_encoding, new_encoding = exact.context
     differences: dict[tuple[Verdict, Verdict], Difference] = {}
@@ -109,8 +111,9 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
     observed = [(sample, old_replayer.observe(reading), new_replayer.observe(reading))
                 for sample in found for reading in [exact.space.reading(sample)]]
 
-    def ask(question, fits) -> Answer:
-        """The first sample whose observed decisions `fits` (the encodings must agree), else the solver."""
+    def ask(question, fits, solve: bool = True) -> Answer:
+        """The first sample whose observed decisions `fits` (the encodings must agree), else (`solve`)
+        the solver; with neither, UNKNOWN."""
         for sample, before, after in observed:
             if fits(before, after):
                 if not z3.is_true(sample.eval(question(exact.context))):
@@ -120,13 +123,17 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
                         f"{exact.space.reading(sample)}, which the analysis's encodings do not say "
                         "(a bug in scc's analysis; please report it)")
                 return session.known(sample)
+        if not solve:
+            return Answer(Status.UNKNOWN, why="no sample reading shows another")
         return session.find(question, rounder=exact.space.rounder, samples=False)
 
     def rule_id(policy: Policy, index: int | None) -> str | None:
         return None if index is None else policy.rules[index].id
 
     def examples(a: Verdict, b: Verdict, seen: list[tuple[int | None, int | None]]) -> Status:
-        """More examples of a -> b with other pairs of deciding rules, up to MAX_EXAMPLES."""
+        """More examples of a -> b with other pairs of deciding rules, up to MAX_EXAMPLES: the first
+        one from the solver if the samples have none, the others from the samples only (each solver
+        question on arithmetic policies costs up to seconds; one example per pair is the answer)."""
         status = Status.NONE
         while len(seen) < MAX_EXAMPLES:
             def question(pair, a=a, b=b, seen=tuple(seen)):
@@ -136,7 +143,7 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
             shown = {(rule_id(old, i), rule_id(new, j)) for i, j in seen}
             answer = ask(question, lambda before, after, a=a, b=b, shown=shown: (
                 (before.verdict, after.verdict) == (a.name, b.name)
-                and (before.rule, after.rule) not in shown))
+                and (before.rule, after.rule) not in shown), solve=not seen)
             status = answer.status
             if status is not Status.FOUND:
                 break

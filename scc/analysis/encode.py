@@ -145,7 +145,6 @@ class FloatArithmetic:
 
     smt = SMT
     invalid = INVALID
-    nonlinear = False  # (asked of the relaxed encoding only)
 
     def __init__(self, sort: z3.FPSortRef) -> None:
         self.sort = sort

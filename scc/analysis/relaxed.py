@@ -3,7 +3,8 @@
 Its only use is proof. Each arithmetic step of the module (an f64 add, sub, mul or div, round-nearest-
 even) is a fresh real `v` with the exact real result `r` of its operands and
 
-    |v - r| <= 2^-53 |r| + eta                    (eta = 2^-1075 for mul and div, 0 for add and sub)
+    |v - r| <= 2^-53 |r|
+    or |r| < 2^-1022 and |v - r| <= 2^-1075       (underflow, mul and div: add and sub are exact there)
     or |r| >= MAX and |v| > MAX with r's sign     (overflow: a real beyond MAX stands for an infinity)
 
 and when an operand may be infinite (it is beyond MAX), the step's value is free and its NaN fault
@@ -12,9 +13,10 @@ membership are exact on reals. For every run of the module there is an assignmen
 with every finite step's `v` equal to the double the module computed and every infinity a real beyond
 MAX of its sign, and then every condition, fault and verdict comes out the same. So a question with
 no answer here has none for the module either ("none" is a proof); an answer here is only a
-candidate, which the exact encoding must confirm (scc/analysis/solve.py). The problems are real
-arithmetic (linear when the policy multiplies and divides only by literals), which z3 decides far
-faster than bit-blasted 64-bit floating point.
+candidate, which the exact encoding must confirm (scc/analysis/solve.py). Between two policies'
+steps that share an operand (scc diff), the monotonicity of rounding is stated as well
+(`_monotone`). The problems are real arithmetic (linear when the policy multiplies and divides only
+by literals), which z3 decides far faster than bit-blasted 64-bit floating point.
 """
 
 from __future__ import annotations

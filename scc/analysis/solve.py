@@ -68,11 +68,12 @@ class Problem:
 Question = Callable[[Any], z3.BoolRef]  # a Problem's context -> the condition an example must meet
 
 
-# The relaxed encoding is tried with z3's default strategy, fast on linear problems (most policies),
-# and with its SMT core after simplification, which answered more of scc diff's nonlinear questions,
-# and sooner, than the default or nlsat (docs/analysis.md): (solver, seconds) each, in this order for
-# a linear problem, the other way round for a nonlinear one.
-RELAXED_TRIES: tuple[tuple[Callable[[], z3.Solver], float], ...] = (
+# The relaxed encoding is tried with z3's default strategy, fast on linear problems (most policies)
+# and on scc analyze's, then with its SMT core after simplification, which answered more of scc
+# diff's nonlinear questions, and sooner, than the default or nlsat (docs/analysis.md): scc diff of
+# policies that multiply or divide unknowns tries them the other way round. (solver, seconds) each.
+RelaxedTry = tuple[Callable[[], z3.Solver], float]
+RELAXED_TRIES: tuple[RelaxedTry, ...] = (
     (z3.Solver, 1.0),
     (lambda: z3.Then("simplify", "propagate-values", "ctx-simplify", "smt").solver(), 3.0),
 )
@@ -91,8 +92,9 @@ class Session:
 
     def __init__(self, exact: Problem, coarse: Problem | None = None, timeout: float = DEFAULT_TIMEOUT,
                  samples: Sequence[Any] = (), budget: float | None = None,
-                 relaxed: Problem | None = None) -> None:
+                 relaxed: Problem | None = None, relaxed_tries: Sequence[RelaxedTry] | None = None) -> None:
         self.exact, self.coarse, self.relaxed = exact, coarse, relaxed
+        self.relaxed_tries = RELAXED_TRIES if relaxed_tries is None else relaxed_tries
         self.timeout = timeout
         # Seconds for every question together: once spent, the rest are unknown without solving.
         self.deadline = None if budget is None else time.perf_counter() + budget
@@ -119,10 +121,7 @@ class Session:
                     return Answer(Status.FOUND, sample)
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
-            tries = () if self.relaxed is None else RELAXED_TRIES
-            if self.relaxed is not None and self.relaxed.space.arithmetic.nonlinear:
-                tries = RELAXED_TRIES[::-1]
-            for make, limit in tries:
+            for make, limit in self.relaxed_tries if self.relaxed is not None else ():
                 status, candidate = self._try(self.relaxed, question, goal, limit, make())
                 if status is Status.NONE:
                     self.relaxed_proofs += 1
