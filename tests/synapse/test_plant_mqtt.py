@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -132,6 +133,12 @@ def test_a_burst_of_readings_is_taken_in_whole_and_decided_on_its_newest_values(
         sections["plant"] = {"cycle": 0.05, "period": 3600.0}  # decided on change only
         server = Server(tmp_path, write_config(tmp_path / "sidecar.toml", sections), command="run")
         server.wait_ready()
+        # Ready is the HTTP side; messages are not retained, so publish only once the sidecar has
+        # subscribed (a mode published before that was lost once, and every decision was DENY).
+        deadline = time.monotonic() + 30
+        while not any(e.get("event") == "plant_source_connected" for e in server.events()):
+            assert time.monotonic() < deadline, "the sidecar did not connect to the broker"
+            time.sleep(0.05)
 
         async def burst() -> None:
             async with connected_link(BrokerSettings(broker.host, broker.port)) as link:
