@@ -101,6 +101,15 @@ async def scenario(plant: Plant, broker: Broker) -> list[dict]:
     return published
 
 
+def subscribed(server: Server) -> None:
+    """Wait for the sidecar's MQTT source: ready is the HTTP side, and messages are not retained, so a
+    mode published before the subscription is lost (it happened once: every decision was DENY)."""
+    deadline = time.monotonic() + 30
+    while not any(e.get("event") == "plant_source_connected" for e in server.events()):
+        assert time.monotonic() < deadline, "the sidecar did not connect to the broker"
+        time.sleep(0.05)
+
+
 def test_mqtt_tags_decisions_published_and_every_fault_denies(tmp_path):
     plant = Plant(tmp_path)
     sop, _ = plant.artifact("1.0.0")
@@ -108,7 +117,8 @@ def test_mqtt_tags_decisions_published_and_every_fault_denies(tmp_path):
     with Broker(tmp_path) as broker:
         server = Server(tmp_path, write_config(tmp_path / "sidecar.toml",
                                                config(plant, tmp_path / "boiler.sop", broker)),
-                        command="run").wait_ready()
+                        command="run")
+        subscribed(server.wait_ready())
         try:
             asyncio.run(scenario(plant, broker))
         finally:
@@ -132,13 +142,7 @@ def test_a_burst_of_readings_is_taken_in_whole_and_decided_on_its_newest_values(
         sections = config(plant, tmp_path / "boiler.sop", broker)
         sections["plant"] = {"cycle": 0.05, "period": 3600.0}  # decided on change only
         server = Server(tmp_path, write_config(tmp_path / "sidecar.toml", sections), command="run")
-        server.wait_ready()
-        # Ready is the HTTP side; messages are not retained, so publish only once the sidecar has
-        # subscribed (a mode published before that was lost once, and every decision was DENY).
-        deadline = time.monotonic() + 30
-        while not any(e.get("event") == "plant_source_connected" for e in server.events()):
-            assert time.monotonic() < deadline, "the sidecar did not connect to the broker"
-            time.sleep(0.05)
+        subscribed(server.wait_ready())
 
         async def burst() -> None:
             async with connected_link(BrokerSettings(broker.host, broker.port)) as link:
