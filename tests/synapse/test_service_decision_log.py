@@ -422,7 +422,8 @@ def test_masking_writes_a_keyed_digest_not_the_value(tmp_path, node):
                         {"operator": "j.doe", "mode": "AUTO"}, policy="p")
     log.close()
     text = (tmp_path / "log" / "w0-000001.jsonl").read_text()
-    assert "1234" not in text and "j.doe" not in text
+    # As a JSON string: the digits alone turn up in a hex digest or signature now and then (CI, once).
+    assert '"1234"' not in text and "j.doe" not in text
     (record,) = [r for r in _lines(tmp_path / "log" / "w0-000001.jsonl") if r["kind"] == "decision"]
     assert record["telemetry"]["pressure_bar"] == 50 and record["context"]["mode"] == "AUTO"
     assert record["telemetry"]["badge"] == {"hmac-sha256": masker.digest("1234")}
