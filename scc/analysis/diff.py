@@ -21,7 +21,7 @@ import z3
 from axon.abi import Verdict
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
-from scc.analysis.relaxed import REAL
+from scc.analysis.relaxed import PLAIN, REAL
 from scc.analysis.replay import Expectation, Reading, ReplayDisagreement, Replayer
 from scc.analysis.solve import DEFAULT_TIMEOUT, RELAXED_TRIES, SOLVER, Answer, Problem, Session, Status
 from scc.ast import Policy
@@ -84,13 +84,14 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
          budget: float | None = None) -> DiffResult:
     started = time.perf_counter()
     problems = []
-    for sort in (DOUBLE, COARSE, REAL):
+    for sort in (DOUBLE, COARSE, REAL, PLAIN):
         space = InputSpace([old, new], presence=True, sort=sort)
         problems.append(Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base))
-    exact, coarse, relaxed = problems
+    exact, coarse, relaxed, plain = problems
     found = samples(exact.space, [old, new], SAMPLES, rng or random.Random(0))
-    tries = RELAXED_TRIES[::-1] if relaxed.space.arithmetic.nonlinear else RELAXED_TRIES
-    session = Session(exact, coarse, timeout, found, budget, relaxed, tries)
+    nonlinear = relaxed.space.arithmetic.nonlinear  # where the relaxed problems are slow to solve
+    session = Session(exact, coarse, timeout, found, budget, relaxed,
+                      RELAXED_TRIES[::-1] if nonlinear else RELAXED_TRIES, plain if nonlinear else None)
     result = DiffResult(SOLVER, timeout)
     old_encoding, new_encoding = exact.context
     differences: dict[tuple[Verdict, Verdict], Difference] = {}

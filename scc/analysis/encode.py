@@ -181,7 +181,9 @@ class FloatArithmetic:
 
 
 def arithmetic(sort: Any) -> FloatArithmetic | relaxed.RelaxedArithmetic:
-    """The encoding of numbers for `sort`: DOUBLE, COARSE, or relaxed.REAL."""
+    """The encoding of numbers for `sort`: DOUBLE, COARSE, relaxed.REAL or relaxed.PLAIN."""
+    if sort is relaxed.PLAIN:
+        return relaxed.RelaxedArithmetic(rounded=False)
     return relaxed.RelaxedArithmetic() if sort == relaxed.REAL else FloatArithmetic(sort)
 
 

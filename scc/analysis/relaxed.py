@@ -32,6 +32,7 @@ import z3
 from scc.findings import Range
 
 REAL = z3.RealSort()
+PLAIN = "plain real arithmetic"  # an InputSpace sort: steps unrounded (candidates only, never proofs)
 MAX = z3.RealVal(Fraction(2 ** 1024 - 2 ** 971))  # the largest double
 UNIT = z3.RealVal(Fraction(1, 2 ** 53))  # unit roundoff of round-nearest, binary64
 NORMAL = z3.RealVal(Fraction(1, 2 ** 1022))  # the smallest normal double
@@ -166,7 +167,12 @@ class RelaxedArithmetic:
     smt = SMT
     invalid = INVALID
 
-    def __init__(self) -> None:
+    def __init__(self, rounded: bool = True) -> None:
+        # rounded=False: each step is its exact real result. Not an over-approximation of the module
+        # (0.1 + 0.2 > 0.3 is false there), so such a problem only proposes candidates, which the
+        # exact encoding confirms or not: scc diff of nonlinear policies asks it first, as its models
+        # come in milliseconds where the rounded problem's take up to seconds.
+        self.rounded = rounded
         self.steps: dict[tuple[str, int, int], z3.ArithRef] = {}
         self.made: list[_Step] = []
         self.nonlinear = False  # a product or quotient of two unknowns was encoded
@@ -197,6 +203,8 @@ class RelaxedArithmetic:
         magnitudes need no case split, and a division is related to its operands by multiplying out."""
         if smt not in ROUNDED:
             return SMT[smt](a, b), []
+        if not self.rounded:
+            return ROUNDED[smt](a, b), []
         # The module computes the same double from the same operands: one value per distinct step,
         # so two policies (scc diff) that share a computation cannot be given different roundings.
         key = (smt, a.get_id(), b.get_id())

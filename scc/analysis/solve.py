@@ -7,6 +7,7 @@ incomplete answer gives, and it is never reported as a proof.
 from __future__ import annotations
 
 import enum
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -19,6 +20,9 @@ from scc.analysis.encode import double, model_double, round_numbers
 SOLVER = f"z3 {z3.get_version_string()}"
 DEFAULT_TIMEOUT = 10.0  # seconds per question
 COARSE_TIMEOUT = 2.0  # seconds for the coarse candidate search of one question
+NUDGES = (1e-12, 1e-9, 1e-6, 1e-4)  # relative moves tried around a candidate that just misses
+NUDGE_TRIES = 4  # random moves of each size
+PLAIN_TIMEOUT = 0.5  # seconds for a candidate in plain real arithmetic (scc diff of nonlinear policies)
 
 
 class Status(enum.Enum):
@@ -82,7 +86,8 @@ RELAXED_TRIES: tuple[RelaxedTry, ...] = (
 class Session:
     """Questions about one input space, each answered in up to four tries:
 
-    1. the concrete `samples` (scc/analysis/explore.py), evaluated exactly;
+    1. the concrete `samples` (scc/analysis/explore.py), evaluated exactly; then, where given, `plain`:
+       the question in unrounded real arithmetic, for a candidate only;
     2. `relaxed`, the question over reals within rounding-error bounds (scc/analysis/relaxed.py; a
        short time limit): "none" there is a proof for the module; a model is only a candidate, kept
        if the question holds for it exactly, as doubles;
@@ -92,8 +97,9 @@ class Session:
 
     def __init__(self, exact: Problem, coarse: Problem | None = None, timeout: float = DEFAULT_TIMEOUT,
                  samples: Sequence[Any] = (), budget: float | None = None,
-                 relaxed: Problem | None = None, relaxed_tries: Sequence[RelaxedTry] | None = None) -> None:
-        self.exact, self.coarse, self.relaxed = exact, coarse, relaxed
+                 relaxed: Problem | None = None, relaxed_tries: Sequence[RelaxedTry] | None = None,
+                 plain: Problem | None = None) -> None:
+        self.exact, self.coarse, self.relaxed, self.plain = exact, coarse, relaxed, plain
         self.relaxed_tries = RELAXED_TRIES if relaxed_tries is None else relaxed_tries
         self.timeout = timeout
         # Seconds for every question together: once spent, the rest are unknown without solving.
@@ -121,6 +127,10 @@ class Session:
                     return Answer(Status.FOUND, sample)
             if self.deadline is not None and time.perf_counter() >= self.deadline:
                 return Answer(Status.UNKNOWN, why="the time budget of the whole analysis is spent")
+            if self.plain is not None:  # candidates only: its "none" is no proof
+                _, candidate = self._try(self.plain, question, goal, PLAIN_TIMEOUT, z3.Solver())
+                if candidate is not None:
+                    return Answer(Status.FOUND, candidate)
             for make, limit in self.relaxed_tries if self.relaxed is not None else ():
                 status, candidate = self._try(self.relaxed, question, goal, limit, make())
                 if status is Status.NONE:
@@ -189,7 +199,9 @@ class Session:
         candidate = Assignment(self.exact.space.values_from(problem.space, solver.model()))
         wanted = z3.And(self._base(self.exact), goal)
         if not z3.is_true(candidate.eval(wanted)):
-            return Status.FOUND, None
+            candidate = self._nudged(candidate, wanted)
+            if candidate is None:
+                return Status.FOUND, None
         # Rounder numbers where the goal still holds, checked by evaluation alone (no solver).
         pairs = list(candidate.pairs)
         for index, (var, _) in enumerate(candidate.pairs):
@@ -201,6 +213,28 @@ class Session:
                     pairs = trial.pairs
                     break
         return Status.FOUND, Assignment(pairs)
+
+    def _nudged(self, candidate: Assignment, wanted: z3.BoolRef) -> Assignment | None:
+        """A candidate that just misses usually sits on a boundary of what the question asks (an
+        approximate model is happy exactly on a threshold the doubles fall on the wrong side of, or
+        at the edge of a thin region where two policies differ): its numbers moved a little, by
+        relative steps of NUDGES, each checked exactly. Seeded, so an analysis is reproducible."""
+        numbers = [i for i, (var, _) in enumerate(candidate.pairs) if z3.is_fp(var)]
+        if not numbers:
+            return None
+        rng = random.Random(len(candidate.pairs))
+        values = {i: model_double(candidate, candidate.pairs[i][0]) for i in numbers}
+        for step in NUDGES:
+            for _ in range(NUDGE_TRIES):
+                pairs = list(candidate.pairs)
+                for i in numbers:
+                    x = values[i]
+                    moved = x + rng.choice((-1, 0, 1)) * step * max(abs(x), 1.0)
+                    pairs[i] = (pairs[i][0], double(moved))
+                trial = Assignment(pairs)
+                if z3.is_true(trial.eval(wanted)):
+                    return trial
+        return None
 
     def _rounded(self, solver: z3.Solver, model: z3.ModelRef, rounder: Rounder) -> z3.ModelRef:
         """Try rounder's candidates one variable at a time (a short time limit each); keep those that
