@@ -79,7 +79,8 @@ Question = Callable[[Any], z3.BoolRef]  # a Problem's context -> the condition a
 RelaxedTry = tuple[Callable[[], z3.Solver], float]
 RELAXED_TRIES: tuple[RelaxedTry, ...] = (
     (z3.Solver, 1.0),
-    (lambda: z3.Then("simplify", "propagate-values", "ctx-simplify", "smt").solver(), 3.0),
+    (lambda: z3.Then("simplify", "propagate-values", "ctx-simplify", "simplify", "propagate-ineqs",
+                     "smt").solver(), 3.0),
 )
 
 
