@@ -27,7 +27,7 @@ from scc.analysis.solve import DEFAULT_TIMEOUT, RELAXED_TRIES, SOLVER, Answer, P
 from scc.ast import Policy
 
 MAX_EXAMPLES = 3
-SAMPLES = 256  # concrete readings tried first: cheap next to a solver question on arithmetic
+SAMPLES = 128  # concrete readings tried first: cheap next to a solver question on arithmetic
 VERDICTS = (Verdict.HALT, Verdict.DENY, Verdict.WARN, Verdict.ALLOW)
 
 
