@@ -83,15 +83,18 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
          timeout: float = DEFAULT_TIMEOUT, rng: random.Random | None = None,
          budget: float | None = None) -> DiffResult:
     started = time.perf_counter()
-    problems = []
-    for sort in (DOUBLE, COARSE, REAL, PLAIN):
+    def problem(sort) -> Problem:
         space = InputSpace([old, new], presence=True, sort=sort)
-        problems.append(Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base))
-    exact, coarse, relaxed, plain = problems
+        return Problem((PolicyEncoding(old, space), PolicyEncoding(new, space)), space, space.base)
+
+    exact, relaxed = problem(DOUBLE), problem(REAL)
     found = samples(exact.space, [old, new], SAMPLES, rng or random.Random(0))
-    nonlinear = relaxed.space.arithmetic.nonlinear  # where the relaxed problems are slow to solve
-    session = Session(exact, coarse, timeout, found, budget, relaxed,
-                      RELAXED_TRIES[::-1] if nonlinear else RELAXED_TRIES, plain if nonlinear else None)
+    # Where the relaxed problems are nonlinear, and slow to solve, candidates come from plain real
+    # arithmetic first (scc/analysis/solve.py), in place of the coarse floats.
+    if relaxed.space.arithmetic.nonlinear:
+        session = Session(exact, None, timeout, found, budget, relaxed, RELAXED_TRIES[::-1], problem(PLAIN))
+    else:
+        session = Session(exact, problem(COARSE), timeout, found, budget, relaxed)
     result = DiffResult(SOLVER, timeout)
     old_encoding, new_encoding = exact.context
     differences: dict[tuple[Verdict, Verdict], Difference] = {}

@@ -54,6 +54,12 @@ def model_double(model: Any, term: Any) -> float:
     """The double a model gives `term`: a float term's value, or a real's nearest double (relaxed)."""
     if z3.is_real(term):
         return relaxed.nearest_double(model.eval(term, model_completion=True))
+    if term.sort() == DOUBLE:
+        value = model.eval(term, model_completion=True)
+        if z3.is_fp_value(value):  # read off its fields: no term to build and simplify
+            bits = int(value.sign()) << 63 | value.exponent_as_long(True) << 52
+            bits |= value.significand_as_long()
+            return struct.unpack("<d", struct.pack("<Q", bits))[0]
     if term.sort() != DOUBLE:  # a coarse space's number: widening to a double is exact
         term = z3.fpToFP(RNE, term, DOUBLE)
     bits = model.eval(z3.fpToIEEEBV(term), model_completion=True).as_long()

@@ -50,8 +50,11 @@ class Assignment:
                 raise ValueError(f"{var} is a {var.sort()}, its value {value} a {value.sort()}")
         self._from = (z3.Ast * len(pairs))(*[var.as_ast() for var, _ in pairs])
         self._to = (z3.Ast * len(pairs))(*[value.as_ast() for _, value in pairs])
+        self._values = {var.get_id(): value for var, value in pairs}  # a variable's own value, at once
 
     def eval(self, term: Any, model_completion: bool = True) -> Any:
+        if term.get_id() in self._values:
+            return self._values[term.get_id()]
         if not self.pairs:
             return z3.simplify(term)
         ctx = term.ctx
