@@ -93,10 +93,10 @@ def wrk(url: str, script: Path, seconds: float, connections: int = CONNECTIONS,
             "errors": errors + non2xx, "cpu_us": cpu_us}
 
 
-def measure(workers: int, plant: Plant, sop: bytes, seconds: float, rounds: int,
-            connections: int = CONNECTIONS) -> dict[str, dict]:
+def bench_config(work: Path, plant: Plant, workers: int) -> tuple[Path, str]:
+    """The benchmarked service's config in `work` (the no-op route on, no rate limit, evaluation open,
+    the decision log on) and its admin token."""
     token = new_token()
-    work = Path(tempfile.mkdtemp(dir=plant.dir))
     config = write_config(work / "bench.toml", {
         "server": {"workers": workers, "noop_endpoint": True},
         "ledger": {"path": plant.ledger_path},
@@ -106,6 +106,13 @@ def measure(workers: int, plant: Plant, sop: bytes, seconds: float, rounds: int,
         "limits": {"rate": 1e9, "burst": 1_000_000_000},
         "auth": {"open_evaluate": True},
     }, tokens=[{"name": "bench-admin", "sha256": hash_token(token), "scopes": ["admin"]}])
+    return config, token
+
+
+def measure(workers: int, plant: Plant, sop: bytes, seconds: float, rounds: int,
+            connections: int = CONNECTIONS) -> dict[str, dict]:
+    work = Path(tempfile.mkdtemp(dir=plant.dir))
+    config, token = bench_config(work, plant, workers)
     server = Server(work, config).wait_ready()
     try:
         assert server.client.put("/v1/artifacts", content=sop,

@@ -177,22 +177,14 @@ def _wait_answering(port: int, path: str, proc: subprocess.Popen) -> None:
 
 def _service_rows(n: int, work: Path) -> dict[str, float]:
     """/v1/noop and /v1/evaluate of a real `synapse serve` (one worker) under valgrind."""
-    from synapse.service.auth import hash_token, new_token
-    from tests.service_support import Plant, Server, write_config
+    from bench_service import bench_config
+
+    from tests.service_support import Plant, Server
 
     (work / "plant").mkdir()
     plant = Plant(work / "plant")
     sop, _ = plant.artifact("1.0.0")
-    token = new_token()
-    config = write_config(work / "bench.toml", {
-        "server": {"workers": 1, "noop_endpoint": True},
-        "ledger": {"path": plant.ledger_path},
-        "node": {"key": plant.node_key},
-        "store": {"path": work / "store"},
-        "decision_log": {"path": work / "decisions"},
-        "limits": {"rate": 1e9, "burst": 1_000_000_000},
-        "auth": {"open_evaluate": True},
-    }, tokens=[{"name": "bench-admin", "sha256": hash_token(token), "scopes": ["admin"]}])
+    config, token = bench_config(work, plant, workers=1)
     # tests.service_support.Server starts `sys.executable -m synapse serve ...`: here that executable is
     # a script that runs Python under valgrind.
     wrapper = work / "python-under-callgrind"
