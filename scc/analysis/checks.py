@@ -25,7 +25,7 @@ from axon.abi import FAULT_TEXT, Fault
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
 from scc.analysis.relaxed import REAL
-from scc.analysis.replay import Expectation, Observed, Reading, ReplayDisagreement, Replayer
+from scc.analysis.replay import Expectation, Observed, Reading, Replayer
 from scc.analysis.solve import DEFAULT_TIMEOUT, SOLVER, Answer, Problem, Question, Session, Status
 from scc.ast import Policy
 
@@ -122,17 +122,9 @@ class _Checker:
             return self.session.find(question, rounder=self.space.rounder)
         if self.observed is None:
             self.observed = [(s, self.replayer.observe(self.space.reading(s))) for s in self.session.samples]
-        for sample, seen in self.observed:
-            if known(seen):
-                if not z3.is_true(sample.eval(question(self.encoding))):
-                    decided = f"{seen.verdict} by {seen.rule or 'no rule'}" + (
-                        f" ({seen.reason})" if seen.reason else "")
-                    raise ReplayDisagreement(
-                        f"the {self.replayer.oracles[0].name} decided {decided} at "
-                        f"{self.space.reading(sample)}, which the analysis's encoding does not say "
-                        "(a bug in scc's analysis; please report it)")
-                return self.session.known(sample)
-        return self.session.find(question, rounder=self.space.rounder, samples=False)
+        found = ((sample, seen.describe()) for sample, seen in self.observed if known(seen))
+        return (self.session.known_among(question, found)
+                or self.session.find(question, rounder=self.space.rounder, samples=False))
 
     def unknown(self, pointer: str, question: str, answer: Answer, rule: str | None = None) -> None:
         self.out.findings.append(Finding(

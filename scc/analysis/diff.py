@@ -22,7 +22,7 @@ from axon.abi import Verdict
 from scc.analysis.encode import COARSE, DOUBLE, InputSpace, PolicyEncoding
 from scc.analysis.explore import samples
 from scc.analysis.relaxed import PLAIN, REAL
-from scc.analysis.replay import Expectation, Reading, ReplayDisagreement, Replayer
+from scc.analysis.replay import Expectation, Reading, Replayer
 from scc.analysis.solve import DEFAULT_TIMEOUT, RELAXED_TRIES, SOLVER, Answer, Problem, Session, Status
 from scc.ast import Policy
 
@@ -118,15 +118,11 @@ def diff(old: Policy, new: Policy, old_replayer: Replayer, new_replayer: Replaye
     def ask(question, fits, solve: bool = True) -> Answer:
         """The first sample whose observed decisions `fits` (the encodings must agree), else (`solve`)
         the solver; with neither, UNKNOWN."""
-        for sample, before, after in observed:
-            if fits(before, after):
-                if not z3.is_true(sample.eval(question(exact.context))):
-                    raise ReplayDisagreement(
-                        f"the modules decided {before.verdict} by {before.rule or 'no rule'} (old) and "
-                        f"{after.verdict} by {after.rule or 'no rule'} (new) at "
-                        f"{exact.space.reading(sample)}, which the analysis's encodings do not say "
-                        "(a bug in scc's analysis; please report it)")
-                return session.known(sample)
+        answer = session.known_among(question, (
+            (sample, f"{before.describe()} (old) and {after.describe()} (new)")
+            for sample, before, after in observed if fits(before, after)))
+        if answer is not None:
+            return answer
         if not solve:
             return Answer(Status.UNKNOWN, why="no sample reading shows another")
         return session.find(question, rounder=exact.space.rounder, samples=False)

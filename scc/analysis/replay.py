@@ -31,6 +31,9 @@ class Observed:
     faulted: bool
     reason: str | None
 
+    def describe(self) -> str:
+        return f"{self.verdict} by {self.rule or 'no rule'}" + (f" ({self.reason})" if self.reason else "")
+
 
 class Oracle(Protocol):
     name: str

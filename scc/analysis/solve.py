@@ -9,13 +9,14 @@ from __future__ import annotations
 import enum
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import z3
 
 from scc.analysis.encode import double, model_double, round_numbers
+from scc.analysis.replay import ReplayDisagreement
 
 SOLVER = f"z3 {z3.get_version_string()}"
 DEFAULT_TIMEOUT = 10.0  # seconds per question
@@ -183,10 +184,19 @@ class Session:
             self._bases[id(problem)] = (size, term, problem)
         return term
 
-    def known(self, example: Any) -> Answer:
-        """A question the caller answered with one of the samples (counted as asked)."""
-        self.questions += 1
-        return Answer(Status.FOUND, example)
+    def known_among(self, question: Question, found: Iterable[tuple[Any, str]]) -> Answer | None:
+        """The first of `found` as the answer: samples the caller chose by what the compiled module
+        decided for them (each with that decision in words), so the encoding need not be evaluated at
+        every sample. The exact encoding must agree with the one chosen, or the analysis has a bug.
+        None: no sample fits."""
+        for sample, decided in found:
+            if not z3.is_true(sample.eval(question(self.exact.context))):
+                raise ReplayDisagreement(
+                    f"the compiled module decided {decided} at {self.exact.space.reading(sample)}, which "
+                    "the analysis's encoding does not say (a bug in scc's analysis; please report it)")
+            self.questions += 1
+            return Answer(Status.FOUND, sample)
+        return None
 
     def _try(self, problem: Problem, question: Question, goal: z3.BoolRef, limit: float,
              solver: z3.Solver | None) -> tuple[Status, Any]:
